@@ -1,0 +1,314 @@
+//! Durability for nigrani: everything received and the roster it is read against.
+//!
+//! This crate owns the [`Store`] trait and its two backends — embedded SQLite (the default, a file
+//! in the data folder) and PostgreSQL (production, with a connection pool) — their numbered SQL
+//! migrations, and the change feed ([`Store::events_after`]) that readers follow by sequence
+//! number. It stores and returns domain types; it must not validate wire formats (that is
+//! `nigrani-ingest`) nor know about HTTP.
+//!
+//! Modules:
+//! - [`migrations`]: the numbered SQL files of each backend and what has been applied.
+//! - [`sqlite`]: the embedded backend.
+//! - [`postgres`]: the PostgreSQL backend.
+//!
+//! Events are append-only and keyed by `(source, event_id)`: writing an event a second time with
+//! the same content is a duplicate and changes nothing; with other content it is a conflict,
+//! recorded as a rejection, and the stored event is kept. A batch is written in one transaction,
+//! so when [`Store::write_batch`] returns, every outcome it reports is durable.
+
+pub mod migrations;
+pub mod postgres;
+pub mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use nigrani_domain::{Cohort, Discipline, Institution, Learner, LearningEvent, Rejection, TrackPlan};
+use serde::Serialize;
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What went wrong in the store, sorted by what a caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is not accepting work right now; retrying later may help.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The data broke a rule of the schema (e.g. a learner naming an unknown cohort).
+    #[error("the data was refused by the database: {0}")]
+    Invalid(String),
+    /// Applying migrations failed.
+    #[error("migration {version} ({name}) failed: {reason}")]
+    Migration {
+        version: u32,
+        name: &'static str,
+        reason: String,
+    },
+    /// Anything else: a bug or a corrupted database.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Folder of the embedded SQLite database, used when `database_url` is not set.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL (`postgres://user:password@host:port/db`); when set, PostgreSQL is used.
+    pub database_url: Option<String>,
+    /// Most connections the PostgreSQL pool opens.
+    pub pool_size: usize,
+    /// How long to wait for a connection (to open one, or for one from the pool).
+    pub connect_timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What writing one event came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EventWrite {
+    /// Stored now, at `seq`. `matched` tells whether the roster knows the learner; an unmatched
+    /// event is kept and attributed as soon as the roster learns that learner.
+    Accepted { seq: i64, matched: bool },
+    /// Stored before with the same content, at `seq`; nothing changed.
+    Duplicate { seq: i64 },
+    /// Stored before at `seq` with other content; the stored event was kept and this one was
+    /// recorded as a rejection with reason `conflict`.
+    Conflict { seq: i64 },
+}
+
+/// An event as stored, with what the store added.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// Position in the change feed; grows with commit order.
+    pub seq: i64,
+    /// When nigrani committed it.
+    pub received_at: DateTime<Utc>,
+    /// The roster learner the event is attributed to, if the roster knows its learner reference.
+    pub learner_id: Option<String>,
+    /// The event.
+    pub event: LearningEvent,
+}
+
+/// A rejection as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRejection {
+    /// Increasing id, for paging.
+    pub id: i64,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// What was refused and why.
+    #[serde(flatten)]
+    pub rejection: Rejection,
+}
+
+/// The effect of a roster upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RosterChange {
+    /// Learners inserted or updated.
+    pub learners: u64,
+    /// Events that were unmatched before and now belong to a learner on the roster.
+    pub attributed_events: u64,
+}
+
+/// Counts that show what the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Events stored.
+    pub events: u64,
+    /// Events whose learner the roster does not know yet.
+    pub unmatched_events: u64,
+    /// Learners on the roster.
+    pub learners: u64,
+    /// Rejections kept.
+    pub rejections: u64,
+    /// The highest `seq` committed, 0 when there are no events.
+    pub last_seq: i64,
+}
+
+/// A page of a list ordered by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<K> {
+    /// Return rows whose key is greater than this one.
+    pub after: Option<K>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// Durable storage of the roster, events and rejections. Both backends pass the same test suite
+/// (`tests/store_suite.rs`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts or replaces institutions by `hec_id`; returns how many rows were written.
+    async fn upsert_institutions(&self, rows: &[Institution]) -> Result<u64, StoreError>;
+    /// All institutions, by `hec_id`.
+    async fn institutions(&self) -> Result<Vec<Institution>, StoreError>;
+
+    /// Inserts or replaces disciplines by `code`.
+    async fn upsert_disciplines(&self, rows: &[Discipline]) -> Result<u64, StoreError>;
+    /// All disciplines, by `code`.
+    async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError>;
+
+    /// Inserts or replaces track plans by `track`.
+    async fn upsert_track_plans(&self, rows: &[TrackPlan]) -> Result<u64, StoreError>;
+    /// All track plans.
+    async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError>;
+
+    /// Inserts or replaces cohorts by `cohort_id`.
+    async fn upsert_cohorts(&self, rows: &[Cohort]) -> Result<u64, StoreError>;
+    /// All cohorts, by `cohort_id`.
+    async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError>;
+
+    /// Inserts or replaces learners by `learner_id`, replacing their identities. Institutions,
+    /// disciplines and cohorts they name must exist.
+    async fn upsert_learners(&self, rows: &[Learner]) -> Result<RosterChange, StoreError>;
+    /// Learners ordered by `learner_id`, a page at a time.
+    async fn learners(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError>;
+
+    /// Writes a batch in one transaction: the events (idempotently, by `(source, event_id)`) and
+    /// the rejections. Returns one outcome per event, in order. Events must have distinct keys
+    /// within a batch.
+    async fn write_batch(
+        &self,
+        events: &[LearningEvent],
+        rejections: &[Rejection],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<EventWrite>, StoreError>;
+
+    /// The change feed: events with `seq` greater than `after_seq`, in `seq` order.
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Rejections, newest last, a page at a time.
+    async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError>;
+
+    /// Counts of what the store holds.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+/// Opens the store the configuration names — PostgreSQL when a URL is set, otherwise SQLite in
+/// the data folder — and applies pending migrations, returning those applied now.
+pub async fn open(
+    config: &StoreConfig,
+) -> Result<(Arc<dyn Store>, Vec<migrations::Migration>), StoreError> {
+    match &config.database_url {
+        Some(url) => {
+            let store = postgres::PostgresStore::connect(url, config).await?;
+            let applied = store.migrate().await?;
+            Ok((Arc::new(store), applied))
+        }
+        None => {
+            let store = sqlite::SqliteStore::open(&config.data_dir).await?;
+            let applied = store.migrate().await?;
+            Ok((Arc::new(store), applied))
+        }
+    }
+}
+
+/// The columns of a stored event, as both backends read them back.
+pub(crate) struct EventColumns {
+    pub(crate) source: String,
+    pub(crate) event_id: String,
+    pub(crate) learner_ref: String,
+    pub(crate) course_id: String,
+    pub(crate) kind: String,
+    pub(crate) progress: Option<f64>,
+    pub(crate) score: Option<f64>,
+    pub(crate) duration_seconds: Option<i64>,
+    pub(crate) occurred_at: i64,
+    pub(crate) content_hash: String,
+    pub(crate) raw: String,
+}
+
+impl EventColumns {
+    pub(crate) fn into_event(self, occurred_at: DateTime<Utc>) -> Result<LearningEvent, String> {
+        Ok(LearningEvent {
+            learner: nigrani_domain::LearnerRef::parse(&self.learner_ref)
+                .map_err(|e| e.to_string())?,
+            kind: self.kind.parse().map_err(|e: nigrani_domain::UnknownName| e.to_string())?,
+            source: self.source,
+            event_id: self.event_id,
+            course_id: self.course_id,
+            progress: self.progress,
+            score: self.score,
+            duration_seconds: self.duration_seconds,
+            occurred_at,
+            content_hash: self.content_hash,
+            raw: self.raw,
+        })
+    }
+}
+
+/// Decides each event's outcome once the batch's insert ran: inserted now (matched or not),
+/// stored before with the same content (duplicate) or with other content (conflict, which is
+/// added to `rejections` so it is kept). Shared by both backends so they cannot disagree.
+pub(crate) fn classify(
+    events: &[LearningEvent],
+    inserted: &std::collections::HashMap<(String, String), i64>,
+    existing: &std::collections::HashMap<(String, String), (i64, String)>,
+    known_refs: &std::collections::HashSet<String>,
+    rejections: &mut Vec<Rejection>,
+) -> Result<Vec<EventWrite>, String> {
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let key = (event.source.clone(), event.event_id.clone());
+        if let Some(&seq) = inserted.get(&key) {
+            outcomes.push(EventWrite::Accepted {
+                seq,
+                matched: known_refs.contains(event.learner.as_str()),
+            });
+            continue;
+        }
+        let (seq, stored_hash) = existing.get(&key).ok_or_else(|| {
+            format!(
+                "event {}/{} was neither inserted nor found",
+                event.source, event.event_id
+            )
+        })?;
+        if *stored_hash == event.content_hash {
+            outcomes.push(EventWrite::Duplicate { seq: *seq });
+        } else {
+            outcomes.push(EventWrite::Conflict { seq: *seq });
+            rejections.push(Rejection {
+                reason: nigrani_domain::RejectReason::Conflict,
+                message: format!(
+                    "event `{}` from source `{}` was stored before (seq {seq}) with other \
+                     content; the stored event was kept",
+                    event.event_id, event.source
+                ),
+                source: Some(event.source.clone()),
+                event_id: Some(event.event_id.clone()),
+                raw: event.raw.clone(),
+            });
+        }
+    }
+    Ok(outcomes)
+}

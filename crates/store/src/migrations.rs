@@ -1,0 +1,52 @@
+//! Numbered SQL migrations, one list per backend. A migration is applied once, in its own
+//! transaction, and recorded in `schema_migrations`; files are never edited after release — a
+//! change is a new file.
+
+/// One numbered migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its number; migrations apply in increasing order.
+    pub version: u32,
+    /// A short name, from the file name.
+    pub name: &'static str,
+    /// The SQL to run.
+    pub sql: &'static str,
+}
+
+/// The PostgreSQL migrations.
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+/// The SQLite migrations.
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/sqlite/0001_init.sql"),
+}];
+
+/// The table that records applied migrations (same shape on both backends).
+pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase_and_backends_agree() {
+        for list in [POSTGRES, SQLITE] {
+            for pair in list.windows(2) {
+                assert!(pair[0].version < pair[1].version);
+            }
+        }
+        let pg: Vec<_> = POSTGRES.iter().map(|m| (m.version, m.name)).collect();
+        let lite: Vec<_> = SQLITE.iter().map(|m| (m.version, m.name)).collect();
+        assert_eq!(pg, lite, "each migration exists for both backends");
+    }
+}

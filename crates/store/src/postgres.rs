@@ -1,0 +1,687 @@
+//! The PostgreSQL backend: tokio-postgres behind a deadpool pool with explicit size and timeouts.
+//!
+//! Bulk writes pass each column as an array and expand them with `unnest`, so a batch of any
+//! size is one statement. Event inserts take a transaction-scoped advisory lock first: sequence
+//! numbers are handed out in the order transactions start, and holding the lock until commit
+//! makes them visible in that same order, so a reader following `seq` never skips an event that
+//! commits late.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use nigrani_domain::{
+    Cohort, Discipline, Institution, Learner, LearnerRef, LearningEvent, Rejection, TrackPlan,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+use crate::migrations::{self, Migration};
+use crate::{
+    Backend, EventColumns, EventWrite, Page, RosterChange, Store, StoreConfig, StoreError,
+    StoreStats, StoredEvent, StoredRejection, classify,
+};
+
+/// Key of the advisory lock that orders event inserts (any constant unique to nigrani).
+const EVENTS_LOCK: i64 = 0x6e69_6772_616e_6901;
+/// Key of the advisory lock held while migrating, so replicas starting together take turns.
+const MIGRATION_LOCK: i64 = 0x6e69_6772_616e_6902;
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Builds the pool and checks that one connection can be made. Does not migrate.
+    pub async fn connect(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+        let mut pg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("database URL is not valid: {e}")))?;
+        pg.connect_timeout(config.connect_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("nigrani");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot build the pool: {e}")))?;
+        let store = Self { pool };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations; returns those applied now.
+    pub async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
+        let mut client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_error)?;
+        let result = apply_migrations(&mut client).await;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_error)?;
+        result
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => map_error(e),
+            other => StoreError::Unavailable(format!("no database connection: {other}")),
+        })
+    }
+}
+
+async fn apply_migrations(client: &mut Object) -> Result<Vec<Migration>, StoreError> {
+    client
+        .batch_execute(migrations::CREATE_TABLE)
+        .await
+        .map_err(map_error)?;
+    let mut applied = Vec::new();
+    for migration in migrations::POSTGRES {
+        let version = i32::try_from(migration.version).unwrap_or(i32::MAX);
+        let done = client
+            .query_opt(
+                "SELECT version FROM schema_migrations WHERE version = $1",
+                &[&version],
+            )
+            .await
+            .map_err(map_error)?;
+        if done.is_some() {
+            continue;
+        }
+        let failed = |e: tokio_postgres::Error| StoreError::Migration {
+            version: migration.version,
+            name: migration.name,
+            reason: e.to_string(),
+        };
+        let tx = client.transaction().await.map_err(map_error)?;
+        tx.batch_execute(migration.sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[&version, &migration.name, &Utc::now().to_rfc3339()],
+        )
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        applied.push(*migration);
+    }
+    Ok(applied)
+}
+
+/// Sorts PostgreSQL errors by what the caller can do: connection trouble is `Unavailable`,
+/// integrity violations are `Invalid`, anything else is `Internal`.
+fn map_error(e: tokio_postgres::Error) -> StoreError {
+    let Some(code) = e.code() else {
+        // No SQLSTATE: the connection failed or closed.
+        return StoreError::Unavailable(e.to_string());
+    };
+    let class = &code.code()[..2];
+    if class == "23" {
+        return StoreError::Invalid(
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+        );
+    }
+    let unavailable = class == "08"
+        || class == "53"
+        || class == "57"
+        || *code == SqlState::INVALID_CATALOG_NAME
+        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED;
+    if unavailable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+fn sql_int(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+fn decode<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError> {
+    result.map_err(|e| StoreError::Internal(format!("stored value cannot be read back: {e}")))
+}
+
+fn learner_from_row(row: &Row) -> Result<Learner, StoreError> {
+    let track: String = row.get(3);
+    let role: String = row.get(5);
+    let gender: Option<String> = row.get(6);
+    let refs: Vec<String> = row.get(7);
+    Ok(Learner {
+        learner_id: row.get(0),
+        identities: decode(refs.iter().map(|r| LearnerRef::parse(r)).collect())?,
+        institution: row.get(1),
+        discipline: row.get(2),
+        track: decode(track.parse())?,
+        cohort: row.get(4),
+        role: decode(role.parse())?,
+        gender: gender.map(|g| decode(g.parse())).transpose()?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.execute("SELECT 1", &[]).await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn upsert_institutions(&self, rows: &[Institution]) -> Result<u64, StoreError> {
+        let hec_id: Vec<&str> = rows.iter().map(|r| r.hec_id.as_str()).collect();
+        let name: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        let name_ur: Vec<&str> = rows.iter().map(|r| r.name_ur.as_str()).collect();
+        let province: Vec<&str> = rows.iter().map(|r| r.province.as_str()).collect();
+        let city: Vec<&str> = rows.iter().map(|r| r.city.as_str()).collect();
+        let sector: Vec<&str> = rows.iter().map(|r| r.sector.as_str()).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO institutions (hec_id, name, name_ur, province, city, sector)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                      $5::text[], $6::text[])
+                 ON CONFLICT (hec_id) DO UPDATE SET name = excluded.name,
+                     name_ur = excluded.name_ur, province = excluded.province,
+                     city = excluded.city, sector = excluded.sector",
+                &[&hec_id, &name, &name_ur, &province, &city, &sector],
+            )
+            .await
+            .map_err(map_error)
+    }
+
+    async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT hec_id, name, name_ur, province, city, sector
+                 FROM institutions ORDER BY hec_id",
+                &[],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let province: String = row.get(3);
+                let sector: String = row.get(5);
+                Ok(Institution {
+                    hec_id: row.get(0),
+                    name: row.get(1),
+                    name_ur: row.get(2),
+                    province: decode(province.parse())?,
+                    city: row.get(4),
+                    sector: decode(sector.parse())?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_disciplines(&self, rows: &[Discipline]) -> Result<u64, StoreError> {
+        let code: Vec<&str> = rows.iter().map(|r| r.code.as_str()).collect();
+        let name: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        let name_ur: Vec<&str> = rows.iter().map(|r| r.name_ur.as_str()).collect();
+        let stem: Vec<bool> = rows.iter().map(|r| r.stem).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO disciplines (code, name, name_ur, stem)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[])
+                 ON CONFLICT (code) DO UPDATE SET name = excluded.name,
+                     name_ur = excluded.name_ur, stem = excluded.stem",
+                &[&code, &name, &name_ur, &stem],
+            )
+            .await
+            .map_err(map_error)
+    }
+
+    async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT code, name, name_ur, stem FROM disciplines ORDER BY code",
+                &[],
+            )
+            .await
+            .map_err(map_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| Discipline {
+                code: row.get(0),
+                name: row.get(1),
+                name_ur: row.get(2),
+                stem: row.get(3),
+            })
+            .collect())
+    }
+
+    async fn upsert_track_plans(&self, rows: &[TrackPlan]) -> Result<u64, StoreError> {
+        let track: Vec<&str> = rows.iter().map(|r| r.track.as_str()).collect();
+        // Arrays of arrays do not survive `unnest`, so each course list travels as JSON text.
+        let courses: Vec<String> = rows
+            .iter()
+            .map(|r| serde_json::Value::from(r.required_courses.clone()).to_string())
+            .collect();
+        let target: Vec<i32> = rows.iter().map(|r| sql_int(r.target)).collect();
+        let stretch: Vec<Option<i32>> = rows
+            .iter()
+            .map(|r| r.stretch_target.map(sql_int))
+            .collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO track_plans (track, required_courses, target, stretch_target)
+                 SELECT t.track, ARRAY(SELECT jsonb_array_elements_text(t.courses::jsonb)),
+                        t.target, t.stretch
+                 FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[])
+                      AS t(track, courses, target, stretch)
+                 ON CONFLICT (track) DO UPDATE SET required_courses = excluded.required_courses,
+                     target = excluded.target, stretch_target = excluded.stretch_target",
+                &[&track, &courses, &target, &stretch],
+            )
+            .await
+            .map_err(map_error)
+    }
+
+    async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT track, required_courses, target, stretch_target
+                 FROM track_plans ORDER BY track DESC",
+                &[],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let track: String = row.get(0);
+                let target: i32 = row.get(2);
+                let stretch: Option<i32> = row.get(3);
+                Ok(TrackPlan {
+                    track: decode(track.parse())?,
+                    required_courses: row.get(1),
+                    target: decode(u32::try_from(target))?,
+                    stretch_target: stretch.map(|s| decode(u32::try_from(s))).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_cohorts(&self, rows: &[Cohort]) -> Result<u64, StoreError> {
+        let id: Vec<&str> = rows.iter().map(|r| r.cohort_id.as_str()).collect();
+        let name: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        let name_ur: Vec<&str> = rows.iter().map(|r| r.name_ur.as_str()).collect();
+        let track: Vec<&str> = rows.iter().map(|r| r.track.as_str()).collect();
+        let starts_on: Vec<chrono::NaiveDate> = rows.iter().map(|r| r.starts_on).collect();
+        let ends_on: Vec<chrono::NaiveDate> = rows.iter().map(|r| r.ends_on).collect();
+        let target: Vec<i32> = rows.iter().map(|r| sql_int(r.target)).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO cohorts (cohort_id, name, name_ur, track, starts_on, ends_on, target)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                      $5::date[], $6::date[], $7::int4[])
+                 ON CONFLICT (cohort_id) DO UPDATE SET name = excluded.name,
+                     name_ur = excluded.name_ur, track = excluded.track,
+                     starts_on = excluded.starts_on, ends_on = excluded.ends_on,
+                     target = excluded.target",
+                &[&id, &name, &name_ur, &track, &starts_on, &ends_on, &target],
+            )
+            .await
+            .map_err(map_error)
+    }
+
+    async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT cohort_id, name, name_ur, track, starts_on, ends_on, target
+                 FROM cohorts ORDER BY cohort_id",
+                &[],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let track: String = row.get(3);
+                let target: i32 = row.get(6);
+                Ok(Cohort {
+                    cohort_id: row.get(0),
+                    name: row.get(1),
+                    name_ur: row.get(2),
+                    track: decode(track.parse())?,
+                    starts_on: row.get(4),
+                    ends_on: row.get(5),
+                    target: decode(u32::try_from(target))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_learners(&self, rows: &[Learner]) -> Result<RosterChange, StoreError> {
+        let id: Vec<&str> = rows.iter().map(|r| r.learner_id.as_str()).collect();
+        let institution: Vec<&str> = rows.iter().map(|r| r.institution.as_str()).collect();
+        let discipline: Vec<&str> = rows.iter().map(|r| r.discipline.as_str()).collect();
+        let track: Vec<&str> = rows.iter().map(|r| r.track.as_str()).collect();
+        let cohort: Vec<&str> = rows.iter().map(|r| r.cohort.as_str()).collect();
+        let role: Vec<&str> = rows.iter().map(|r| r.role.as_str()).collect();
+        let gender: Vec<Option<&str>> = rows.iter().map(|r| r.gender.map(|g| g.as_str())).collect();
+        let (refs, owners): (Vec<&str>, Vec<&str>) = rows
+            .iter()
+            .flat_map(|l| {
+                l.identities
+                    .iter()
+                    .map(|r| (r.as_str(), l.learner_id.as_str()))
+            })
+            .unzip();
+
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        // Identities the roster learns now: events already stored under them become attributed
+        // by this very upsert.
+        let new_refs: Vec<String> = tx
+            .query(
+                "SELECT r FROM unnest($1::text[]) AS r
+                 WHERE NOT EXISTS (SELECT 1 FROM learner_identities i WHERE i.learner_ref = r)",
+                &[&refs],
+            )
+            .await
+            .map_err(map_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        tx.execute(
+            "INSERT INTO learners (learner_id, institution, discipline, track, cohort, role, gender)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::text[])
+             ON CONFLICT (learner_id) DO UPDATE SET institution = excluded.institution,
+                 discipline = excluded.discipline, track = excluded.track,
+                 cohort = excluded.cohort, role = excluded.role, gender = excluded.gender",
+            &[&id, &institution, &discipline, &track, &cohort, &role, &gender],
+        )
+        .await
+        .map_err(map_error)?;
+        tx.execute(
+            "DELETE FROM learner_identities WHERE learner_id = ANY($1)",
+            &[&id],
+        )
+        .await
+        .map_err(map_error)?;
+        tx.execute(
+            "INSERT INTO learner_identities (learner_ref, learner_id)
+             SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (learner_ref) DO UPDATE SET learner_id = excluded.learner_id",
+            &[&refs, &owners],
+        )
+        .await
+        .map_err(map_error)?;
+        let attributed: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM events WHERE learner_ref = ANY($1)",
+                &[&new_refs],
+            )
+            .await
+            .map_err(map_error)?
+            .get(0);
+        tx.commit().await.map_err(map_error)?;
+        Ok(RosterChange {
+            learners: rows.len() as u64,
+            attributed_events: attributed as u64,
+        })
+    }
+
+    async fn learners(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError> {
+        let client = self.client().await?;
+        let after = page.after.unwrap_or_default();
+        let limit = page.limit as i64;
+        let rows = client
+            .query(
+                "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
+                        l.gender,
+                        coalesce(array_agg(i.learner_ref ORDER BY i.learner_ref)
+                                 FILTER (WHERE i.learner_ref IS NOT NULL), '{}')
+                 FROM learners l LEFT JOIN learner_identities i USING (learner_id)
+                 WHERE l.learner_id > $1
+                 GROUP BY l.learner_id ORDER BY l.learner_id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(learner_from_row).collect()
+    }
+
+    async fn write_batch(
+        &self,
+        events: &[LearningEvent],
+        rejections: &[Rejection],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<EventWrite>, StoreError> {
+        let source: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+        let event_id: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let learner: Vec<&str> = events.iter().map(|e| e.learner.as_str()).collect();
+        let course: Vec<&str> = events.iter().map(|e| e.course_id.as_str()).collect();
+        let kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let progress: Vec<Option<f64>> = events.iter().map(|e| e.progress).collect();
+        let score: Vec<Option<f64>> = events.iter().map(|e| e.score).collect();
+        let duration: Vec<Option<i64>> = events.iter().map(|e| e.duration_seconds).collect();
+        let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
+        let hash: Vec<&str> = events.iter().map(|e| e.content_hash.as_str()).collect();
+        let raw: Vec<&str> = events.iter().map(|e| e.raw.as_str()).collect();
+
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENTS_LOCK])
+            .await
+            .map_err(map_error)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO events (source, event_id, learner_ref, course_id, kind, progress,
+                     score, duration_seconds, occurred_at, received_at, content_hash, raw)
+                 SELECT s, i, l, c, k, p, sc, d, o, $12, h, r
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::float8[], $7::float8[], $8::int8[], $9::timestamptz[],
+                             $10::text[], $11::text[]) AS t(s, i, l, c, k, p, sc, d, o, h, r)
+                 ON CONFLICT (source, event_id) DO NOTHING
+                 RETURNING seq, source, event_id",
+            )
+            .await
+            .map_err(map_error)?;
+        let inserted: HashMap<(String, String), i64> = tx
+            .query(
+                &insert,
+                &[
+                    &source,
+                    &event_id,
+                    &learner,
+                    &course,
+                    &kind,
+                    &progress,
+                    &score,
+                    &duration,
+                    &occurred,
+                    &hash,
+                    &raw,
+                    &received_at,
+                ],
+            )
+            .await
+            .map_err(map_error)?
+            .iter()
+            .map(|row| ((row.get(1), row.get(2)), row.get(0)))
+            .collect();
+
+        let mut existing: HashMap<(String, String), (i64, String)> = HashMap::new();
+        if inserted.len() < events.len() {
+            let (old_source, old_id): (Vec<&str>, Vec<&str>) = events
+                .iter()
+                .filter(|e| !inserted.contains_key(&(e.source.clone(), e.event_id.clone())))
+                .map(|e| (e.source.as_str(), e.event_id.as_str()))
+                .unzip();
+            let rows = tx
+                .query(
+                    "SELECT e.source, e.event_id, e.seq, e.content_hash
+                     FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
+                     JOIN events e USING (source, event_id)",
+                    &[&old_source, &old_id],
+                )
+                .await
+                .map_err(map_error)?;
+            for row in rows {
+                existing.insert((row.get(0), row.get(1)), (row.get(2), row.get(3)));
+            }
+        }
+        let known: HashSet<String> = tx
+            .query(
+                "SELECT learner_ref FROM learner_identities WHERE learner_ref = ANY($1)",
+                &[&learner],
+            )
+            .await
+            .map_err(map_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+
+        let mut rejections = rejections.to_vec();
+        let outcomes = classify(events, &inserted, &existing, &known, &mut rejections)
+            .map_err(StoreError::Internal)?;
+        if !rejections.is_empty() {
+            let source: Vec<Option<&str>> =
+                rejections.iter().map(|r| r.source.as_deref()).collect();
+            let event_id: Vec<Option<&str>> =
+                rejections.iter().map(|r| r.event_id.as_deref()).collect();
+            let reason: Vec<&str> = rejections.iter().map(|r| r.reason.code()).collect();
+            let message: Vec<&str> = rejections.iter().map(|r| r.message.as_str()).collect();
+            let raw: Vec<&str> = rejections.iter().map(|r| r.raw.as_str()).collect();
+            tx.execute(
+                "INSERT INTO rejections (received_at, source, event_id, reason, message, raw)
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],
+                                          $6::text[])",
+                &[&received_at, &source, &event_id, &reason, &message, &raw],
+            )
+            .await
+            .map_err(map_error)?;
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(outcomes)
+    }
+
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let limit = limit as i64;
+        let rows = client
+            .query(
+                "SELECT e.seq, e.received_at, i.learner_id, e.source, e.event_id, e.learner_ref,
+                        e.course_id, e.kind, e.progress, e.score, e.duration_seconds,
+                        e.occurred_at, e.content_hash, e.raw
+                 FROM events e LEFT JOIN learner_identities i USING (learner_ref)
+                 WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+                &[&after_seq, &limit],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let occurred_at: DateTime<Utc> = row.get(11);
+                let columns = EventColumns {
+                    source: row.get(3),
+                    event_id: row.get(4),
+                    learner_ref: row.get(5),
+                    course_id: row.get(6),
+                    kind: row.get(7),
+                    progress: row.get(8),
+                    score: row.get(9),
+                    duration_seconds: row.get(10),
+                    occurred_at: occurred_at.timestamp_micros(),
+                    content_hash: row.get(12),
+                    raw: row.get(13),
+                };
+                Ok(StoredEvent {
+                    seq: row.get(0),
+                    received_at: row.get(1),
+                    learner_id: row.get(2),
+                    event: decode(columns.into_event(occurred_at))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError> {
+        let client = self.client().await?;
+        let after = page.after.unwrap_or(0);
+        let limit = page.limit as i64;
+        let rows = client
+            .query(
+                "SELECT id, received_at, source, event_id, reason, message, raw
+                 FROM rejections WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let reason: String = row.get(4);
+                Ok(StoredRejection {
+                    id: row.get(0),
+                    received_at: row.get(1),
+                    rejection: Rejection {
+                        reason: decode(reason.parse())?,
+                        message: row.get(5),
+                        source: row.get(2),
+                        event_id: row.get(3),
+                        raw: row.get(6),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT
+                    (SELECT count(*) FROM events),
+                    (SELECT count(*) FROM events e WHERE NOT EXISTS
+                        (SELECT 1 FROM learner_identities i WHERE i.learner_ref = e.learner_ref)),
+                    (SELECT count(*) FROM learners),
+                    (SELECT count(*) FROM rejections),
+                    (SELECT coalesce(max(seq), 0) FROM events)",
+                &[],
+            )
+            .await
+            .map_err(map_error)?;
+        Ok(StoreStats {
+            events: row.get::<_, i64>(0) as u64,
+            unmatched_events: row.get::<_, i64>(1) as u64,
+            learners: row.get::<_, i64>(2) as u64,
+            rejections: row.get::<_, i64>(3) as u64,
+            last_seq: row.get(4),
+        })
+    }
+}

@@ -1,0 +1,754 @@
+//! The embedded backend: one SQLite file in the data folder, in WAL mode.
+//!
+//! SQLite allows one writer at a time, so writes go through one connection behind a mutex and
+//! reads through another (WAL lets them run beside the writer). Every call runs on tokio's
+//! blocking pool. `synchronous = FULL` makes a committed batch survive a power cut, which the
+//! rule "acknowledged only once durable" needs. Bulk writes pass the whole batch as one JSON
+//! array parameter and expand it with `json_each` — SQLite's counterpart of PostgreSQL's
+//! `unnest` — so a batch is one statement, not a statement per row.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use nigrani_domain::{
+    Cohort, Discipline, Institution, Learner, LearnerRef, LearningEvent, Rejection, TrackPlan,
+};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::migrations::{self, Migration};
+use crate::{
+    Backend, EventColumns, EventWrite, Page, RosterChange, Store, StoreError, StoreStats,
+    StoredEvent, StoredRejection, classify,
+};
+
+/// File name of the database inside the data folder.
+pub const FILE_NAME: &str = "nigrani.sqlite3";
+
+/// The embedded SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Connections>,
+}
+
+struct Connections {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`. Does not migrate.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let data_dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&data_dir).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create data folder {}: {e}",
+                    data_dir.display()
+                ))
+            })?;
+            let path = data_dir.join(FILE_NAME);
+            let writer = connect(&path)?;
+            let reader = connect(&path)?;
+            Ok(Self {
+                inner: Arc::new(Connections {
+                    writer: Mutex::new(writer),
+                    reader: Mutex::new(reader),
+                    path,
+                }),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Applies pending migrations; returns those applied now.
+    pub async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
+        self.write(|conn| {
+            conn.execute(migrations::CREATE_TABLE, [])?;
+            let mut applied = Vec::new();
+            for migration in migrations::SQLITE {
+                let done: Option<i64> = conn
+                    .query_row(
+                        "SELECT version FROM schema_migrations WHERE version = ?1",
+                        [migration.version],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if done.is_some() {
+                    continue;
+                }
+                let tx = conn.transaction()?;
+                tx.execute_batch(migration.sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    params![migration.version, migration.name, Utc::now().to_rfc3339()],
+                )?;
+                tx.commit()?;
+                applied.push(*migration);
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, WorkError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Internal("writer connection poisoned".into()))?;
+            work(&mut conn).map_err(WorkError::into_store_error)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, WorkError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .reader
+                .lock()
+                .map_err(|_| StoreError::Internal("reader connection poisoned".into()))?;
+            work(&conn).map_err(WorkError::into_store_error)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| {
+        StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+    })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(map_error)?;
+    Ok(conn)
+}
+
+/// Work on a connection failed in SQL, or while turning a row back into a domain value.
+enum WorkError {
+    Sql(rusqlite::Error),
+    Decode(String),
+}
+
+impl WorkError {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            WorkError::Sql(e) => map_error(e),
+            WorkError::Decode(message) => StoreError::Internal(message),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for WorkError {
+    fn from(e: rusqlite::Error) -> Self {
+        WorkError::Sql(e)
+    }
+}
+
+fn decode<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, WorkError> {
+    result.map_err(|e| WorkError::Decode(format!("stored value cannot be read back: {e}")))
+}
+
+fn map_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(e.to_string()),
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied,
+        ) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(value: i64) -> Result<DateTime<Utc>, WorkError> {
+    DateTime::from_timestamp_micros(value)
+        .ok_or_else(|| WorkError::Decode(format!("timestamp {value} out of range")))
+}
+
+fn collect<T>(rows: impl Iterator<Item = Result<T, WorkError>>) -> Result<Vec<T>, WorkError> {
+    rows.collect()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn upsert_institutions(&self, rows: &[Institution]) -> Result<u64, StoreError> {
+        let batch: Vec<Value> = rows
+            .iter()
+            .map(|i| {
+                json!([i.hec_id, i.name, i.name_ur, i.province.as_str(), i.city, i.sector.as_str()])
+            })
+            .collect();
+        let batch = Value::Array(batch).to_string();
+        self.write(move |conn| {
+            let written = conn.execute(
+                "INSERT INTO institutions (hec_id, name, name_ur, province, city, sector)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (hec_id) DO UPDATE SET name = excluded.name,
+                     name_ur = excluded.name_ur, province = excluded.province,
+                     city = excluded.city, sector = excluded.sector",
+                [batch],
+            )?;
+            Ok(written as u64)
+        })
+        .await
+    }
+
+    async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT hec_id, name, name_ur, province, city, sector
+                 FROM institutions ORDER BY hec_id",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let (hec_id, name, name_ur, province, city, sector) = row?;
+                Ok(Institution {
+                    hec_id,
+                    name,
+                    name_ur,
+                    province: decode(province.parse())?,
+                    city,
+                    sector: decode(sector.parse())?,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn upsert_disciplines(&self, rows: &[Discipline]) -> Result<u64, StoreError> {
+        let batch: Vec<Value> = rows
+            .iter()
+            .map(|d| json!([d.code, d.name, d.name_ur, i64::from(d.stem)]))
+            .collect();
+        let batch = Value::Array(batch).to_string();
+        self.write(move |conn| {
+            let written = conn.execute(
+                "INSERT INTO disciplines (code, name, name_ur, stem)
+                 SELECT value->>0, value->>1, value->>2, value->>3
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (code) DO UPDATE SET name = excluded.name,
+                     name_ur = excluded.name_ur, stem = excluded.stem",
+                [batch],
+            )?;
+            Ok(written as u64)
+        })
+        .await
+    }
+
+    async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT code, name, name_ur, stem FROM disciplines ORDER BY code")?;
+            let rows = stmt.query_map([], |row| {
+                Ok(Discipline {
+                    code: row.get(0)?,
+                    name: row.get(1)?,
+                    name_ur: row.get(2)?,
+                    stem: row.get::<_, i64>(3)? != 0,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn upsert_track_plans(&self, rows: &[TrackPlan]) -> Result<u64, StoreError> {
+        let batch: Vec<Value> = rows
+            .iter()
+            .map(|t| {
+                json!([
+                    t.track.as_str(),
+                    Value::from(t.required_courses.clone()).to_string(),
+                    t.target,
+                    t.stretch_target
+                ])
+            })
+            .collect();
+        let batch = Value::Array(batch).to_string();
+        self.write(move |conn| {
+            let written = conn.execute(
+                "INSERT INTO track_plans (track, required_courses, target, stretch_target)
+                 SELECT value->>0, value->>1, value->>2, value->>3
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (track) DO UPDATE SET required_courses = excluded.required_courses,
+                     target = excluded.target, stretch_target = excluded.stretch_target",
+                [batch],
+            )?;
+            Ok(written as u64)
+        })
+        .await
+    }
+
+    async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT track, required_courses, target, stretch_target
+                 FROM track_plans ORDER BY track DESC",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, u32>(2)?,
+                    row.get::<_, Option<u32>>(3)?,
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let (track, courses, target, stretch_target) = row?;
+                Ok(TrackPlan {
+                    track: decode(track.parse())?,
+                    required_courses: decode(serde_json::from_str(&courses))?,
+                    target,
+                    stretch_target,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn upsert_cohorts(&self, rows: &[Cohort]) -> Result<u64, StoreError> {
+        let batch: Vec<Value> = rows
+            .iter()
+            .map(|c| {
+                json!([
+                    c.cohort_id,
+                    c.name,
+                    c.name_ur,
+                    c.track.as_str(),
+                    c.starts_on.to_string(),
+                    c.ends_on.to_string(),
+                    c.target
+                ])
+            })
+            .collect();
+        let batch = Value::Array(batch).to_string();
+        self.write(move |conn| {
+            let written = conn.execute(
+                "INSERT INTO cohorts (cohort_id, name, name_ur, track, starts_on, ends_on, target)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (cohort_id) DO UPDATE SET name = excluded.name,
+                     name_ur = excluded.name_ur, track = excluded.track,
+                     starts_on = excluded.starts_on, ends_on = excluded.ends_on,
+                     target = excluded.target",
+                [batch],
+            )?;
+            Ok(written as u64)
+        })
+        .await
+    }
+
+    async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT cohort_id, name, name_ur, track, starts_on, ends_on, target
+                 FROM cohorts ORDER BY cohort_id",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, u32>(6)?,
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let (cohort_id, name, name_ur, track, starts_on, ends_on, target) = row?;
+                Ok(Cohort {
+                    cohort_id,
+                    name,
+                    name_ur,
+                    track: decode(track.parse())?,
+                    starts_on: decode(starts_on.parse::<NaiveDate>())?,
+                    ends_on: decode(ends_on.parse::<NaiveDate>())?,
+                    target,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn upsert_learners(&self, rows: &[Learner]) -> Result<RosterChange, StoreError> {
+        let learners: Vec<Value> = rows
+            .iter()
+            .map(|l| {
+                json!([
+                    l.learner_id,
+                    l.institution,
+                    l.discipline,
+                    l.track.as_str(),
+                    l.cohort,
+                    l.role.as_str(),
+                    l.gender.map(|g| g.as_str())
+                ])
+            })
+            .collect();
+        let ids: Vec<&str> = rows.iter().map(|l| l.learner_id.as_str()).collect();
+        let identities: Vec<Value> = rows
+            .iter()
+            .flat_map(|l| {
+                l.identities
+                    .iter()
+                    .map(|r| json!([r.as_str(), l.learner_id]))
+            })
+            .collect();
+        let refs: Vec<&str> = rows
+            .iter()
+            .flat_map(|l| l.identities.iter().map(LearnerRef::as_str))
+            .collect();
+        let learners = Value::Array(learners).to_string();
+        let ids = json!(ids).to_string();
+        let identities = Value::Array(identities).to_string();
+        let refs = json!(refs).to_string();
+        let count = rows.len() as u64;
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            // Identities the roster learns now: events already stored under them become
+            // attributed by this very upsert.
+            let new_refs: Vec<String> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT value FROM json_each(?1)
+                     WHERE value NOT IN (SELECT learner_ref FROM learner_identities)",
+                )?;
+                stmt.query_map([&refs], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            tx.execute(
+                "INSERT INTO learners (learner_id, institution, discipline, track, cohort, role, gender)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (learner_id) DO UPDATE SET institution = excluded.institution,
+                     discipline = excluded.discipline, track = excluded.track,
+                     cohort = excluded.cohort, role = excluded.role, gender = excluded.gender",
+                [&learners],
+            )?;
+            tx.execute(
+                "DELETE FROM learner_identities
+                 WHERE learner_id IN (SELECT value FROM json_each(?1))",
+                [&ids],
+            )?;
+            tx.execute(
+                "INSERT INTO learner_identities (learner_ref, learner_id)
+                 SELECT value->>0, value->>1 FROM json_each(?1) WHERE true
+                 ON CONFLICT (learner_ref) DO UPDATE SET learner_id = excluded.learner_id",
+                [&identities],
+            )?;
+            let attributed: i64 = tx.query_row(
+                "SELECT count(*) FROM events WHERE learner_ref IN (SELECT value FROM json_each(?1))",
+                [json!(new_refs).to_string()],
+                |row| row.get(0),
+            )?;
+            tx.commit()?;
+            Ok(RosterChange {
+                learners: count,
+                attributed_events: attributed as u64,
+            })
+        })
+        .await
+    }
+
+    async fn learners(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
+                        l.gender,
+                        (SELECT json_group_array(learner_ref) FROM
+                            (SELECT learner_ref FROM learner_identities i
+                             WHERE i.learner_id = l.learner_id ORDER BY learner_ref))
+                 FROM learners l WHERE l.learner_id > ?1 ORDER BY l.learner_id LIMIT ?2",
+            )?;
+            let after = page.after.unwrap_or_default();
+            let rows = stmt.query_map(params![after, page.limit as i64], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, Option<String>>(6)?,
+                    row.get::<_, String>(7)?,
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let (learner_id, institution, discipline, track, cohort, role, gender, refs) =
+                    row?;
+                Ok(Learner {
+                    learner_id,
+                    identities: decode(serde_json::from_str(&refs))?,
+                    institution,
+                    discipline,
+                    track: decode(track.parse())?,
+                    cohort,
+                    role: decode(role.parse())?,
+                    gender: gender.map(|g| decode(g.parse())).transpose()?,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn write_batch(
+        &self,
+        events: &[LearningEvent],
+        rejections: &[Rejection],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<EventWrite>, StoreError> {
+        let events = events.to_vec();
+        let mut rejections = rejections.to_vec();
+        let received = micros(received_at);
+        self.write(move |conn| {
+            let rows: Vec<Value> = events
+                .iter()
+                .map(|e| {
+                    json!([
+                        e.source,
+                        e.event_id,
+                        e.learner.as_str(),
+                        e.course_id,
+                        e.kind.as_str(),
+                        e.progress,
+                        e.score,
+                        e.duration_seconds,
+                        micros(e.occurred_at),
+                        e.content_hash,
+                        e.raw
+                    ])
+                })
+                .collect();
+            let refs = json!(events.iter().map(|e| e.learner.as_str()).collect::<Vec<_>>());
+
+            let tx = conn.transaction()?;
+            let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO events (source, event_id, learner_ref, course_id, kind, progress,
+                         score, duration_seconds, occurred_at, received_at, content_hash, raw)
+                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
+                         value->>6, value->>7, value->>8, ?2, value->>9, value->>10
+                     FROM json_each(?1) WHERE true
+                     ON CONFLICT (source, event_id) DO NOTHING
+                     RETURNING seq, source, event_id",
+                )?;
+                let mut out = stmt.query(params![Value::Array(rows).to_string(), received])?;
+                while let Some(row) = out.next()? {
+                    inserted.insert((row.get(1)?, row.get(2)?), row.get(0)?);
+                }
+            }
+            let already_stored: Vec<Value> = events
+                .iter()
+                .filter(|e| !inserted.contains_key(&(e.source.clone(), e.event_id.clone())))
+                .map(|e| json!([e.source, e.event_id]))
+                .collect();
+            let mut existing: HashMap<(String, String), (i64, String)> = HashMap::new();
+            if !already_stored.is_empty() {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT e.source, e.event_id, e.seq, e.content_hash
+                     FROM json_each(?1) j
+                     JOIN events e ON e.source = j.value->>0 AND e.event_id = j.value->>1",
+                )?;
+                let mut out = stmt.query([Value::Array(already_stored).to_string()])?;
+                while let Some(row) = out.next()? {
+                    existing.insert((row.get(0)?, row.get(1)?), (row.get(2)?, row.get(3)?));
+                }
+            }
+            let known: HashSet<String> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT learner_ref FROM learner_identities
+                     WHERE learner_ref IN (SELECT value FROM json_each(?1))",
+                )?;
+                stmt.query_map([refs.to_string()], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+
+            let outcomes = classify(&events, &inserted, &existing, &known, &mut rejections)
+                .map_err(WorkError::Decode)?;
+            if !rejections.is_empty() {
+                let rows: Vec<Value> = rejections.iter().map(rejection_row).collect();
+                tx.execute(
+                    "INSERT INTO rejections (received_at, source, event_id, reason, message, raw)
+                     SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4
+                     FROM json_each(?1)",
+                    params![Value::Array(rows).to_string(), received],
+                )?;
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.seq, e.received_at, i.learner_id, e.source, e.event_id, e.learner_ref,
+                        e.course_id, e.kind, e.progress, e.score, e.duration_seconds,
+                        e.occurred_at, e.content_hash, e.raw
+                 FROM events e LEFT JOIN learner_identities i ON i.learner_ref = e.learner_ref
+                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after_seq, limit as i64], |row| {
+                Ok((
+                    (
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                    ),
+                    EventColumns {
+                        source: row.get(3)?,
+                        event_id: row.get(4)?,
+                        learner_ref: row.get(5)?,
+                        course_id: row.get(6)?,
+                        kind: row.get(7)?,
+                        progress: row.get(8)?,
+                        score: row.get(9)?,
+                        duration_seconds: row.get(10)?,
+                        occurred_at: row.get(11)?,
+                        content_hash: row.get(12)?,
+                        raw: row.get(13)?,
+                    },
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let ((seq, received_at, learner_id), columns) = row?;
+                let occurred_at = from_micros(columns.occurred_at)?;
+                Ok(StoredEvent {
+                    seq,
+                    received_at: from_micros(received_at)?,
+                    learner_id,
+                    event: decode(columns.into_event(occurred_at))?,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, received_at, source, event_id, reason, message, raw
+                 FROM rejections WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(
+                params![page.after.unwrap_or(0), page.limit as i64],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, String>(6)?,
+                    ))
+                },
+            )?;
+            collect(rows.map(|row| {
+                let (id, received_at, source, event_id, reason, message, raw) = row?;
+                Ok(StoredRejection {
+                    id,
+                    received_at: from_micros(received_at)?,
+                    rejection: Rejection {
+                        reason: decode(reason.parse())?,
+                        message,
+                        source,
+                        event_id,
+                        raw,
+                    },
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.read(|conn| {
+            let stats = conn.query_row(
+                "SELECT
+                    (SELECT count(*) FROM events),
+                    (SELECT count(*) FROM events e WHERE NOT EXISTS
+                        (SELECT 1 FROM learner_identities i WHERE i.learner_ref = e.learner_ref)),
+                    (SELECT count(*) FROM learners),
+                    (SELECT count(*) FROM rejections),
+                    (SELECT coalesce(max(seq), 0) FROM events)",
+                [],
+                |row| {
+                    Ok(StoreStats {
+                        events: row.get::<_, i64>(0)? as u64,
+                        unmatched_events: row.get::<_, i64>(1)? as u64,
+                        learners: row.get::<_, i64>(2)? as u64,
+                        rejections: row.get::<_, i64>(3)? as u64,
+                        last_seq: row.get(4)?,
+                    })
+                },
+            )?;
+            Ok(stats)
+        })
+        .await
+    }
+}
+
+fn rejection_row(r: &Rejection) -> Value {
+    json!([r.source, r.event_id, r.reason.code(), r.message, r.raw])
+}
