@@ -10,6 +10,7 @@
 //! - [`migrations`]: the numbered SQL files of each backend and what has been applied.
 //! - [`sqlite`]: the embedded backend.
 //! - [`postgres`]: the PostgreSQL backend.
+//! - [`testing`]: throw-away PostgreSQL databases for the tests of this and other crates.
 //!
 //! Events are append-only and keyed by `(source, event_id)`: writing an event a second time with
 //! the same content is a duplicate and changes nothing; with other content it is a conflict,
@@ -19,6 +20,7 @@
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,325 @@
+//! One suite, both backends: every behaviour the `Store` trait promises, run against SQLite in a
+//! temporary folder and against a fresh PostgreSQL database.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use nigrani_domain::event::content_hash;
+use nigrani_domain::{
+    Cohort, Discipline, EventKind, Institution, Learner, LearnerRef, LearningEvent, Province,
+    RejectReason, Rejection, Role, Sector, Track, TrackPlan,
+};
+use nigrani_store::testing::TestDatabase;
+use nigrani_store::{EventWrite, Page, Store, StoreConfig, StoreError};
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..StoreConfig::default()
+    };
+    let (store, applied) = nigrani_store::open(&config).await.unwrap();
+    assert!(!applied.is_empty(), "a new database gets every migration");
+    (store, dir)
+}
+
+async fn postgres(label: &str) -> Option<(Arc<dyn Store>, TestDatabase)> {
+    let db = TestDatabase::create(label)?;
+    let config = StoreConfig {
+        database_url: Some(db.url().to_owned()),
+        ..StoreConfig::default()
+    };
+    let (store, applied) = nigrani_store::open(&config).await.unwrap();
+    assert!(!applied.is_empty(), "a new database gets every migration");
+    Some((store, db))
+}
+
+/// Declares one test per backend for a suite function.
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test] async fn $name() { let (store, _dir) = super::sqlite().await; super::$name(store).await; })+
+        }
+        mod on_postgres {
+            $(#[tokio::test] async fn $name() {
+                if let Some((store, _db)) = super::postgres(stringify!($name)).await { super::$name(store).await; }
+            })+
+        }
+    };
+}
+
+both_backends!(
+    reference_data_round_trips_and_upserts,
+    learners_must_name_known_institutions,
+    events_are_idempotent_and_conflicts_are_kept,
+    unmatched_events_are_attributed_when_the_roster_learns_the_learner,
+    change_feed_pages_in_sequence_order,
+    rejections_are_listed_in_order,
+);
+
+fn at(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, day, 9, 30, 0).unwrap()
+}
+
+fn institution(hec_id: &str) -> Institution {
+    Institution {
+        hec_id: hec_id.into(),
+        name: format!("University {hec_id}"),
+        name_ur: "جامعہ".into(),
+        province: Province::Sindh,
+        city: "Karachi".into(),
+        sector: Sector::Public,
+    }
+}
+
+async fn seed_reference(store: &dyn Store) {
+    store
+        .upsert_institutions(&[institution("PK-SD-001"), institution("PK-SD-002")])
+        .await
+        .unwrap();
+    store
+        .upsert_disciplines(&[Discipline {
+            code: "education".into(),
+            name: "Education".into(),
+            name_ur: "تعلیم".into(),
+            stem: false,
+        }])
+        .await
+        .unwrap();
+    store
+        .upsert_cohorts(&[Cohort {
+            cohort_id: "soft-1".into(),
+            name: "Soft 1".into(),
+            name_ur: "سافٹ ۱".into(),
+            track: Track::Soft,
+            starts_on: NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+            ends_on: NaiveDate::from_ymd_opt(2026, 5, 31).unwrap(),
+            target: 300,
+        }])
+        .await
+        .unwrap();
+}
+
+fn learner(id: &str, refs: &[&str]) -> Learner {
+    Learner {
+        learner_id: id.into(),
+        identities: refs.iter().map(|r| LearnerRef::parse(r).unwrap()).collect(),
+        institution: "PK-SD-001".into(),
+        discipline: "education".into(),
+        track: Track::Soft,
+        cohort: "soft-1".into(),
+        role: Role::Faculty,
+        gender: None,
+    }
+}
+
+fn event(id: &str, learner: &str, progress: f64) -> LearningEvent {
+    let raw = serde_json::json!({"source": "coursera", "event_id": id, "learner": learner, "progress": progress});
+    LearningEvent {
+        source: "coursera".into(),
+        event_id: id.into(),
+        learner: LearnerRef::parse(learner).unwrap(),
+        course_id: "ai-for-educators".into(),
+        kind: EventKind::Progressed,
+        progress: Some(progress),
+        score: None,
+        duration_seconds: Some(600),
+        occurred_at: at(2),
+        content_hash: content_hash(&raw),
+        raw: raw.to_string(),
+    }
+}
+
+async fn reference_data_round_trips_and_upserts(store: Arc<dyn Store>) {
+    seed_reference(store.as_ref()).await;
+    let plans = [
+        TrackPlan {
+            track: Track::Soft,
+            required_courses: vec!["a".into(), "b".into()],
+            target: 1000,
+            stretch_target: None,
+        },
+        TrackPlan {
+            track: Track::Hard,
+            required_courses: vec!["c".into()],
+            target: 250,
+            stretch_target: Some(500),
+        },
+    ];
+    store.upsert_track_plans(&plans).await.unwrap();
+    assert_eq!(store.track_plans().await.unwrap(), plans);
+
+    let mut renamed = institution("PK-SD-001");
+    renamed.name = "Renamed University".into();
+    renamed.sector = Sector::Private;
+    store.upsert_institutions(&[renamed.clone()]).await.unwrap();
+    let all = store.institutions().await.unwrap();
+    assert_eq!(all, vec![renamed, institution("PK-SD-002")]);
+    assert_eq!(store.disciplines().await.unwrap().len(), 1);
+    let cohorts = store.cohorts().await.unwrap();
+    assert_eq!(cohorts[0].ends_on, NaiveDate::from_ymd_opt(2026, 5, 31).unwrap());
+
+    let mut l = learner("L1", &["coursera:a1", "email:x@uni.edu.pk"]);
+    l.gender = Some(nigrani_domain::Gender::Female);
+    store.upsert_learners(&[l.clone()]).await.unwrap();
+    let page = store
+        .learners(Page { after: None, limit: 10 })
+        .await
+        .unwrap();
+    let mut expected = l.clone();
+    expected.identities.sort();
+    assert_eq!(page, vec![expected]);
+
+    // Replacing a learner's identities drops the old ones.
+    store
+        .upsert_learners(&[learner("L1", &["coursera:a2"])])
+        .await
+        .unwrap();
+    let page = store
+        .learners(Page { after: None, limit: 10 })
+        .await
+        .unwrap();
+    assert_eq!(page[0].identities, vec![LearnerRef::parse("coursera:a2").unwrap()]);
+    assert_eq!(store.stats().await.unwrap().learners, 1);
+}
+
+async fn learners_must_name_known_institutions(store: Arc<dyn Store>) {
+    seed_reference(store.as_ref()).await;
+    let mut l = learner("L1", &["coursera:a1"]);
+    l.institution = "PK-XX-999".into();
+    let err = store.upsert_learners(&[l]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(store.stats().await.unwrap().learners, 0, "nothing half-written");
+}
+
+async fn events_are_idempotent_and_conflicts_are_kept(store: Arc<dyn Store>) {
+    seed_reference(store.as_ref()).await;
+    store
+        .upsert_learners(&[learner("L1", &["coursera:a1"])])
+        .await
+        .unwrap();
+    let first = store
+        .write_batch(
+            &[event("e1", "coursera:a1", 0.2), event("e2", "coursera:zz", 0.3)],
+            &[],
+            at(3),
+        )
+        .await
+        .unwrap();
+    let (seq1, seq2) = match first.as_slice() {
+        [
+            EventWrite::Accepted { seq: a, matched: true },
+            EventWrite::Accepted { seq: b, matched: false },
+        ] => (*a, *b),
+        other => panic!("unexpected outcomes {other:?}"),
+    };
+    assert!(seq1 < seq2);
+
+    let again = store
+        .write_batch(
+            &[event("e1", "coursera:a1", 0.2), event("e2", "coursera:zz", 0.9), event("e3", "coursera:a1", 0.5)],
+            &[],
+            at(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again[0], EventWrite::Duplicate { seq: seq1 });
+    assert_eq!(again[1], EventWrite::Conflict { seq: seq2 });
+    assert!(matches!(again[2], EventWrite::Accepted { seq, matched: true } if seq > seq2));
+
+    let stored = store.events_after(0, 100).await.unwrap();
+    assert_eq!(stored.len(), 3);
+    let e2 = stored.iter().find(|s| s.event.event_id == "e2").unwrap();
+    assert_eq!(e2.event.progress, Some(0.3), "a conflict never overwrites");
+    assert_eq!(e2.event, event("e2", "coursera:zz", 0.3));
+    assert_eq!(e2.received_at, at(3));
+
+    let rejections = store.rejections(Page { after: None, limit: 10 }).await.unwrap();
+    assert_eq!(rejections.len(), 1);
+    assert_eq!(rejections[0].rejection.reason, RejectReason::Conflict);
+    assert_eq!(rejections[0].rejection.event_id.as_deref(), Some("e2"));
+    assert!(rejections[0].rejection.raw.contains("0.9"));
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.events, stats.unmatched_events, stats.rejections), (3, 1, 1));
+}
+
+async fn unmatched_events_are_attributed_when_the_roster_learns_the_learner(store: Arc<dyn Store>) {
+    seed_reference(store.as_ref()).await;
+    let outcomes = store
+        .write_batch(
+            &[event("e1", "coursera:late", 0.1), event("e2", "coursera:late", 0.2)],
+            &[],
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(|o| matches!(o, EventWrite::Accepted { matched: false, .. })));
+    assert!(store.events_after(0, 10).await.unwrap().iter().all(|e| e.learner_id.is_none()));
+
+    let change = store
+        .upsert_learners(&[learner("L9", &["coursera:late"])])
+        .await
+        .unwrap();
+    assert_eq!(change.attributed_events, 2);
+    let events = store.events_after(0, 10).await.unwrap();
+    assert!(events.iter().all(|e| e.learner_id.as_deref() == Some("L9")));
+    assert_eq!(store.stats().await.unwrap().unmatched_events, 0);
+
+    // Learning the same identity again attributes nothing new.
+    let change = store
+        .upsert_learners(&[learner("L9", &["coursera:late"])])
+        .await
+        .unwrap();
+    assert_eq!(change.attributed_events, 0);
+}
+
+async fn change_feed_pages_in_sequence_order(store: Arc<dyn Store>) {
+    seed_reference(store.as_ref()).await;
+    for batch in 0..5 {
+        let events: Vec<_> = (0..7)
+            .map(|i| event(&format!("b{batch}-{i}"), "coursera:a1", 0.5))
+            .collect();
+        store.write_batch(&events, &[], at(5)).await.unwrap();
+    }
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.events_after(after, 4).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            assert!(e.seq > after);
+            after = e.seq;
+            seen.push(e.event.event_id.clone());
+        }
+    }
+    assert_eq!(seen.len(), 35);
+    assert_eq!(seen[0], "b0-0");
+    assert_eq!(seen[34], "b4-6");
+    assert_eq!(store.stats().await.unwrap().last_seq, after);
+}
+
+async fn rejections_are_listed_in_order(store: Arc<dyn Store>) {
+    let rejections: Vec<Rejection> = (0..5)
+        .map(|i| Rejection {
+            reason: RejectReason::MalformedJson,
+            message: format!("line {i} is not JSON"),
+            source: None,
+            event_id: None,
+            raw: format!("{{oops {i}"),
+        })
+        .collect();
+    let outcomes = store.write_batch(&[], &rejections, at(6)).await.unwrap();
+    assert!(outcomes.is_empty());
+    let first = store.rejections(Page { after: None, limit: 3 }).await.unwrap();
+    assert_eq!(first.len(), 3);
+    let rest = store
+        .rejections(Page { after: Some(first[2].id), limit: 3 })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[1].rejection.raw, "{oops 4");
+    assert_eq!(rest[1].received_at, at(6));
+}
