@@ -1,1 +1,90 @@
-//! placeholder
+//! nigrani's HTTP API: routes, the error contract, health checks, event ingest and the roster.
+//!
+//! This crate owns HTTP only — status codes, content types, body limits, routing and the
+//! server's life cycle. Validation and storage happen in `nigrani-ingest` and `nigrani-store`;
+//! figures will come from `nigrani-analytics`. It must not reach into a database directly.
+//!
+//! Modules:
+//! - [`error`]: [`ApiError`], the one error contract, and the table of codes.
+//! - [`routes`]: the handlers under `/api/v1`, `/healthz` and `/readyz`.
+//!
+//! [`Application::build`] binds the listener (port 0 picks a free one, for tests) and reports the
+//! bound address; [`Application::run_until_stopped`] serves until SIGTERM or Ctrl-C, then stops
+//! accepting connections and lets requests in flight — batches being committed among them —
+//! finish before it returns.
+
+pub mod error;
+pub mod routes;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use nigrani_ingest::{Ingestor, Limits};
+use nigrani_store::Store;
+
+pub use error::ApiError;
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Limits on one ingest request.
+    pub limits: Limits,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long requests in flight may take to finish after a stop signal.
+    pub shutdown_timeout: Duration,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The batch pipeline.
+    pub ingestor: Ingestor,
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+}
+
+impl Application {
+    /// Binds the listener and builds the server.
+    pub fn build(config: &ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen)?;
+        let address = listener.local_addr()?;
+        let state = AppState {
+            ingestor: Ingestor::new(Arc::clone(&store), config.limits),
+            store,
+        };
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .configure(routes::configure)
+                .wrap(tracing_actix_web::TracingLogger::default())
+        })
+        .shutdown_timeout(config.shutdown_timeout.as_secs());
+        if config.workers > 0 {
+            server = server.workers(config.workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self { address, server })
+    }
+
+    /// The address the server is bound to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until a stop signal; requests in flight finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -185,11 +185,7 @@ impl std::str::FromStr for RejectReason {
             .ok_or_else(|| crate::UnknownName {
                 what: "rejection reason",
                 value: value.to_owned(),
-                expected: ALL
-                    .iter()
-                    .map(|r| r.code())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                expected: ALL.iter().map(|r| r.code()).collect::<Vec<_>>().join(", "),
             })
     }
 }

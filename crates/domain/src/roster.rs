@@ -246,7 +246,10 @@ mod tests {
             LearnerRef::parse("Coursera:x"),
             Err(LearnerRefError::BadPlatform(_))
         ));
-        assert_eq!(LearnerRef::parse("coursera: x"), Err(LearnerRefError::BadId));
+        assert_eq!(
+            LearnerRef::parse("coursera: x"),
+            Err(LearnerRefError::BadId)
+        );
         assert_eq!(
             LearnerRef::parse("email:abc"),
             Err(LearnerRefError::BadEmailHash)

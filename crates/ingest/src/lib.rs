@@ -10,9 +10,11 @@
 //! - [`native`]: the native event format; body splitting and per-event validation.
 //! - [`batch`]: [`Ingestor`], limits, per-event outcomes.
 //! - [`roster`]: reference data and learner files, parsing, checks, upserts, CSV export.
+//! - [`demo`]: a realistic, deterministic demo program (roster and events).
 //! - [`seed`]: the universities, disciplines and track plans shipped with nigrani.
 
 pub mod batch;
+pub mod demo;
 pub mod native;
 pub mod roster;
 pub mod seed;

@@ -61,13 +61,15 @@ pub fn split_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item>, BodyErro
             .split(|b| *b == b'\n')
             .enumerate()
             .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|(index, line)| match serde_json::from_slice::<Value>(line) {
-                Ok(value) => Item::Json(value),
-                Err(e) => Item::Malformed {
-                    raw: String::from_utf8_lossy(line).into_owned(),
-                    message: format!("line {} is not valid JSON: {e}", index + 1),
+            .map(
+                |(index, line)| match serde_json::from_slice::<Value>(line) {
+                    Ok(value) => Item::Json(value),
+                    Err(e) => Item::Malformed {
+                        raw: String::from_utf8_lossy(line).into_owned(),
+                        message: format!("line {} is not valid JSON: {e}", index + 1),
+                    },
                 },
-            })
+            )
             .collect()),
     }
 }
@@ -114,9 +116,11 @@ pub fn parse_event(value: Value, now: DateTime<Utc>) -> Result<LearningEvent, Re
     let event_id = required_text(fields, "event_id", 200).map_err(&invalid)?;
     let course_id = required_key(fields, "course_id").map_err(&invalid)?;
     let kind_name = required_text(fields, "kind", 64).map_err(&invalid)?;
-    let kind: EventKind = kind_name.parse().map_err(|e: nigrani_domain::UnknownName| {
-        reject(RejectReason::UnknownKind, e.to_string(), Some(fields))
-    })?;
+    let kind: EventKind = kind_name
+        .parse()
+        .map_err(|e: nigrani_domain::UnknownName| {
+            reject(RejectReason::UnknownKind, e.to_string(), Some(fields))
+        })?;
     let learner = parse_learner(fields.get("learner"))
         .map_err(|(reason, message)| reject(reason, message, Some(fields)))?;
     let progress = optional_number(fields, "progress").map_err(&invalid)?;
@@ -124,7 +128,9 @@ pub fn parse_event(value: Value, now: DateTime<Utc>) -> Result<LearningEvent, Re
     let duration_seconds = match fields.get("duration_seconds") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(|| {
-            invalid(format!("`duration_seconds` must be a whole number, got {n}"))
+            invalid(format!(
+                "`duration_seconds` must be a whole number, got {n}"
+            ))
         })?),
         Some(other) => {
             return Err(invalid(format!(
@@ -169,7 +175,10 @@ fn required_text(fields: &Map<String, Value>, name: &str, max: usize) -> Result<
         Some(Value::String(text)) if !text.is_empty() && text.len() <= max => Ok(text.clone()),
         Some(Value::String(_)) => Err(format!("`{name}` must be 1-{max} characters")),
         None | Some(Value::Null) => Err(format!("`{name}` is required")),
-        Some(other) => Err(format!("`{name}` must be a string, not {}", json_type(other))),
+        Some(other) => Err(format!(
+            "`{name}` must be a string, not {}",
+            json_type(other)
+        )),
     }
 }
 
@@ -191,7 +200,10 @@ fn optional_number(fields: &Map<String, Value>, name: &str) -> Result<Option<f64
             .as_f64()
             .map(Some)
             .ok_or_else(|| format!("`{name}` is not a finite number")),
-        Some(other) => Err(format!("`{name}` must be a number, not {}", json_type(other))),
+        Some(other) => Err(format!(
+            "`{name}` must be a number, not {}",
+            json_type(other)
+        )),
     }
 }
 
@@ -216,7 +228,9 @@ fn parse_learner(value: Option<&Value>) -> Result<LearnerRef, (RejectReason, Str
                 ))
             }
         }
-        None | Some(Value::Null) => Err((RejectReason::InvalidField, "`learner` is required".into())),
+        None | Some(Value::Null) => {
+            Err((RejectReason::InvalidField, "`learner` is required".into()))
+        }
         Some(other) => Err((
             RejectReason::InvalidField,
             format!(
@@ -278,7 +292,10 @@ mod tests {
     fn a_valid_event_is_normalised() {
         let event = parse_event(valid(), now()).unwrap();
         assert_eq!(event.kind, EventKind::Progressed);
-        assert_eq!(event.occurred_at, Utc.with_ymd_and_hms(2026, 3, 1, 5, 0, 0).unwrap());
+        assert_eq!(
+            event.occurred_at,
+            Utc.with_ymd_and_hms(2026, 3, 1, 5, 0, 0).unwrap()
+        );
         assert_eq!(event.learner.as_str(), "coursera:8f3a");
         assert_eq!(event.progress, Some(0.4));
     }
@@ -291,7 +308,10 @@ mod tests {
         ] {
             let mut value = valid();
             value["learner"] = learner;
-            assert_eq!(parse_event(value, now()).unwrap().learner.as_str(), "coursera:8f3a");
+            assert_eq!(
+                parse_event(value, now()).unwrap().learner.as_str(),
+                "coursera:8f3a"
+            );
         }
         let mut value = valid();
         value["learner"] = json!({"email": "A@Uni.edu.pk"});
@@ -302,18 +322,78 @@ mod tests {
     #[test]
     fn each_bad_field_has_its_reason() {
         let cases: Vec<(RejectReason, Box<dyn FnOnce(&mut Map<String, Value>)>)> = vec![
-            (RejectReason::UnknownKind, Box::new(|f| { f.insert("kind".into(), json!("graduated")); })),
-            (RejectReason::OutOfRange, Box::new(|f| { f.insert("progress".into(), json!(1.5)); })),
-            (RejectReason::OutOfRange, Box::new(|f| { f.insert("score".into(), json!(-0.1)); })),
-            (RejectReason::OutOfRange, Box::new(|f| { f.insert("duration_seconds".into(), json!(-5)); })),
-            (RejectReason::InvalidField, Box::new(|f| { f.insert("progress".into(), json!("half")); })),
-            (RejectReason::InvalidField, Box::new(|f| { f.remove("source"); })),
-            (RejectReason::InvalidField, Box::new(|f| { f.insert("course_id".into(), json!("has space")); })),
-            (RejectReason::TimestampWithoutZone, Box::new(|f| { f.insert("occurred_at".into(), json!("2026-03-01T10:00:00")); })),
-            (RejectReason::InvalidTimestamp, Box::new(|f| { f.insert("occurred_at".into(), json!("yesterday")); })),
-            (RejectReason::TimestampInFuture, Box::new(|f| { f.insert("occurred_at".into(), json!("2026-03-12T12:00:00Z")); })),
-            (RejectReason::InvalidLearner, Box::new(|f| { f.insert("learner".into(), json!("no-platform")); })),
-            (RejectReason::InvalidField, Box::new(|f| { f.remove("learner"); })),
+            (
+                RejectReason::UnknownKind,
+                Box::new(|f| {
+                    f.insert("kind".into(), json!("graduated"));
+                }),
+            ),
+            (
+                RejectReason::OutOfRange,
+                Box::new(|f| {
+                    f.insert("progress".into(), json!(1.5));
+                }),
+            ),
+            (
+                RejectReason::OutOfRange,
+                Box::new(|f| {
+                    f.insert("score".into(), json!(-0.1));
+                }),
+            ),
+            (
+                RejectReason::OutOfRange,
+                Box::new(|f| {
+                    f.insert("duration_seconds".into(), json!(-5));
+                }),
+            ),
+            (
+                RejectReason::InvalidField,
+                Box::new(|f| {
+                    f.insert("progress".into(), json!("half"));
+                }),
+            ),
+            (
+                RejectReason::InvalidField,
+                Box::new(|f| {
+                    f.remove("source");
+                }),
+            ),
+            (
+                RejectReason::InvalidField,
+                Box::new(|f| {
+                    f.insert("course_id".into(), json!("has space"));
+                }),
+            ),
+            (
+                RejectReason::TimestampWithoutZone,
+                Box::new(|f| {
+                    f.insert("occurred_at".into(), json!("2026-03-01T10:00:00"));
+                }),
+            ),
+            (
+                RejectReason::InvalidTimestamp,
+                Box::new(|f| {
+                    f.insert("occurred_at".into(), json!("yesterday"));
+                }),
+            ),
+            (
+                RejectReason::TimestampInFuture,
+                Box::new(|f| {
+                    f.insert("occurred_at".into(), json!("2026-03-12T12:00:00Z"));
+                }),
+            ),
+            (
+                RejectReason::InvalidLearner,
+                Box::new(|f| {
+                    f.insert("learner".into(), json!("no-platform"));
+                }),
+            ),
+            (
+                RejectReason::InvalidField,
+                Box::new(|f| {
+                    f.remove("learner");
+                }),
+            ),
         ];
         for (reason, change) in cases {
             let rejection = rejected(change);
@@ -344,16 +424,29 @@ mod tests {
         let body = b"{\"a\":1}\n\n{oops\n  \n[1]\n";
         let items = split_body(body, BodyFormat::Ndjson).unwrap();
         assert_eq!(items.len(), 3);
-        assert!(matches!(&items[1], Item::Malformed { message, .. } if message.starts_with("line 3")));
+        assert!(
+            matches!(&items[1], Item::Malformed { message, .. } if message.starts_with("line 3"))
+        );
         assert!(matches!(&items[2], Item::Json(Value::Array(_))));
         assert!(parse_event(json!([1]), now()).is_err());
     }
 
     #[test]
     fn json_bodies_must_be_arrays_or_objects() {
-        assert_eq!(split_body(b"[{}, {}]", BodyFormat::JsonArray).unwrap().len(), 2);
+        assert_eq!(
+            split_body(b"[{}, {}]", BodyFormat::JsonArray)
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(split_body(b"{}", BodyFormat::JsonArray).unwrap().len(), 1);
-        assert!(matches!(split_body(b"[{}", BodyFormat::JsonArray), Err(BodyError::MalformedJson(_))));
-        assert_eq!(split_body(b"42", BodyFormat::JsonArray), Err(BodyError::NotAnArray("a number")));
+        assert!(matches!(
+            split_body(b"[{}", BodyFormat::JsonArray),
+            Err(BodyError::MalformedJson(_))
+        ));
+        assert_eq!(
+            split_body(b"42", BodyFormat::JsonArray),
+            Err(BodyError::NotAnArray("a number"))
+        );
     }
 }

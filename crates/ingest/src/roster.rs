@@ -61,7 +61,14 @@ impl RosterKind {
                 &["stretch_target"],
             ),
             RosterKind::Cohorts => (
-                &["cohort_id", "name", "track", "starts_on", "ends_on", "target"],
+                &[
+                    "cohort_id",
+                    "name",
+                    "track",
+                    "starts_on",
+                    "ends_on",
+                    "target",
+                ],
                 &["name_ur"],
             ),
             RosterKind::Learners => (
@@ -315,9 +322,7 @@ fn parse_field<T: std::str::FromStr>(field: &Field<'_>, name: &str) -> Result<T,
 where
     T::Err: std::fmt::Display,
 {
-    field(name)
-        .parse()
-        .map_err(|e| format!("`{name}`: {e}"))
+    field(name).parse().map_err(|e| format!("`{name}`: {e}"))
 }
 
 fn number(field: &Field<'_>, name: &str) -> Result<u32, String> {

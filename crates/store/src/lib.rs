@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use nigrani_domain::{Cohort, Discipline, Institution, Learner, LearningEvent, Rejection, TrackPlan};
+use nigrani_domain::{
+    Cohort, Discipline, Institution, Learner, LearningEvent, Rejection, TrackPlan,
+};
 use serde::Serialize;
 
 /// Which backend a store runs on.
@@ -255,7 +257,10 @@ impl EventColumns {
         Ok(LearningEvent {
             learner: nigrani_domain::LearnerRef::parse(&self.learner_ref)
                 .map_err(|e| e.to_string())?,
-            kind: self.kind.parse().map_err(|e: nigrani_domain::UnknownName| e.to_string())?,
+            kind: self
+                .kind
+                .parse()
+                .map_err(|e: nigrani_domain::UnknownName| e.to_string())?,
             source: self.source,
             event_id: self.event_id,
             course_id: self.course_id,

@@ -284,10 +284,8 @@ impl Store for PostgresStore {
             .map(|r| serde_json::Value::from(r.required_courses.clone()).to_string())
             .collect();
         let target: Vec<i32> = rows.iter().map(|r| sql_int(r.target)).collect();
-        let stretch: Vec<Option<i32>> = rows
-            .iter()
-            .map(|r| r.stretch_target.map(sql_int))
-            .collect();
+        let stretch: Vec<Option<i32>> =
+            rows.iter().map(|r| r.stretch_target.map(sql_int)).collect();
         let client = self.client().await?;
         client
             .execute(

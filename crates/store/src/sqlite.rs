@@ -137,9 +137,8 @@ impl SqliteStore {
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|e| {
-        StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-    })?;
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -219,7 +218,14 @@ impl Store for SqliteStore {
         let batch: Vec<Value> = rows
             .iter()
             .map(|i| {
-                json!([i.hec_id, i.name, i.name_ur, i.province.as_str(), i.city, i.sector.as_str()])
+                json!([
+                    i.hec_id,
+                    i.name,
+                    i.name_ur,
+                    i.province.as_str(),
+                    i.city,
+                    i.sector.as_str()
+                ])
             })
             .collect();
         let batch = Value::Array(batch).to_string();
@@ -291,8 +297,9 @@ impl Store for SqliteStore {
 
     async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT code, name, name_ur, stem FROM disciplines ORDER BY code")?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT code, name, name_ur, stem FROM disciplines ORDER BY code",
+            )?;
             let rows = stmt.query_map([], |row| {
                 Ok(Discipline {
                     code: row.get(0)?,
@@ -528,8 +535,7 @@ impl Store for SqliteStore {
                 ))
             })?;
             collect(rows.map(|row| {
-                let (learner_id, institution, discipline, track, cohort, role, gender, refs) =
-                    row?;
+                let (learner_id, institution, discipline, track, cohort, role, gender, refs) = row?;
                 Ok(Learner {
                     learner_id,
                     identities: decode(serde_json::from_str(&refs))?,
@@ -573,7 +579,12 @@ impl Store for SqliteStore {
                     ])
                 })
                 .collect();
-            let refs = json!(events.iter().map(|e| e.learner.as_str()).collect::<Vec<_>>());
+            let refs = json!(
+                events
+                    .iter()
+                    .map(|e| e.learner.as_str())
+                    .collect::<Vec<_>>()
+            );
 
             let tx = conn.transaction()?;
             let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
@@ -690,9 +701,8 @@ impl Store for SqliteStore {
                 "SELECT id, received_at, source, event_id, reason, message, raw
                  FROM rejections WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(
-                params![page.after.unwrap_or(0), page.limit as i64],
-                |row| {
+            let rows =
+                stmt.query_map(params![page.after.unwrap_or(0), page.limit as i64], |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
                         row.get::<_, i64>(1)?,
@@ -702,8 +712,7 @@ impl Store for SqliteStore {
                         row.get::<_, String>(5)?,
                         row.get::<_, String>(6)?,
                     ))
-                },
-            )?;
+                })?;
             collect(rows.map(|row| {
                 let (id, received_at, source, event_id, reason, message, raw) = row?;
                 Ok(StoredRejection {

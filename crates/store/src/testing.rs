@@ -116,7 +116,10 @@ fn run_admin(url: &str, sql: &str) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let driver = tokio::spawn(connection);
-            client.batch_execute(&sql).await.map_err(|e| e.to_string())?;
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| e.to_string())?;
             drop(client);
             let _ = driver.await;
             Ok(())
@@ -140,6 +143,9 @@ mod tests {
             url_with_database("postgres://u@h/postgres?sslmode=disable", "x"),
             "postgres://u@h/x?sslmode=disable"
         );
-        assert_eq!(url_with_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+        assert_eq!(
+            url_with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
     }
 }

@@ -157,13 +157,19 @@ async fn reference_data_round_trips_and_upserts(store: Arc<dyn Store>) {
     assert_eq!(all, vec![renamed, institution("PK-SD-002")]);
     assert_eq!(store.disciplines().await.unwrap().len(), 1);
     let cohorts = store.cohorts().await.unwrap();
-    assert_eq!(cohorts[0].ends_on, NaiveDate::from_ymd_opt(2026, 5, 31).unwrap());
+    assert_eq!(
+        cohorts[0].ends_on,
+        NaiveDate::from_ymd_opt(2026, 5, 31).unwrap()
+    );
 
     let mut l = learner("L1", &["coursera:a1", "email:x@uni.edu.pk"]);
     l.gender = Some(nigrani_domain::Gender::Female);
     store.upsert_learners(&[l.clone()]).await.unwrap();
     let page = store
-        .learners(Page { after: None, limit: 10 })
+        .learners(Page {
+            after: None,
+            limit: 10,
+        })
         .await
         .unwrap();
     let mut expected = l.clone();
@@ -176,10 +182,16 @@ async fn reference_data_round_trips_and_upserts(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let page = store
-        .learners(Page { after: None, limit: 10 })
+        .learners(Page {
+            after: None,
+            limit: 10,
+        })
         .await
         .unwrap();
-    assert_eq!(page[0].identities, vec![LearnerRef::parse("coursera:a2").unwrap()]);
+    assert_eq!(
+        page[0].identities,
+        vec![LearnerRef::parse("coursera:a2").unwrap()]
+    );
     assert_eq!(store.stats().await.unwrap().learners, 1);
 }
 
@@ -189,7 +201,11 @@ async fn learners_must_name_known_institutions(store: Arc<dyn Store>) {
     l.institution = "PK-XX-999".into();
     let err = store.upsert_learners(&[l]).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
-    assert_eq!(store.stats().await.unwrap().learners, 0, "nothing half-written");
+    assert_eq!(
+        store.stats().await.unwrap().learners,
+        0,
+        "nothing half-written"
+    );
 }
 
 async fn events_are_idempotent_and_conflicts_are_kept(store: Arc<dyn Store>) {
@@ -200,7 +216,10 @@ async fn events_are_idempotent_and_conflicts_are_kept(store: Arc<dyn Store>) {
         .unwrap();
     let first = store
         .write_batch(
-            &[event("e1", "coursera:a1", 0.2), event("e2", "coursera:zz", 0.3)],
+            &[
+                event("e1", "coursera:a1", 0.2),
+                event("e2", "coursera:zz", 0.3),
+            ],
             &[],
             at(3),
         )
@@ -208,8 +227,14 @@ async fn events_are_idempotent_and_conflicts_are_kept(store: Arc<dyn Store>) {
         .unwrap();
     let (seq1, seq2) = match first.as_slice() {
         [
-            EventWrite::Accepted { seq: a, matched: true },
-            EventWrite::Accepted { seq: b, matched: false },
+            EventWrite::Accepted {
+                seq: a,
+                matched: true,
+            },
+            EventWrite::Accepted {
+                seq: b,
+                matched: false,
+            },
         ] => (*a, *b),
         other => panic!("unexpected outcomes {other:?}"),
     };
@@ -217,7 +242,11 @@ async fn events_are_idempotent_and_conflicts_are_kept(store: Arc<dyn Store>) {
 
     let again = store
         .write_batch(
-            &[event("e1", "coursera:a1", 0.2), event("e2", "coursera:zz", 0.9), event("e3", "coursera:a1", 0.5)],
+            &[
+                event("e1", "coursera:a1", 0.2),
+                event("e2", "coursera:zz", 0.9),
+                event("e3", "coursera:a1", 0.5),
+            ],
             &[],
             at(4),
         )
@@ -234,28 +263,51 @@ async fn events_are_idempotent_and_conflicts_are_kept(store: Arc<dyn Store>) {
     assert_eq!(e2.event, event("e2", "coursera:zz", 0.3));
     assert_eq!(e2.received_at, at(3));
 
-    let rejections = store.rejections(Page { after: None, limit: 10 }).await.unwrap();
+    let rejections = store
+        .rejections(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
     assert_eq!(rejections.len(), 1);
     assert_eq!(rejections[0].rejection.reason, RejectReason::Conflict);
     assert_eq!(rejections[0].rejection.event_id.as_deref(), Some("e2"));
     assert!(rejections[0].rejection.raw.contains("0.9"));
 
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.events, stats.unmatched_events, stats.rejections), (3, 1, 1));
+    assert_eq!(
+        (stats.events, stats.unmatched_events, stats.rejections),
+        (3, 1, 1)
+    );
 }
 
 async fn unmatched_events_are_attributed_when_the_roster_learns_the_learner(store: Arc<dyn Store>) {
     seed_reference(store.as_ref()).await;
     let outcomes = store
         .write_batch(
-            &[event("e1", "coursera:late", 0.1), event("e2", "coursera:late", 0.2)],
+            &[
+                event("e1", "coursera:late", 0.1),
+                event("e2", "coursera:late", 0.2),
+            ],
             &[],
             at(3),
         )
         .await
         .unwrap();
-    assert!(outcomes.iter().all(|o| matches!(o, EventWrite::Accepted { matched: false, .. })));
-    assert!(store.events_after(0, 10).await.unwrap().iter().all(|e| e.learner_id.is_none()));
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, EventWrite::Accepted { matched: false, .. }))
+    );
+    assert!(
+        store
+            .events_after(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.learner_id.is_none())
+    );
 
     let change = store
         .upsert_learners(&[learner("L9", &["coursera:late"])])
@@ -313,10 +365,19 @@ async fn rejections_are_listed_in_order(store: Arc<dyn Store>) {
         .collect();
     let outcomes = store.write_batch(&[], &rejections, at(6)).await.unwrap();
     assert!(outcomes.is_empty());
-    let first = store.rejections(Page { after: None, limit: 3 }).await.unwrap();
+    let first = store
+        .rejections(Page {
+            after: None,
+            limit: 3,
+        })
+        .await
+        .unwrap();
     assert_eq!(first.len(), 3);
     let rest = store
-        .rejections(Page { after: Some(first[2].id), limit: 3 })
+        .rejections(Page {
+            after: Some(first[2].id),
+            limit: 3,
+        })
         .await
         .unwrap();
     assert_eq!(rest.len(), 2);

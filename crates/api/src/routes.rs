@@ -1,0 +1,317 @@
+//! Handlers. Each reads its input, calls ingest or the store, and answers JSON (or CSV when
+//! asked); every error goes through [`ApiError`].
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use futures_util::StreamExt;
+use nigrani_ingest::BodyFormat;
+use nigrani_ingest::roster::{self, RosterKind, Rows};
+use nigrani_store::Page;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{ApiError, AppState};
+
+/// Largest roster file accepted over HTTP; bigger rosters go through `nigrani import`.
+pub const MAX_ROSTER_BYTES: usize = 64 * 1024 * 1024;
+/// Default and largest page of a list.
+const DEFAULT_PAGE: usize = 1_000;
+const MAX_PAGE: usize = 10_000;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::new("invalid_query", format!("the query is not valid: {e}")).into()
+    }))
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
+    .service(
+        web::scope("/api/v1")
+            .route("/events", web::post().to(post_events))
+            .route("/status", web::get().to(status))
+            .route("/rejections", web::get().to(list_rejections))
+            .route("/{kind}", web::post().to(upsert_roster))
+            .route("/{kind}", web::get().to(list_roster)),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        "not_found",
+        format!("no route {} {}", req.method(), req.path()),
+    ))
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers too.
+#[tracing::instrument(skip_all)]
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.store.ping().await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+}
+
+/// What the store holds: counts of events, unmatched events, learners and rejections.
+#[tracing::instrument(skip_all)]
+async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let stats = state.store.stats().await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "backend": state.store.backend(),
+        "stats": stats,
+        "limits": {
+            "max_events": state.ingestor.limits().max_events,
+            "max_body_bytes": state.ingestor.limits().max_body_bytes,
+        },
+    })))
+}
+
+/// The media type of a request, without parameters, lower-cased.
+fn media_type(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Reads a body up to `limit` bytes; a larger one is refused with 413 before it is buffered.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            "payload_too_large",
+            format!("the body is larger than the limit of {limit} bytes; send smaller batches"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new("invalid_body", format!("the body could not be read: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Ingests a batch of events (a JSON array, or NDJSON) and answers for each one. Every outcome
+/// in the answer is durable.
+#[tracing::instrument(skip_all, fields(bytes, events))]
+async fn post_events(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let format = match media_type(&req).as_deref() {
+        Some("application/json") => BodyFormat::JsonArray,
+        Some(
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/jsonlines",
+        ) => BodyFormat::Ndjson,
+        other => {
+            return Err(ApiError::new(
+                "unsupported_media_type",
+                format!(
+                    "send events as `application/json` (an array) or `application/x-ndjson`, \
+                     not {}",
+                    other.map_or("a body without Content-Type".to_owned(), |t| format!(
+                        "`{t}`"
+                    ))
+                ),
+            ));
+        }
+    };
+    let limits = state.ingestor.limits();
+    let body = read_body(&req, payload, limits.max_body_bytes).await?;
+    tracing::Span::current().record("bytes", body.len());
+    let report = state
+        .ingestor
+        .ingest_body(&body, format, Utc::now())
+        .await?;
+    tracing::Span::current().record("events", report.results.len());
+    Ok(HttpResponse::Ok().json(report))
+}
+
+fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
+    path.parse()
+        .map_err(|_| ApiError::new("not_found", format!("no resource `/api/v1/{path}`")))
+}
+
+/// Upserts roster rows of one kind from CSV (`text/csv`) or a JSON array. The file is checked
+/// whole first; nothing is written when any row is invalid.
+#[tracing::instrument(skip(req, payload, state))]
+async fn upsert_roster(
+    kind: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = roster_kind(&kind)?;
+    let media = media_type(&req);
+    let body = read_body(&req, payload, MAX_ROSTER_BYTES).await?;
+    let rows = match media.as_deref() {
+        Some("text/csv") => roster::parse_csv(kind, &body)?,
+        Some("application/json") => roster::parse_json(kind, &body)?,
+        other => {
+            return Err(ApiError::new(
+                "unsupported_media_type",
+                format!(
+                    "send {} as `text/csv` or `application/json`, not {}",
+                    kind.as_str(),
+                    other.map_or("a body without Content-Type".to_owned(), |t| format!(
+                        "`{t}`"
+                    ))
+                ),
+            ));
+        }
+    };
+    let report = roster::apply(&state.store, &rows).await?;
+    tracing::info!(
+        kind = kind.as_str(),
+        rows = report.rows,
+        "Roster rows upserted."
+    );
+    Ok(HttpResponse::Ok().json(report))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+    /// Learners only: return those whose id sorts after this one.
+    after: Option<String>,
+    /// Learners only: page size (default 1,000, at most 10,000).
+    limit: Option<usize>,
+}
+
+fn wants_csv(req: &HttpRequest, format: Option<&str>) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::new(
+            "invalid_query",
+            format!("`format` must be `json` or `csv`, not `{other}`"),
+        )),
+        None => Ok(req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/csv"))),
+    }
+}
+
+fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            "invalid_query",
+            format!("`limit` must lie between 1 and {MAX_PAGE}, got {n}"),
+        )),
+    }
+}
+
+/// Lists roster rows of one kind, as JSON or CSV. Learners come a page at a time.
+#[tracing::instrument(skip(req, state))]
+async fn list_roster(
+    kind: web::Path<String>,
+    query: web::Query<ListQuery>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = roster_kind(&kind)?;
+    let csv = wants_csv(&req, query.format.as_deref())?;
+    if kind != RosterKind::Learners && (query.after.is_some() || query.limit.is_some()) {
+        return Err(ApiError::new(
+            "invalid_query",
+            format!(
+                "`after` and `limit` apply to learners, not {}",
+                kind.as_str()
+            ),
+        ));
+    }
+    let store = &state.store;
+    let rows = match kind {
+        RosterKind::Institutions => Rows::Institutions(store.institutions().await?),
+        RosterKind::Disciplines => Rows::Disciplines(store.disciplines().await?),
+        RosterKind::Tracks => Rows::Tracks(store.track_plans().await?),
+        RosterKind::Cohorts => Rows::Cohorts(store.cohorts().await?),
+        RosterKind::Learners => Rows::Learners(
+            store
+                .learners(Page {
+                    after: query.after.clone(),
+                    limit: page_size(query.limit)?,
+                })
+                .await?,
+        ),
+    };
+    if csv {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(roster::to_csv(&rows)));
+    }
+    let body = match &rows {
+        Rows::Institutions(rows) => json!({ "institutions": rows }),
+        Rows::Disciplines(rows) => json!({ "disciplines": rows }),
+        Rows::Tracks(rows) => json!({ "tracks": rows }),
+        Rows::Cohorts(rows) => json!({ "cohorts": rows }),
+        Rows::Learners(rows) => json!({
+            "learners": rows,
+            "next_after": rows.last().map(|l| l.learner_id.clone()),
+        }),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectionQuery {
+    /// Return rejections with an id greater than this one.
+    after: Option<i64>,
+    /// Page size (default 1,000, at most 10,000).
+    limit: Option<usize>,
+}
+
+/// Lists what was received and refused, oldest first, with the reason and the payload.
+#[tracing::instrument(skip(state))]
+async fn list_rejections(
+    query: web::Query<RejectionQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let rejections = state
+        .store
+        .rejections(Page {
+            after: query.after,
+            limit: page_size(query.limit)?,
+        })
+        .await?;
+    let next_after = rejections.last().map(|r| r.id);
+    Ok(HttpResponse::Ok().json(json!({ "rejections": rejections, "next_after": next_after })))
+}

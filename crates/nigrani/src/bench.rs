@@ -1,0 +1,508 @@
+//! `nigrani bench`: benchmarks that print their figures, each next to a peer measured in the same
+//! run (absolute times drift on a shared machine; ratios hold).
+//!
+//! `bench ingest` starts the real `nigrani serve` as a child process on each backend, streams
+//! demo events to `POST /api/v1/events` from several client threads on loopback, and samples the
+//! server's resident memory. Its peer is `psql \copy` of the same normalised rows into a table of
+//! the same shape (the real `events` table, created by nigrani's migrations in a fresh database).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use chrono::Utc;
+use nigrani_ingest::demo::{DemoConfig, Generator};
+use nigrani_ingest::native::parse_event;
+use nigrani_ingest::roster::{self, Rows};
+use nigrani_ingest::seed;
+use nigrani_store::StoreConfig;
+use serde_json::Value;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Ingest throughput of POST /api/v1/events against `psql \copy` of the same rows.
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct IngestArgs {
+    /// Events to send.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Concurrent client threads.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// PostgreSQL server (URL of a maintenance database such as `postgres`) for the PostgreSQL
+    /// run and the COPY peer; databases are created for the run and dropped after it.
+    #[arg(long, env = "NIGRANI_BENCH_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// Skip the SQLite run.
+    #[arg(long)]
+    skip_sqlite: bool,
+}
+
+pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest(args) => ingest(args).await,
+    }
+}
+
+/// The generated workload: roster and events, the events as NDJSON request bodies.
+struct Workload {
+    cohorts: Vec<nigrani_domain::Cohort>,
+    learners: Vec<nigrani_domain::Learner>,
+    events: Vec<Value>,
+    bodies: Vec<String>,
+}
+
+fn workload(events: usize, batch: usize) -> anyhow::Result<Workload> {
+    let rows = seed::rows()?;
+    let (Rows::Institutions(institutions), Rows::Disciplines(disciplines), Rows::Tracks(plans)) =
+        (&rows[0], &rows[1], &rows[2])
+    else {
+        bail!("the seed data is not in the expected order");
+    };
+    let learners_needed = events / 15 + 1;
+    let generator = Generator::new(
+        DemoConfig {
+            learners: learners_needed,
+            seed: 7,
+            as_of: Utc::now(),
+        },
+        institutions,
+        disciplines,
+        plans,
+    );
+    let mut out = Workload {
+        cohorts: generator.cohort_rows(),
+        learners: Vec::new(),
+        events: Vec::with_capacity(events),
+        bodies: Vec::new(),
+    };
+    let mut index = 0;
+    while out.events.len() < events {
+        let learner = generator.learner(index);
+        out.learners.extend(learner.roster);
+        out.events.extend(learner.events);
+        index += 1;
+    }
+    out.events.truncate(events);
+    for chunk in out.events.chunks(batch) {
+        let mut body = String::new();
+        for event in chunk {
+            body.push_str(&event.to_string());
+            body.push('\n');
+        }
+        out.bodies.push(body);
+    }
+    Ok(out)
+}
+
+/// What one run measured.
+struct Measured {
+    label: String,
+    events: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    peak_rss_mib: Option<f64>,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+}
+
+async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    ensure!(
+        args.events > 0 && args.batch > 0 && args.clients > 0,
+        "counts must be positive"
+    );
+    ensure!(
+        args.postgres_url.is_some() || !args.skip_sqlite,
+        "nothing to run: give --postgres-url (or NIGRANI_BENCH_POSTGRES_URL) or drop --skip-sqlite"
+    );
+    eprintln!("generating {} demo events…", args.events);
+    let work = workload(args.events, args.batch)?;
+    eprintln!(
+        "{} events for {} learners, in {} requests of up to {} events, {} clients",
+        work.events.len(),
+        work.learners.len(),
+        work.bodies.len(),
+        args.batch,
+        args.clients
+    );
+    let mut results = Vec::new();
+    if let Some(admin_url) = &args.postgres_url {
+        let db = BenchDatabase::create(admin_url, "ingest")?;
+        let config = StoreConfig {
+            database_url: Some(db.url.clone()),
+            ..StoreConfig::default()
+        };
+        load_roster(&config, &work).await?;
+        results.push(serve_and_load(
+            "nigrani → PostgreSQL",
+            &config,
+            &work,
+            args.clients,
+        )?);
+        drop(db);
+
+        let peer = BenchDatabase::create(admin_url, "copy")?;
+        let peer_config = StoreConfig {
+            database_url: Some(peer.url.clone()),
+            ..StoreConfig::default()
+        };
+        nigrani_store::open(&peer_config).await?;
+        results.push(copy_peer(&peer.url, &work)?);
+    }
+    if !args.skip_sqlite {
+        let dir = tempfile::tempdir()?;
+        let config = StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..StoreConfig::default()
+        };
+        load_roster(&config, &work).await?;
+        results.push(serve_and_load(
+            "nigrani → SQLite",
+            &config,
+            &work,
+            args.clients,
+        )?);
+    }
+
+    println!();
+    println!(
+        "{:<24} {:>9} {:>9} {:>11} {:>9} {:>9} {:>13}",
+        "run", "events", "seconds", "events/s", "p50 ms", "p99 ms", "peak RSS MiB"
+    );
+    for r in &results {
+        println!(
+            "{:<24} {:>9} {:>9.2} {:>11.0} {:>9} {:>9} {:>13}",
+            r.label,
+            r.events,
+            r.seconds,
+            r.rate(),
+            fmt_ms(r.p50_ms),
+            fmt_ms(r.p99_ms),
+            r.peak_rss_mib.map_or("-".to_owned(), |m| format!("{m:.1}"))
+        );
+    }
+    let find = |label: &str| results.iter().find(|r| r.label == label);
+    if let (Some(http), Some(copy)) = (find("nigrani → PostgreSQL"), find("psql \\copy (peer)")) {
+        println!(
+            "\nPostgreSQL ingest over HTTP runs at {:.2}× the rate of psql \\copy of the same rows (target ≥ 0.5×)",
+            http.rate() / copy.rate()
+        );
+    }
+    Ok(())
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms.is_nan() {
+        "-".to_owned()
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
+async fn load_roster(config: &StoreConfig, work: &Workload) -> anyhow::Result<()> {
+    let (store, _) = nigrani_store::open(config).await?;
+    seed::install_if_empty(&store).await?;
+    roster::apply(&store, &Rows::Cohorts(work.cohorts.clone())).await?;
+    roster::apply(&store, &Rows::Learners(work.learners.clone())).await?;
+    Ok(())
+}
+
+/// A database created for one benchmark run, dropped afterwards.
+struct BenchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    fn create(admin_url: &str, label: &str) -> anyhow::Result<Self> {
+        let name = format!("nigrani_bench_{label}_{}", std::process::id());
+        psql(admin_url, &format!("DROP DATABASE IF EXISTS {name}"))?;
+        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _))
+                if base.contains("://") && base.len() > base.find("://").unwrap_or(0) + 3 =>
+            {
+                format!("{base}/{name}")
+            }
+            _ => bail!(
+                "the PostgreSQL URL must name a database, e.g. postgres://user:pw@host/postgres"
+            ),
+        };
+        Ok(Self {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(url: &str, command: &str) -> anyhow::Result<()> {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", command])
+        .output()
+        .context("cannot run psql (install the postgresql-client package)")?;
+    ensure!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
+}
+
+/// A running `nigrani serve`, stopped with SIGTERM when dropped.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(config: &StoreConfig) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the nigrani binary")?;
+        let mut command = Command::new(exe);
+        command
+            .arg("serve")
+            .env("NIGRANI_LISTEN", "127.0.0.1:0")
+            .env("NIGRANI_LOG", "warn")
+            .env("NIGRANI_DATA_DIR", &config.data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        match &config.database_url {
+            Some(url) => command.env("NIGRANI_DATABASE_URL", url),
+            None => command.env_remove("NIGRANI_DATABASE_URL"),
+        };
+        let mut child = command.spawn().context("cannot start nigrani serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(address) = line.trim().strip_prefix("nigrani listening on ") else {
+            let _ = child.kill();
+            bail!("nigrani serve did not start (it printed `{}`)", line.trim());
+        };
+        Ok(Self {
+            address: address.to_owned(),
+            child,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory of a process, in KiB, from /proc (`VmRSS` now or `VmHWM`, the peak).
+fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn serve_and_load(
+    label: &str,
+    config: &StoreConfig,
+    work: &Workload,
+    clients: usize,
+) -> anyhow::Result<Measured> {
+    let server = Server::start(config)?;
+    let url = format!("{}/api/v1/events", server.address);
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::<String>::new());
+    let latencies = Mutex::new(Vec::<f64>::with_capacity(work.bodies.len()));
+    let stored = AtomicU64::new(0);
+    let done = Arc::new(AtomicBool::new(false));
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak_rss, pid) = (Arc::clone(&done), Arc::clone(&peak_rss), server.pid());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kib) = memory_kib(pid, "VmRSS:") {
+                    peak_rss.fetch_max(kib, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = work.bodies.get(i) else {
+                        break;
+                    };
+                    let sent = Instant::now();
+                    let result = agent
+                        .post(&url)
+                        .header("Content-Type", "application/x-ndjson")
+                        .send(body.as_str());
+                    let elapsed = sent.elapsed().as_secs_f64() * 1000.0;
+                    let outcome = result.map_err(|e| e.to_string()).and_then(|mut response| {
+                        let status = response.status();
+                        let text = response
+                            .body_mut()
+                            .read_to_string()
+                            .map_err(|e| e.to_string())?;
+                        if !status.is_success() {
+                            return Err(format!("{status}: {text}"));
+                        }
+                        let report: Value =
+                            serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                        let counts = &report["counts"];
+                        Ok(counts["accepted"].as_u64().unwrap_or(0)
+                            + counts["unmatched"].as_u64().unwrap_or(0))
+                    });
+                    match outcome {
+                        Ok(n) => {
+                            stored.fetch_add(n, Ordering::Relaxed);
+                            if let Ok(mut l) = latencies.lock() {
+                                l.push(elapsed);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failures.lock() {
+                                f.push(e);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let peak = memory_kib(server.pid(), "VmHWM:")
+        .unwrap_or(0)
+        .max(peak_rss.load(Ordering::Relaxed));
+    drop(server);
+    let failures = failures.into_inner().unwrap_or_default();
+    ensure!(
+        failures.is_empty(),
+        "{label}: {} request(s) failed; first: {}",
+        failures.len(),
+        failures[0]
+    );
+    let stored = stored.into_inner() as usize;
+    ensure!(
+        stored == work.events.len(),
+        "{label}: {stored} of {} events were stored",
+        work.events.len()
+    );
+    let mut latencies = latencies.into_inner().unwrap_or_default();
+    latencies.sort_by(f64::total_cmp);
+    Ok(Measured {
+        label: label.to_owned(),
+        events: stored,
+        seconds,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        peak_rss_mib: (peak > 0).then(|| peak as f64 / 1024.0),
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// `psql \copy` of the same rows, normalised as nigrani stores them, into the `events` table of
+/// a fresh nigrani database.
+fn copy_peer(url: &str, work: &Workload) -> anyhow::Result<Measured> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("events.csv");
+    let now = Utc::now();
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for value in &work.events {
+            let e = parse_event(value.clone(), now)
+                .map_err(|r| anyhow::anyhow!("demo event refused: {}", r.message))?;
+            let fields = [
+                csv_field(&e.source),
+                csv_field(&e.event_id),
+                csv_field(e.learner.as_str()),
+                csv_field(&e.course_id),
+                csv_field(e.kind.as_str()),
+                e.progress.map(|p| p.to_string()).unwrap_or_default(),
+                e.score.map(|s| s.to_string()).unwrap_or_default(),
+                e.duration_seconds
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                e.occurred_at.to_rfc3339(),
+                now.to_rfc3339(),
+                csv_field(&e.content_hash),
+                csv_field(&e.raw),
+            ];
+            writeln!(out, "{}", fields.join(","))?;
+        }
+        out.flush()?;
+    }
+    let command = format!(
+        "\\copy events (source, event_id, learner_ref, course_id, kind, progress, score, \
+         duration_seconds, occurred_at, received_at, content_hash, raw) FROM '{}' WITH (FORMAT csv)",
+        path.display()
+    );
+    let started = Instant::now();
+    psql(url, &command)?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Measured {
+        label: "psql \\copy (peer)".to_owned(),
+        events: work.events.len(),
+        seconds,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        peak_rss_mib: None,
+    })
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) || text.is_empty() {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
