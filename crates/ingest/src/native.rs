@@ -321,7 +321,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_has_its_reason() {
-        let cases: Vec<(RejectReason, Box<dyn FnOnce(&mut Map<String, Value>)>)> = vec![
+        type Change = Box<dyn FnOnce(&mut Map<String, Value>)>;
+        let cases: Vec<(RejectReason, Change)> = vec![
             (
                 RejectReason::UnknownKind,
                 Box::new(|f| {

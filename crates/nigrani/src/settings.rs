@@ -178,6 +178,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn files_and_environment_override_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -1,6 +1,8 @@
 //! One suite, both backends: every behaviour the `Store` trait promises, run against SQLite in a
 //! temporary folder and against a fresh PostgreSQL database.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
