@@ -1,1 +1,262 @@
-//! e2e
+//! Helpers for nigrani's end-to-end tests: start the real `nigrani` binary on a free port against
+//! a fresh SQLite folder or a fresh PostgreSQL database, talk to it over HTTP, stop it politely
+//! (SIGTERM) or not (SIGKILL), and start it again on the same data.
+//!
+//! The binary is the one `cargo test --workspace` builds next to the test executables (or the one
+//! `NIGRANI_BIN` names).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nigrani_store::testing::TestDatabase;
+use nigrani_store::{Store, StoreConfig};
+use serde_json::Value;
+
+/// Where the data of a test server lives; kept across restarts.
+pub enum Data {
+    /// A temporary SQLite folder.
+    Sqlite(tempfile::TempDir),
+    /// A throw-away PostgreSQL database.
+    Postgres(TestDatabase),
+}
+
+/// A running `nigrani serve`.
+pub struct TestServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    data: Data,
+    env: Vec<(String, String)>,
+    agent: ureq::Agent,
+}
+
+/// The `nigrani` binary under test.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("NIGRANI_BIN") {
+        return PathBuf::from(path);
+    }
+    // Test executables live in target/<profile>/deps; the binary one folder up.
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("nigrani"))
+        .unwrap();
+    assert!(
+        path.exists(),
+        "{} does not exist: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
+impl TestServer {
+    /// A server on a fresh SQLite folder.
+    pub fn sqlite() -> Self {
+        Self::sqlite_with(&[])
+    }
+
+    /// A server on a fresh SQLite folder with extra `NIGRANI_*` settings.
+    pub fn sqlite_with(env: &[(&str, &str)]) -> Self {
+        Self::start(Data::Sqlite(tempfile::tempdir().unwrap()), env)
+    }
+
+    /// A server on a fresh PostgreSQL database, or `None` when PostgreSQL tests are not
+    /// configured (see `nigrani_store::testing`).
+    pub fn postgres(label: &str) -> Option<Self> {
+        Some(Self::start(
+            Data::Postgres(TestDatabase::create(label)?),
+            &[],
+        ))
+    }
+
+    /// A server on the given data.
+    pub fn start(data: Data, env: &[(&str, &str)]) -> Self {
+        // The data's own settings first, so that `env` can override them.
+        let mut env_all: Vec<(String, String)> = match &data {
+            Data::Sqlite(dir) => {
+                vec![("NIGRANI_DATA_DIR".into(), dir.path().display().to_string())]
+            }
+            Data::Postgres(db) => vec![("NIGRANI_DATABASE_URL".into(), db.url().to_owned())],
+        };
+        env_all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let env = env_all;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut server = Self {
+            child: None,
+            address: String::new(),
+            data,
+            env,
+            agent,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .env_remove("NIGRANI_DATABASE_URL")
+            .env("NIGRANI_LISTEN", "127.0.0.1:0")
+            .env(
+                "NIGRANI_LOG",
+                std::env::var("NIGRANI_TEST_LOG").unwrap_or("error".into()),
+            )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("cannot start nigrani serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .strip_prefix("nigrani listening on ")
+            .unwrap_or_else(|| panic!("nigrani serve did not start: `{line}`"))
+            .to_owned();
+        self.address = address;
+        self.child = Some(child);
+    }
+
+    /// Full URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// POSTs a body; returns the status and the body (JSON, or `Value::Null` when empty).
+    pub fn post(&self, path: &str, content_type: &str, body: impl AsRef<[u8]>) -> (u16, Value) {
+        self.try_post(path, content_type, body)
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
+    }
+
+    /// POSTs a body; an error when no answer came (e.g. the server was killed).
+    pub fn try_post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl AsRef<[u8]>,
+    ) -> Result<(u16, Value), String> {
+        let mut response = self
+            .agent
+            .post(&self.url(path))
+            .header("Content-Type", content_type)
+            .send(body.as_ref())
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// POSTs without a Content-Type.
+    pub fn post_untyped(&self, path: &str, body: &str) -> (u16, Value) {
+        let mut response = self.agent.post(&self.url(path)).send(body).unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// GETs a path; returns the status and the body text.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut response = self.agent.get(&self.url(path)).call().unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    }
+
+    /// GETs a path and parses the JSON body.
+    pub fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, text) = self.get(path);
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    /// Kills the server with SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        child.wait().unwrap()
+    }
+
+    /// Waits for a server that was sent SIGTERM from elsewhere to exit, and returns its status.
+    pub fn terminate_reap(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server was running");
+        child.wait().unwrap()
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
+    }
+
+    /// Starts the server again on the same data (after `kill` or `terminate`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.spawn();
+    }
+
+    /// Opens the server's store directly, to check what is durable.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let config = match &self.data {
+            Data::Sqlite(dir) => StoreConfig {
+                data_dir: dir.path().to_path_buf(),
+                ..StoreConfig::default()
+            },
+            Data::Postgres(db) => StoreConfig {
+                database_url: Some(db.url().to_owned()),
+                ..StoreConfig::default()
+            },
+        };
+        nigrani_store::open(&config).await.unwrap().0
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A valid native event for learner `learner`, with id `id`.
+pub fn event(id: &str, learner: &str) -> Value {
+    serde_json::json!({
+        "source": "coursera",
+        "event_id": id,
+        "learner": learner,
+        "course_id": "ai-fundamentals-for-educators",
+        "kind": "progressed",
+        "progress": 0.5,
+        "occurred_at": "2026-03-01T10:00:00+05:00",
+    })
+}
+
+/// Events as an NDJSON body.
+pub fn ndjson(events: &[Value]) -> String {
+    events.iter().map(|e| format!("{e}\n")).collect()
+}
