@@ -154,7 +154,7 @@ async fn sigkill_while_streaming_on_postgres() {
 async fn sigterm_lets_batches_in_flight_commit() {
     let mut server = TestServer::sqlite();
     let stop = AtomicBool::new(false);
-    let (acked, status) = thread::scope(|scope| {
+    let acked = thread::scope(|scope| {
         let streaming = scope.spawn(|| stream_batches(&server, &stop));
         thread::sleep(Duration::from_millis(800));
         let pid = server.pid();
@@ -164,10 +164,8 @@ async fn sigterm_lets_batches_in_flight_commit() {
             .unwrap();
         thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
-        let (acked, _) = streaming.join().unwrap();
-        (acked, ())
+        streaming.join().unwrap().0
     });
-    let _ = status;
     let exit = server.terminate_reap();
     assert!(exit.success(), "nigrani exits cleanly on SIGTERM: {exit:?}");
     server.restart();
