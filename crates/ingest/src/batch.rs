@@ -79,6 +79,17 @@ pub struct OutcomeCounts {
     pub rejected: usize,
 }
 
+impl OutcomeCounts {
+    /// Adds another batch's counts to these.
+    pub fn add(&mut self, other: OutcomeCounts) {
+        self.accepted += other.accepted;
+        self.unmatched += other.unmatched;
+        self.duplicate += other.duplicate;
+        self.conflict += other.conflict;
+        self.rejected += other.rejected;
+    }
+}
+
 /// The answer to a batch: every outcome in it is durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BatchReport {

@@ -174,11 +174,7 @@ pub(crate) async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<
             for batch in events.chunks(batch_size) {
                 let items = batch.iter().cloned().map(Item::Json).collect();
                 let report = ingestor.ingest_items(items, Utc::now()).await?;
-                totals.accepted += report.counts.accepted;
-                totals.unmatched += report.counts.unmatched;
-                totals.duplicate += report.counts.duplicate;
-                totals.conflict += report.counts.conflict;
-                totals.rejected += report.counts.rejected;
+                totals.add(report.counts);
             }
         }
         bar.inc((first + chunk).min(args.learners) as u64 - first as u64);
@@ -356,11 +352,7 @@ async fn import_events(
                 .ingest_body(&batch, BodyFormat::Ndjson, Utc::now())
                 .await
                 .context("a batch could not be stored; events before it were stored")?;
-            totals.accepted += report.counts.accepted;
-            totals.unmatched += report.counts.unmatched;
-            totals.duplicate += report.counts.duplicate;
-            totals.conflict += report.counts.conflict;
-            totals.rejected += report.counts.rejected;
+            totals.add(report.counts);
             batch.clear();
             lines = 0;
         }

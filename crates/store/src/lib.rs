@@ -237,6 +237,15 @@ pub async fn open(
     }
 }
 
+/// Counts for [`Store::stats`]; the same SQL on both backends.
+pub(crate) const STATS_SQL: &str = "SELECT
+    (SELECT count(*) FROM events),
+    (SELECT count(*) FROM events e WHERE NOT EXISTS
+        (SELECT 1 FROM learner_identities i WHERE i.learner_ref = e.learner_ref)),
+    (SELECT count(*) FROM learners),
+    (SELECT count(*) FROM rejections),
+    (SELECT coalesce(max(seq), 0) FROM events)";
+
 /// The columns of a stored event, as both backends read them back.
 pub(crate) struct EventColumns {
     pub(crate) source: String,

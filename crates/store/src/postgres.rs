@@ -662,16 +662,7 @@ impl Store for PostgresStore {
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_one(
-                "SELECT
-                    (SELECT count(*) FROM events),
-                    (SELECT count(*) FROM events e WHERE NOT EXISTS
-                        (SELECT 1 FROM learner_identities i WHERE i.learner_ref = e.learner_ref)),
-                    (SELECT count(*) FROM learners),
-                    (SELECT count(*) FROM rejections),
-                    (SELECT coalesce(max(seq), 0) FROM events)",
-                &[],
-            )
+            .query_one(crate::STATS_SQL, &[])
             .await
             .map_err(map_error)?;
         Ok(StoreStats {

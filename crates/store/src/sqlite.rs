@@ -118,6 +118,13 @@ impl SqliteStore {
         .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
     }
 
+    /// Runs one `INSERT … SELECT … FROM json_each(?1)` over `rows`, passed as one JSON array.
+    async fn upsert_rows(&self, sql: &'static str, rows: Vec<Value>) -> Result<u64, StoreError> {
+        let batch = Value::Array(rows).to_string();
+        self.write(move |conn| Ok(conn.execute(sql, [batch])? as u64))
+            .await
+    }
+
     async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -228,19 +235,15 @@ impl Store for SqliteStore {
                 ])
             })
             .collect();
-        let batch = Value::Array(batch).to_string();
-        self.write(move |conn| {
-            let written = conn.execute(
-                "INSERT INTO institutions (hec_id, name, name_ur, province, city, sector)
-                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
-                 FROM json_each(?1) WHERE true
-                 ON CONFLICT (hec_id) DO UPDATE SET name = excluded.name,
-                     name_ur = excluded.name_ur, province = excluded.province,
-                     city = excluded.city, sector = excluded.sector",
-                [batch],
-            )?;
-            Ok(written as u64)
-        })
+        self.upsert_rows(
+            "INSERT INTO institutions (hec_id, name, name_ur, province, city, sector)
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
+             FROM json_each(?1) WHERE true
+             ON CONFLICT (hec_id) DO UPDATE SET name = excluded.name,
+                 name_ur = excluded.name_ur, province = excluded.province,
+                 city = excluded.city, sector = excluded.sector",
+            batch,
+        )
         .await
     }
 
@@ -280,18 +283,14 @@ impl Store for SqliteStore {
             .iter()
             .map(|d| json!([d.code, d.name, d.name_ur, i64::from(d.stem)]))
             .collect();
-        let batch = Value::Array(batch).to_string();
-        self.write(move |conn| {
-            let written = conn.execute(
-                "INSERT INTO disciplines (code, name, name_ur, stem)
-                 SELECT value->>0, value->>1, value->>2, value->>3
-                 FROM json_each(?1) WHERE true
-                 ON CONFLICT (code) DO UPDATE SET name = excluded.name,
-                     name_ur = excluded.name_ur, stem = excluded.stem",
-                [batch],
-            )?;
-            Ok(written as u64)
-        })
+        self.upsert_rows(
+            "INSERT INTO disciplines (code, name, name_ur, stem)
+             SELECT value->>0, value->>1, value->>2, value->>3
+             FROM json_each(?1) WHERE true
+             ON CONFLICT (code) DO UPDATE SET name = excluded.name,
+                 name_ur = excluded.name_ur, stem = excluded.stem",
+            batch,
+        )
         .await
     }
 
@@ -325,18 +324,14 @@ impl Store for SqliteStore {
                 ])
             })
             .collect();
-        let batch = Value::Array(batch).to_string();
-        self.write(move |conn| {
-            let written = conn.execute(
-                "INSERT INTO track_plans (track, required_courses, target, stretch_target)
-                 SELECT value->>0, value->>1, value->>2, value->>3
-                 FROM json_each(?1) WHERE true
-                 ON CONFLICT (track) DO UPDATE SET required_courses = excluded.required_courses,
-                     target = excluded.target, stretch_target = excluded.stretch_target",
-                [batch],
-            )?;
-            Ok(written as u64)
-        })
+        self.upsert_rows(
+            "INSERT INTO track_plans (track, required_courses, target, stretch_target)
+             SELECT value->>0, value->>1, value->>2, value->>3
+             FROM json_each(?1) WHERE true
+             ON CONFLICT (track) DO UPDATE SET required_courses = excluded.required_courses,
+                 target = excluded.target, stretch_target = excluded.stretch_target",
+            batch,
+        )
         .await
     }
 
@@ -382,20 +377,16 @@ impl Store for SqliteStore {
                 ])
             })
             .collect();
-        let batch = Value::Array(batch).to_string();
-        self.write(move |conn| {
-            let written = conn.execute(
-                "INSERT INTO cohorts (cohort_id, name, name_ur, track, starts_on, ends_on, target)
-                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6
-                 FROM json_each(?1) WHERE true
-                 ON CONFLICT (cohort_id) DO UPDATE SET name = excluded.name,
-                     name_ur = excluded.name_ur, track = excluded.track,
-                     starts_on = excluded.starts_on, ends_on = excluded.ends_on,
-                     target = excluded.target",
-                [batch],
-            )?;
-            Ok(written as u64)
-        })
+        self.upsert_rows(
+            "INSERT INTO cohorts (cohort_id, name, name_ur, track, starts_on, ends_on, target)
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6
+             FROM json_each(?1) WHERE true
+             ON CONFLICT (cohort_id) DO UPDATE SET name = excluded.name,
+                 name_ur = excluded.name_ur, track = excluded.track,
+                 starts_on = excluded.starts_on, ends_on = excluded.ends_on,
+                 target = excluded.target",
+            batch,
+        )
         .await
     }
 
@@ -733,25 +724,15 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.read(|conn| {
-            let stats = conn.query_row(
-                "SELECT
-                    (SELECT count(*) FROM events),
-                    (SELECT count(*) FROM events e WHERE NOT EXISTS
-                        (SELECT 1 FROM learner_identities i WHERE i.learner_ref = e.learner_ref)),
-                    (SELECT count(*) FROM learners),
-                    (SELECT count(*) FROM rejections),
-                    (SELECT coalesce(max(seq), 0) FROM events)",
-                [],
-                |row| {
-                    Ok(StoreStats {
-                        events: row.get::<_, i64>(0)? as u64,
-                        unmatched_events: row.get::<_, i64>(1)? as u64,
-                        learners: row.get::<_, i64>(2)? as u64,
-                        rejections: row.get::<_, i64>(3)? as u64,
-                        last_seq: row.get(4)?,
-                    })
-                },
-            )?;
+            let stats = conn.query_row(crate::STATS_SQL, [], |row| {
+                Ok(StoreStats {
+                    events: row.get::<_, i64>(0)? as u64,
+                    unmatched_events: row.get::<_, i64>(1)? as u64,
+                    learners: row.get::<_, i64>(2)? as u64,
+                    rejections: row.get::<_, i64>(3)? as u64,
+                    last_seq: row.get(4)?,
+                })
+            })?;
             Ok(stats)
         })
         .await
