@@ -118,8 +118,17 @@ pub struct LearningEvent {
 /// SHA-256 (hex) of a payload's canonical JSON: object keys sorted, no insignificant whitespace,
 /// so that re-sending the same event with its fields in another order is still a replay.
 pub fn content_hash(payload: &serde_json::Value) -> String {
+    content_hash_of_canonical(&canonical_json(payload))
+}
+
+/// The canonical JSON text of a payload: keys sorted, no insignificant whitespace.
+pub fn canonical_json(payload: &serde_json::Value) -> String {
     // serde_json's map is a BTreeMap (no `preserve_order`), so serialising sorts keys.
-    let canonical = payload.to_string();
+    payload.to_string()
+}
+
+/// SHA-256 (hex) of text that is already canonical JSON (see [`canonical_json`]).
+pub fn content_hash_of_canonical(canonical: &str) -> String {
     hex(&Sha256::digest(canonical.as_bytes()))
 }
 

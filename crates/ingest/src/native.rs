@@ -11,7 +11,7 @@
 //! raw payload and otherwise ignored.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use nigrani_domain::event::content_hash;
+use nigrani_domain::event::{canonical_json, content_hash_of_canonical};
 use nigrani_domain::roster::is_valid_key;
 use nigrani_domain::{EventKind, LearnerRef, LearningEvent, RejectReason, Rejection};
 use serde_json::{Map, Value};
@@ -87,7 +87,8 @@ fn json_type(value: &Value) -> &'static str {
 
 /// Turns one JSON value into a normalised event, or a rejection saying why not.
 pub fn parse_event(value: Value, now: DateTime<Utc>) -> Result<LearningEvent, Rejection> {
-    let raw = value.to_string();
+    // The canonical text is both what is kept and what is hashed: serialised once.
+    let raw = canonical_json(&value);
     let reject = |reason: RejectReason, message: String, fields: Option<&Map<String, Value>>| {
         let text = |name: &str| {
             fields
@@ -161,7 +162,7 @@ pub fn parse_event(value: Value, now: DateTime<Utc>) -> Result<LearningEvent, Re
         score,
         duration_seconds,
         occurred_at,
-        content_hash: content_hash(&value),
+        content_hash: content_hash_of_canonical(&raw),
         raw: raw.clone(),
     };
     event

@@ -35,8 +35,8 @@ pub(crate) struct IngestArgs {
     /// Events per request.
     #[arg(long, default_value_t = 1_000)]
     batch: usize,
-    /// Concurrent client threads.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent client threads (they share the machine with the server).
+    #[arg(long, default_value_t = 2)]
     clients: usize,
     /// PostgreSQL server (URL of a maintenance database such as `postgres`) for the PostgreSQL
     /// run and the COPY peer; databases are created for the run and dropped after it.

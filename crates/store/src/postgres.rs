@@ -502,11 +502,13 @@ impl Store for PostgresStore {
                              $6::float8[], $7::float8[], $8::int8[], $9::timestamptz[],
                              $10::text[], $11::text[]) AS t(s, i, l, c, k, p, sc, d, o, h, r)
                  ON CONFLICT (source, event_id) DO NOTHING
-                 RETURNING seq, source, event_id",
+                 RETURNING seq, source, event_id, learner_ref,
+                     EXISTS (SELECT 1 FROM learner_identities i
+                             WHERE i.learner_ref = events.learner_ref)",
             )
             .await
             .map_err(map_error)?;
-        let inserted: HashMap<(String, String), i64> = tx
+        let rows = tx
             .query(
                 &insert,
                 &[
@@ -525,10 +527,16 @@ impl Store for PostgresStore {
                 ],
             )
             .await
-            .map_err(map_error)?
-            .iter()
-            .map(|row| ((row.get(1), row.get(2)), row.get(0)))
-            .collect();
+            .map_err(map_error)?;
+        let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+        // Learner references of the inserted events that the roster knows.
+        let mut known: HashSet<String> = HashSet::new();
+        for row in &rows {
+            if row.get::<_, bool>(4) {
+                known.insert(row.get(3));
+            }
+            inserted.insert((row.get(1), row.get(2)), row.get(0));
+        }
 
         let mut existing: HashMap<(String, String), (i64, String)> = HashMap::new();
         if inserted.len() < events.len() {
@@ -550,17 +558,6 @@ impl Store for PostgresStore {
                 existing.insert((row.get(0), row.get(1)), (row.get(2), row.get(3)));
             }
         }
-        let known: HashSet<String> = tx
-            .query(
-                "SELECT learner_ref FROM learner_identities WHERE learner_ref = ANY($1)",
-                &[&learner],
-            )
-            .await
-            .map_err(map_error)?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-
         let mut rejections = rejections.to_vec();
         let outcomes = classify(events, &inserted, &existing, &known, &mut rejections)
             .map_err(StoreError::Internal)?;
