@@ -1,12 +1,25 @@
-//! The program's figures, computed from what the store holds.
+//! The program's figures, computed from what the store holds, with polars.
 //!
-//! This crate will own the learner-state frame (polars), dimension queries, time series, funnel,
-//! targets, small-cell suppression and stalled-cohort rules. It reads through the
+//! This crate owns the metric and dimension definitions, the per-learner state kept current from
+//! the store's change feed, and the queries over it (breakdowns by any dimensions, as of any
+//! moment), plus small-cell suppression for partner views. It reads through the
 //! [`nigrani_store::Store`] trait and must not know about HTTP or wire formats.
 //!
-//! Today it holds the piece everything else here builds on:
-//! - [`feed`]: [`feed::FeedFollower`], which follows the store's change feed by sequence number,
-//!   so that a snapshot (this process's or another replica's) sees each committed event once, in
-//!   commit order.
+//! Modules:
+//! - [`definitions`]: metrics and dimensions — names and meanings, in one place.
+//! - [`state`]: the roster as codes, and per-learner / per-course state built from events.
+//! - [`query`]: the learner frame (polars) and breakdowns over it.
+//! - [`engine`]: [`engine::Engine`], which follows the change feed and answers queries.
+//! - [`suppress`]: small-cell suppression, primary and complementary.
+//! - [`feed`]: [`feed::FeedFollower`], following the change feed by sequence number.
 
+pub mod definitions;
+pub mod engine;
 pub mod feed;
+pub mod query;
+pub mod state;
+pub mod suppress;
+
+pub use definitions::{Dimension, Metric};
+pub use engine::{AnalyticsError, Engine};
+pub use query::{Breakdown, BreakdownQuery, BreakdownRow};

@@ -216,7 +216,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts of what the store holds.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// A number that grows with every change to the roster or its reference data (institutions,
+    /// disciplines, track plans, cohorts, learners); readers reload the roster when it moves.
+    async fn roster_version(&self) -> Result<i64, StoreError>;
 }
+
+/// Bumps the roster version; run after (or in the transaction of) every roster change.
+pub(crate) const BUMP_ROSTER_VERSION: &str =
+    "UPDATE roster_version SET version = version + 1 WHERE id = 1";
 
 /// Opens the store the configuration names — PostgreSQL when a URL is set, otherwise SQLite in
 /// the data folder — and applies pending migrations, returning those applied now.

@@ -197,8 +197,9 @@ impl Store for PostgresStore {
         let province: Vec<&str> = rows.iter().map(|r| r.province.as_str()).collect();
         let city: Vec<&str> = rows.iter().map(|r| r.city.as_str()).collect();
         let sector: Vec<&str> = rows.iter().map(|r| r.sector.as_str()).collect();
-        let client = self.client().await?;
-        client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let written = tx
             .execute(
                 "INSERT INTO institutions (hec_id, name, name_ur, province, city, sector)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
@@ -209,7 +210,12 @@ impl Store for PostgresStore {
                 &[&hec_id, &name, &name_ur, &province, &city, &sector],
             )
             .await
-            .map_err(map_error)
+            .map_err(map_error)?;
+        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(written)
     }
 
     async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
@@ -243,8 +249,9 @@ impl Store for PostgresStore {
         let name: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         let name_ur: Vec<&str> = rows.iter().map(|r| r.name_ur.as_str()).collect();
         let stem: Vec<bool> = rows.iter().map(|r| r.stem).collect();
-        let client = self.client().await?;
-        client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let written = tx
             .execute(
                 "INSERT INTO disciplines (code, name, name_ur, stem)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[])
@@ -253,7 +260,12 @@ impl Store for PostgresStore {
                 &[&code, &name, &name_ur, &stem],
             )
             .await
-            .map_err(map_error)
+            .map_err(map_error)?;
+        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(written)
     }
 
     async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
@@ -286,8 +298,9 @@ impl Store for PostgresStore {
         let target: Vec<i32> = rows.iter().map(|r| sql_int(r.target)).collect();
         let stretch: Vec<Option<i32>> =
             rows.iter().map(|r| r.stretch_target.map(sql_int)).collect();
-        let client = self.client().await?;
-        client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let written = tx
             .execute(
                 "INSERT INTO track_plans (track, required_courses, target, stretch_target)
                  SELECT t.track, ARRAY(SELECT jsonb_array_elements_text(t.courses::jsonb)),
@@ -299,7 +312,12 @@ impl Store for PostgresStore {
                 &[&track, &courses, &target, &stretch],
             )
             .await
-            .map_err(map_error)
+            .map_err(map_error)?;
+        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(written)
     }
 
     async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError> {
@@ -335,8 +353,9 @@ impl Store for PostgresStore {
         let starts_on: Vec<chrono::NaiveDate> = rows.iter().map(|r| r.starts_on).collect();
         let ends_on: Vec<chrono::NaiveDate> = rows.iter().map(|r| r.ends_on).collect();
         let target: Vec<i32> = rows.iter().map(|r| sql_int(r.target)).collect();
-        let client = self.client().await?;
-        client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let written = tx
             .execute(
                 "INSERT INTO cohorts (cohort_id, name, name_ur, track, starts_on, ends_on, target)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
@@ -348,7 +367,12 @@ impl Store for PostgresStore {
                 &[&id, &name, &name_ur, &track, &starts_on, &ends_on, &target],
             )
             .await
-            .map_err(map_error)
+            .map_err(map_error)?;
+        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(written)
     }
 
     async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError> {
@@ -443,6 +467,9 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?
             .get(0);
+        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
+            .await
+            .map_err(map_error)?;
         tx.commit().await.map_err(map_error)?;
         Ok(RosterChange {
             learners: rows.len() as u64,
@@ -669,5 +696,14 @@ impl Store for PostgresStore {
             rejections: row.get::<_, i64>(3) as u64,
             last_seq: row.get(4),
         })
+    }
+
+    async fn roster_version(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT version FROM roster_version WHERE id = 1", &[])
+            .await
+            .map_err(map_error)?;
+        Ok(row.get(0))
     }
 }

@@ -121,8 +121,14 @@ impl SqliteStore {
     /// Runs one `INSERT … SELECT … FROM json_each(?1)` over `rows`, passed as one JSON array.
     async fn upsert_rows(&self, sql: &'static str, rows: Vec<Value>) -> Result<u64, StoreError> {
         let batch = Value::Array(rows).to_string();
-        self.write(move |conn| Ok(conn.execute(sql, [batch])? as u64))
-            .await
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let written = tx.execute(sql, [batch])? as u64;
+            tx.execute(crate::BUMP_ROSTER_VERSION, [])?;
+            tx.commit()?;
+            Ok(written)
+        })
+        .await
     }
 
     async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -493,6 +499,7 @@ impl Store for SqliteStore {
                 [json!(new_refs).to_string()],
                 |row| row.get(0),
             )?;
+            tx.execute(crate::BUMP_ROSTER_VERSION, [])?;
             tx.commit()?;
             Ok(RosterChange {
                 learners: count,
@@ -734,6 +741,15 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(stats)
+        })
+        .await
+    }
+
+    async fn roster_version(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row("SELECT version FROM roster_version WHERE id = 1", [], |row| {
+                row.get(0)
+            })?)
         })
         .await
     }

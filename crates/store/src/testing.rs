@@ -114,12 +114,12 @@ fn run_admin(url: &str, sql: &str) -> Result<(), String> {
         runtime.block_on(async {
             let (client, connection) = tokio_postgres::connect(&url, NoTls)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| describe(&e))?;
             let driver = tokio::spawn(connection);
             client
                 .batch_execute(&sql)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| describe(&e))?;
             drop(client);
             let _ = driver.await;
             Ok(())
@@ -127,6 +127,14 @@ fn run_admin(url: &str, sql: &str) -> Result<(), String> {
     })
     .join()
     .map_err(|_| "admin thread panicked".to_owned())?
+}
+
+/// The server's own message where there is one ("password authentication failed …").
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 #[cfg(test)]

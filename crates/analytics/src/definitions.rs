@@ -1,0 +1,216 @@
+//! The program's metrics and dimensions: their names and what they mean, in one place. The
+//! correctness test (`tests/analytics_vs_sql.rs`) restates each definition in SQL over the raw
+//! events; the two must agree exactly.
+//!
+//! Every metric is computed per learner *as of* a moment `T` (events with `occurred_at ≤ T`), then
+//! aggregated. A learner counts when they are on the roster; events of learners the roster does
+//! not know yet count once it learns them.
+//!
+//! Per learner, as of `T`:
+//! - **enrolled**: on the roster.
+//! - **started**: has an event of kind `started`, or any event with `progress > 0`, or a
+//!   `course_completed`.
+//! - **active_7d / active_30d**: has any event with `occurred_at` in `(T − 7 days, T]`
+//!   (resp. 30 days).
+//! - **completed**: has a `course_completed` for every required course of their track; the
+//!   completion time is the latest of those (each course's first completion).
+//! - **certified**: has a `certificate_earned`.
+//! - **trained**: completed (soft track) or certified (hard track) — what each track's target
+//!   counts.
+//! - **withdrawn**: has a `withdrawn` event and is not completed.
+//! - **inactive**: started, not completed, not withdrawn, and no event in `(T − 14 days, T]`.
+//! - **progress**: the mean over the track's required courses of the course's progress — the
+//!   highest `progress` reported for it, 1 once completed, 0 when nothing was reported.
+//! - **score**: the best `score` of any event; none when no event had one.
+//! - **days_to_complete**: from the learner's first event to completion, in days.
+//!
+//! Aggregated over a group of learners:
+//! counts (`enrolled` … `withdrawn`), `completion_rate` = completed / enrolled,
+//! `certification_rate` = certified / enrolled, `avg_progress` (mean over learners),
+//! `avg_score` (mean over learners with a score), `median_days_to_complete` (over completed
+//! learners).
+
+use serde::{Deserialize, Serialize};
+
+/// Microseconds in a day.
+pub const DAY_MICROS: i64 = 86_400_000_000;
+/// Days without activity after which a started learner counts as inactive.
+pub const INACTIVE_AFTER_DAYS: i64 = 14;
+
+/// Something a breakdown can group or filter learners by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Province,
+    Institution,
+    Sector,
+    Discipline,
+    Track,
+    Cohort,
+    Gender,
+    Role,
+}
+
+impl Dimension {
+    /// Every dimension.
+    pub const ALL: &'static [Dimension] = &[
+        Dimension::Province,
+        Dimension::Institution,
+        Dimension::Sector,
+        Dimension::Discipline,
+        Dimension::Track,
+        Dimension::Cohort,
+        Dimension::Gender,
+        Dimension::Role,
+    ];
+
+    /// The wire name, also the column name in frames and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Province => "province",
+            Dimension::Institution => "institution",
+            Dimension::Sector => "sector",
+            Dimension::Discipline => "discipline",
+            Dimension::Track => "track",
+            Dimension::Cohort => "cohort",
+            Dimension::Gender => "gender",
+            Dimension::Role => "role",
+        }
+    }
+}
+
+impl std::str::FromStr for Dimension {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Dimension::ALL
+            .iter()
+            .copied()
+            .find(|d| d.as_str() == value)
+            .ok_or_else(|| {
+                format!(
+                    "unknown dimension `{value}`; expected one of: {}",
+                    names(Dimension::ALL.iter().map(|d| d.as_str()))
+                )
+            })
+    }
+}
+
+/// A figure a breakdown can compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Enrolled,
+    Started,
+    Active7d,
+    Active30d,
+    Inactive,
+    Completed,
+    Certified,
+    Trained,
+    Withdrawn,
+    CompletionRate,
+    CertificationRate,
+    AvgProgress,
+    AvgScore,
+    MedianDaysToComplete,
+}
+
+/// How a metric aggregates, which decides how small cells are suppressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A count of learners.
+    Count,
+    /// A rate or average over the group's learners.
+    Ratio,
+}
+
+impl Metric {
+    /// Every metric.
+    pub const ALL: &'static [Metric] = &[
+        Metric::Enrolled,
+        Metric::Started,
+        Metric::Active7d,
+        Metric::Active30d,
+        Metric::Inactive,
+        Metric::Completed,
+        Metric::Certified,
+        Metric::Trained,
+        Metric::Withdrawn,
+        Metric::CompletionRate,
+        Metric::CertificationRate,
+        Metric::AvgProgress,
+        Metric::AvgScore,
+        Metric::MedianDaysToComplete,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Enrolled => "enrolled",
+            Metric::Started => "started",
+            Metric::Active7d => "active_7d",
+            Metric::Active30d => "active_30d",
+            Metric::Inactive => "inactive",
+            Metric::Completed => "completed",
+            Metric::Certified => "certified",
+            Metric::Trained => "trained",
+            Metric::Withdrawn => "withdrawn",
+            Metric::CompletionRate => "completion_rate",
+            Metric::CertificationRate => "certification_rate",
+            Metric::AvgProgress => "avg_progress",
+            Metric::AvgScore => "avg_score",
+            Metric::MedianDaysToComplete => "median_days_to_complete",
+        }
+    }
+
+    /// Count or ratio.
+    pub fn kind(self) -> MetricKind {
+        match self {
+            Metric::CompletionRate
+            | Metric::CertificationRate
+            | Metric::AvgProgress
+            | Metric::AvgScore
+            | Metric::MedianDaysToComplete => MetricKind::Ratio,
+            _ => MetricKind::Count,
+        }
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Metric::ALL
+            .iter()
+            .copied()
+            .find(|m| m.as_str() == value)
+            .ok_or_else(|| {
+                format!(
+                    "unknown metric `{value}`; expected one of: {}",
+                    names(Metric::ALL.iter().map(|m| m.as_str()))
+                )
+            })
+    }
+}
+
+fn names<'a>(all: impl Iterator<Item = &'a str>) -> String {
+    all.collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_explained() {
+        for metric in Metric::ALL {
+            assert_eq!(metric.as_str().parse::<Metric>(), Ok(*metric));
+        }
+        for dimension in Dimension::ALL {
+            assert_eq!(dimension.as_str().parse::<Dimension>(), Ok(*dimension));
+        }
+        let err = "completions".parse::<Metric>().unwrap_err();
+        assert!(err.contains("completed"), "{err}");
+    }
+}

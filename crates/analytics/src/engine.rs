@@ -1,0 +1,252 @@
+//! The engine: a learner-state snapshot kept current from the store's change feed, and queries
+//! over it.
+//!
+//! At start it reads the roster and replays every event. Then [`Engine::refresh`] (run every few
+//! hundred milliseconds by [`Engine::spawn_follower`]) applies only the events committed since —
+//! touching only the learners they concern — and publishes a new learner frame. A change to the
+//! roster (a new learner, an identity, a cohort) rebuilds the state from the store, because it can
+//! attribute old events anew. Queries as of a moment before the latest event replay the events up
+//! to that moment instead of using the snapshot.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use nigrani_domain::Learner;
+use nigrani_store::{Page, Store, StoreError, StoredEvent};
+use polars::prelude::DataFrame;
+use tokio::task::JoinHandle;
+
+use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
+use crate::state::{Roster, States};
+
+/// Events read from the change feed per call.
+const FEED_PAGE: usize = 10_000;
+/// Learners read from the roster per call.
+const ROSTER_PAGE: usize = 10_000;
+
+/// What can go wrong in analytics.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// A published, immutable view that queries read.
+pub struct Snapshot {
+    /// The roster the frame was built on.
+    pub roster: Arc<Roster>,
+    /// One row per learner.
+    pub frame: DataFrame,
+    /// The last change-feed sequence number included.
+    pub last_seq: i64,
+    /// The latest `occurred_at` included (microseconds), `i64::MIN` when none.
+    pub latest_event: i64,
+    /// When the snapshot was published.
+    pub published_at: DateTime<Utc>,
+}
+
+/// The mutable side, owned by whoever refreshes.
+struct Follower {
+    roster: Arc<Roster>,
+    states: States,
+    last_seq: i64,
+    roster_version: i64,
+}
+
+/// Figures of the program, kept current.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    published: RwLock<Arc<Snapshot>>,
+    follower: tokio::sync::Mutex<Follower>,
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refresh {
+    /// Events applied.
+    pub events: usize,
+    /// Whether the roster changed and the state was rebuilt.
+    pub rebuilt: bool,
+}
+
+impl Engine {
+    /// Builds the state from the store.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, AnalyticsError> {
+        let started = Instant::now();
+        let (follower, _) = build(&store, None).await?;
+        let snapshot = publish(&follower)?;
+        tracing::info!(
+            learners = follower.roster.len(),
+            last_seq = follower.last_seq,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Analytics state built."
+        );
+        Ok(Arc::new(Self {
+            store,
+            published: RwLock::new(Arc::new(snapshot)),
+            follower: tokio::sync::Mutex::new(follower),
+        }))
+    }
+
+    /// The latest published snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.published.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Applies what the store committed since the last refresh and publishes a new snapshot if
+    /// anything changed.
+    pub async fn refresh(&self) -> Result<Refresh, AnalyticsError> {
+        let mut follower = self.follower.lock().await;
+        let version = self.store.roster_version().await?;
+        let mut outcome = Refresh {
+            events: 0,
+            rebuilt: false,
+        };
+        if version != follower.roster_version {
+            let (rebuilt, _) = build(&self.store, None).await?;
+            *follower = rebuilt;
+            outcome.rebuilt = true;
+        } else {
+            loop {
+                let page = self.store.events_after(follower.last_seq, FEED_PAGE).await?;
+                let Some(last) = page.last() else { break };
+                follower.last_seq = last.seq;
+                outcome.events += page.len();
+                let Follower { roster, states, .. } = &mut *follower;
+                apply_page(roster, states, &page, None);
+                if page.len() < FEED_PAGE {
+                    break;
+                }
+            }
+        }
+        if outcome.rebuilt || outcome.events > 0 {
+            let snapshot = publish(&follower)?;
+            match self.published.write() {
+                Ok(mut guard) => *guard = Arc::new(snapshot),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(snapshot),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Refreshes every `every` until the returned task is aborted. Errors are logged and retried.
+    pub fn spawn_follower(self: &Arc<Self>, every: Duration) -> JoinHandle<()> {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let started = Instant::now();
+                match engine.refresh().await {
+                    Ok(refresh) if refresh.events > 0 || refresh.rebuilt => tracing::debug!(
+                        events = refresh.events,
+                        rebuilt = refresh.rebuilt,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "Analytics refreshed."
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "Analytics refresh failed; retrying."),
+                }
+            }
+        })
+    }
+
+    /// Answers a breakdown. Queries as of now (or after the latest event) use the snapshot;
+    /// queries as of an earlier moment replay the store's events up to it.
+    pub async fn breakdown(&self, query: &BreakdownQuery) -> Result<Breakdown, AnalyticsError> {
+        query.validate()?;
+        let snapshot = self.snapshot();
+        let as_of = query.as_of.timestamp_micros();
+        if as_of >= snapshot.latest_event {
+            return Ok(query::breakdown(&snapshot.frame, &snapshot.roster, query)?);
+        }
+        let (replayed, _) = build(&self.store, Some(as_of)).await?;
+        let frame = query::learner_frame(&replayed.roster, &replayed.states)?;
+        Ok(query::breakdown(&frame, &replayed.roster, query)?)
+    }
+}
+
+fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
+    Ok(Snapshot {
+        frame: query::learner_frame(&follower.roster, &follower.states)?,
+        roster: Arc::clone(&follower.roster),
+        last_seq: follower.last_seq,
+        latest_event: follower.states.latest_event,
+        published_at: Utc::now(),
+    })
+}
+
+fn apply_page(roster: &Roster, states: &mut States, page: &[StoredEvent], as_of: Option<i64>) {
+    for event in page {
+        // Events of learners the roster does not know yet wait in the store; a roster change
+        // rebuilds the state and picks them up.
+        let Some(row) = event.learner_id.as_deref().and_then(|id| roster.row(id)) else {
+            continue;
+        };
+        let effect = States::effect(roster, row, event);
+        if as_of.is_some_and(|t| effect.at > t) {
+            continue;
+        }
+        states.apply(row, &effect);
+    }
+}
+
+/// Reads the roster and replays the change feed (up to `as_of`, if given).
+async fn build(
+    store: &Arc<dyn Store>,
+    as_of: Option<i64>,
+) -> Result<(Follower, usize), AnalyticsError> {
+    // Read the version first: a change after this point makes the next refresh rebuild again.
+    let roster_version = store.roster_version().await?;
+    let mut learners: Vec<Learner> = Vec::new();
+    loop {
+        let page = store
+            .learners(Page {
+                after: learners.last().map(|l| l.learner_id.clone()),
+                limit: ROSTER_PAGE,
+            })
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        learners.extend(page);
+    }
+    let roster = Roster::new(
+        learners,
+        store.institutions().await?,
+        store
+            .disciplines()
+            .await?
+            .into_iter()
+            .map(|d| d.code)
+            .collect(),
+        store.cohorts().await?,
+        &store.track_plans().await?,
+    );
+    let mut states = States::new(&roster);
+    let mut last_seq = 0;
+    let mut events = 0;
+    loop {
+        let page = store.events_after(last_seq, FEED_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        last_seq = last.seq;
+        events += page.len();
+        apply_page(&roster, &mut states, &page, as_of);
+    }
+    Ok((
+        Follower {
+            roster: Arc::new(roster),
+            states,
+            last_seq,
+            roster_version,
+        },
+        events,
+    ))
+}

@@ -1,0 +1,389 @@
+//! Breakdowns: learners grouped by dimensions, filtered, with chosen metrics, as of a moment —
+//! computed with polars over the learner frame (one row per learner on the roster).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::definitions::{DAY_MICROS, Dimension, INACTIVE_AFTER_DAYS, Metric};
+use crate::state::{NEVER, Roster, States};
+
+/// Most dimensions one breakdown may group by.
+pub const MAX_BY: usize = 4;
+
+/// What a breakdown asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakdownQuery {
+    /// Group by these, in this order (may be empty: one row for everyone).
+    pub by: Vec<Dimension>,
+    /// Keep only learners whose value of each dimension is one of these names.
+    pub filters: BTreeMap<Dimension, Vec<String>>,
+    /// Metrics to compute, in this order.
+    pub metrics: Vec<Metric>,
+    /// Count milestones (started, completed, certified, trained, withdrawn) only when they
+    /// happened at or after this moment; stocks (enrolled, active, inactive, averages) are as of
+    /// `as_of` regardless.
+    pub from: Option<DateTime<Utc>>,
+    /// The moment the figures are computed as of.
+    pub as_of: DateTime<Utc>,
+    /// Add a total row and, for more than one dimension, subtotals over each leading prefix.
+    pub totals: bool,
+}
+
+/// Why a query cannot be answered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the computation failed: {0}")]
+    Engine(String),
+}
+
+impl From<PolarsError> for QueryError {
+    fn from(e: PolarsError) -> Self {
+        QueryError::Engine(e.to_string())
+    }
+}
+
+impl BreakdownQuery {
+    /// Checks the query on its own (names are already typed; this checks their combination).
+    pub fn validate(&self) -> Result<(), QueryError> {
+        if self.metrics.is_empty() {
+            return Err(QueryError::Invalid("ask for at least one metric".into()));
+        }
+        if self.by.len() > MAX_BY {
+            return Err(QueryError::Invalid(format!(
+                "group by at most {MAX_BY} dimensions, not {}",
+                self.by.len()
+            )));
+        }
+        for (i, d) in self.by.iter().enumerate() {
+            if self.by[..i].contains(d) {
+                return Err(QueryError::Invalid(format!(
+                    "dimension `{}` appears twice in `by`",
+                    d.as_str()
+                )));
+            }
+        }
+        if let Some(from) = self.from {
+            if from > self.as_of {
+                return Err(QueryError::Invalid(format!(
+                    "`from` ({}) lies after `to`/`as_of` ({})",
+                    from.to_rfc3339(),
+                    self.as_of.to_rfc3339()
+                )));
+            }
+        }
+        for (dimension, values) in &self.filters {
+            if values.is_empty() {
+                return Err(QueryError::Invalid(format!(
+                    "the filter on `{}` lists no values",
+                    dimension.as_str()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One row of an answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakdownRow {
+    /// The group's value of each `by` dimension; `None` in a total or subtotal over it.
+    pub keys: Vec<Option<String>>,
+    /// Learners in the group.
+    pub learners: u64,
+    /// One value per metric, in query order; `None` where undefined (e.g. an average over none).
+    pub values: Vec<Option<f64>>,
+}
+
+/// The answer to a breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breakdown {
+    pub by: Vec<Dimension>,
+    pub metrics: Vec<Metric>,
+    pub rows: Vec<BreakdownRow>,
+}
+
+/// Column names of the learner frame.
+mod columns {
+    pub(super) const STARTED_AT: &str = "started_at";
+    pub(super) const COMPLETED_AT: &str = "completed_at";
+    pub(super) const CERTIFIED_AT: &str = "certified_at";
+    pub(super) const WITHDRAWN_AT: &str = "withdrawn_at";
+    pub(super) const LAST_ACTIVITY: &str = "last_activity";
+    pub(super) const PROGRESS: &str = "progress";
+    pub(super) const SCORE: &str = "score";
+    pub(super) const DAYS_TO_COMPLETE: &str = "days_to_complete";
+    pub(super) const SOFT: &str = "soft";
+}
+
+fn at(value: i64) -> Option<i64> {
+    (value != NEVER).then_some(value)
+}
+
+/// Builds the learner frame: one row per learner, dimension codes and the per-learner figures.
+pub fn learner_frame(roster: &Roster, states: &States) -> Result<DataFrame, QueryError> {
+    let n = roster.len();
+    let province: Vec<u32> = roster
+        .institution
+        .iter()
+        .map(|&i| code(nigrani_domain::Province::ALL, roster.institutions[i as usize].province))
+        .collect();
+    let sector: Vec<u32> = roster
+        .institution
+        .iter()
+        .map(|&i| code(nigrani_domain::Sector::ALL, roster.institutions[i as usize].sector))
+        .collect();
+    let mut started_at = Vec::with_capacity(n);
+    let mut completed_at = Vec::with_capacity(n);
+    let mut certified_at = Vec::with_capacity(n);
+    let mut withdrawn_at = Vec::with_capacity(n);
+    let mut last_activity = Vec::with_capacity(n);
+    let mut progress = Vec::with_capacity(n);
+    let mut score = Vec::with_capacity(n);
+    let mut days = Vec::with_capacity(n);
+    let mut soft = Vec::with_capacity(n);
+    for row in 0..n {
+        let learner = &states.learners[row];
+        let completed = states.completed_at(roster, row);
+        started_at.push(at(learner.started_at));
+        completed_at.push(completed);
+        certified_at.push(at(learner.certified_at));
+        withdrawn_at.push(at(learner.withdrawn_at));
+        last_activity.push((learner.last_activity != i64::MIN).then_some(learner.last_activity));
+        progress.push(states.progress(roster, row));
+        score.push((!learner.best_score.is_nan()).then_some(learner.best_score));
+        days.push(completed.map(|c| (c - learner.first_activity) as f64 / DAY_MICROS as f64));
+        soft.push(roster.track_of(row) == nigrani_domain::Track::Soft);
+    }
+    let frame = DataFrame::new(
+        n,
+        vec![
+            Column::new(Dimension::Province.as_str().into(), province),
+            Column::new(Dimension::Institution.as_str().into(), roster.institution.clone()),
+            Column::new(Dimension::Sector.as_str().into(), sector),
+            Column::new(Dimension::Discipline.as_str().into(), roster.discipline.clone()),
+            Column::new(Dimension::Track.as_str().into(), roster.track.clone()),
+            Column::new(Dimension::Cohort.as_str().into(), roster.cohort.clone()),
+            Column::new(Dimension::Gender.as_str().into(), roster.gender.clone()),
+            Column::new(Dimension::Role.as_str().into(), roster.role.clone()),
+            Column::new(columns::STARTED_AT.into(), started_at),
+            Column::new(columns::COMPLETED_AT.into(), completed_at),
+            Column::new(columns::CERTIFIED_AT.into(), certified_at),
+            Column::new(columns::WITHDRAWN_AT.into(), withdrawn_at),
+            Column::new(columns::LAST_ACTIVITY.into(), last_activity),
+            Column::new(columns::PROGRESS.into(), progress),
+            Column::new(columns::SCORE.into(), score),
+            Column::new(columns::DAYS_TO_COMPLETE.into(), days),
+            Column::new(columns::SOFT.into(), soft),
+        ],
+    )?;
+    Ok(frame)
+}
+
+fn code<T: PartialEq>(all: &[T], value: T) -> u32 {
+    all.iter().position(|v| *v == value).unwrap_or(0) as u32
+}
+
+/// The names of a dimension's codes, in code order.
+pub fn dimension_names(roster: &Roster, dimension: Dimension) -> Vec<String> {
+    fn wire<T: std::fmt::Display>(all: &[T]) -> Vec<String> {
+        all.iter().map(ToString::to_string).collect()
+    }
+    match dimension {
+        Dimension::Province => wire(nigrani_domain::Province::ALL),
+        Dimension::Institution => roster.institutions.iter().map(|i| i.hec_id.clone()).collect(),
+        Dimension::Sector => wire(nigrani_domain::Sector::ALL),
+        Dimension::Discipline => roster.disciplines.clone(),
+        Dimension::Track => wire(nigrani_domain::Track::ALL),
+        Dimension::Cohort => roster.cohorts.iter().map(|c| c.cohort_id.clone()).collect(),
+        Dimension::Gender => {
+            let mut names = wire(nigrani_domain::Gender::ALL);
+            names.push("unknown".into());
+            names
+        }
+        Dimension::Role => wire(nigrani_domain::Role::ALL),
+    }
+}
+
+/// A milestone column counted when its time lies in `[from, as_of]` (the frame holds no time
+/// after `as_of` — it was built as of then).
+fn milestone(column: &str, from: Option<i64>) -> Expr {
+    let happened = col(column).is_not_null();
+    match from {
+        Some(from) => happened.and(col(column).gt_eq(lit(from))),
+        None => happened,
+    }
+}
+
+fn count(flag: Expr) -> Expr {
+    flag.cast(DataType::Int64).sum()
+}
+
+fn ratio(numerator: Expr) -> Expr {
+    count(numerator).cast(DataType::Float64) / len().cast(DataType::Float64)
+}
+
+fn metric_expr(metric: Metric, as_of: i64, from: Option<i64>) -> Expr {
+    use columns::*;
+    let completed = || milestone(COMPLETED_AT, from);
+    let certified = || milestone(CERTIFIED_AT, from);
+    let active_within = |days: i64| {
+        col(LAST_ACTIVITY)
+            .is_not_null()
+            .and(col(LAST_ACTIVITY).gt(lit(as_of - days * DAY_MICROS)))
+    };
+    let expr = match metric {
+        Metric::Enrolled => len().cast(DataType::Int64),
+        Metric::Started => count(milestone(STARTED_AT, from)),
+        Metric::Active7d => count(active_within(7)),
+        Metric::Active30d => count(active_within(30)),
+        Metric::Inactive => count(
+            col(STARTED_AT)
+                .is_not_null()
+                .and(col(COMPLETED_AT).is_null())
+                .and(col(WITHDRAWN_AT).is_null())
+                .and(active_within(INACTIVE_AFTER_DAYS).not()),
+        ),
+        Metric::Completed => count(completed()),
+        Metric::Certified => count(certified()),
+        Metric::Trained => count(
+            when(col(SOFT))
+                .then(completed())
+                .otherwise(certified()),
+        ),
+        Metric::Withdrawn => count(
+            milestone(WITHDRAWN_AT, from).and(col(COMPLETED_AT).is_null()),
+        ),
+        Metric::CompletionRate => ratio(completed()),
+        Metric::CertificationRate => ratio(certified()),
+        Metric::AvgProgress => col(PROGRESS).mean(),
+        Metric::AvgScore => col(SCORE).mean(),
+        Metric::MedianDaysToComplete => col(DAYS_TO_COMPLETE).median(),
+    };
+    expr.alias(metric.as_str())
+}
+
+/// Answers a breakdown over a learner frame built as of `query.as_of`.
+pub fn breakdown(
+    frame: &DataFrame,
+    roster: &Roster,
+    query: &BreakdownQuery,
+) -> Result<Breakdown, QueryError> {
+    query.validate()?;
+    let as_of = query.as_of.timestamp_micros();
+    let from = query.from.map(|f| f.timestamp_micros());
+
+    let mut lazy = frame.clone().lazy();
+    for (dimension, values) in &query.filters {
+        let names = dimension_names(roster, *dimension);
+        let mut codes = Vec::with_capacity(values.len());
+        for value in values {
+            let code = names.iter().position(|n| n == value).ok_or_else(|| {
+                QueryError::Invalid(format!(
+                    "`{value}` is not a value of `{}`",
+                    dimension.as_str()
+                ))
+            })?;
+            codes.push(code as u32);
+        }
+        let keep = codes
+            .into_iter()
+            .map(|c| col(dimension.as_str()).eq(lit(c)))
+            .reduce(Expr::or)
+            .unwrap_or_else(|| lit(false));
+        lazy = lazy.filter(keep);
+    }
+    let aggs: Vec<Expr> = std::iter::once(len().cast(DataType::Int64).alias("learners"))
+        .chain(query.metrics.iter().map(|m| metric_expr(*m, as_of, from)))
+        .collect();
+
+    let mut groupings: Vec<Vec<Dimension>> = vec![query.by.clone()];
+    if query.totals && !query.by.is_empty() {
+        for prefix in (0..query.by.len()).rev() {
+            groupings.push(query.by[..prefix].to_vec());
+        }
+    }
+    let names: Vec<Vec<String>> = query
+        .by
+        .iter()
+        .map(|d| dimension_names(roster, *d))
+        .collect();
+    let mut rows = Vec::new();
+    for grouping in groupings {
+        let result = if grouping.is_empty() {
+            lazy.clone().select(aggs.clone()).collect()?
+        } else {
+            let keys: Vec<Expr> = grouping.iter().map(|d| col(d.as_str())).collect();
+            lazy.clone()
+                .group_by(keys.clone())
+                .agg(aggs.clone())
+                .sort_by_exprs(keys, SortMultipleOptions::default())
+                .collect()?
+        };
+        rows.extend(read_rows(&result, query, &grouping, &names)?);
+    }
+    Ok(Breakdown {
+        by: query.by.clone(),
+        metrics: query.metrics.clone(),
+        rows,
+    })
+}
+
+fn read_rows(
+    result: &DataFrame,
+    query: &BreakdownQuery,
+    grouping: &[Dimension],
+    names: &[Vec<String>],
+) -> Result<Vec<BreakdownRow>, QueryError> {
+    let height = result.height();
+    let key_columns: Vec<Option<&UInt32Chunked>> = query
+        .by
+        .iter()
+        .map(|d| {
+            if grouping.contains(d) {
+                result.column(d.as_str()).and_then(|c| c.u32()).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+        .collect::<PolarsResult<_>>()?;
+    let learners = result.column("learners")?.cast(&DataType::Float64)?;
+    let learners = learners.f64()?;
+    let metric_columns: Vec<Column> = query
+        .metrics
+        .iter()
+        .map(|m| result.column(m.as_str())?.cast(&DataType::Float64))
+        .collect::<PolarsResult<_>>()?;
+    let metric_values: Vec<&Float64Chunked> = metric_columns
+        .iter()
+        .map(|c| c.f64())
+        .collect::<PolarsResult<_>>()?;
+    let mut rows = Vec::with_capacity(height);
+    for i in 0..height {
+        let keys = key_columns
+            .iter()
+            .zip(names)
+            .map(|(column, names)| {
+                column.and_then(|c| c.get(i)).map(|code| {
+                    names
+                        .get(code as usize)
+                        .cloned()
+                        .unwrap_or_else(|| code.to_string())
+                })
+            })
+            .collect();
+        rows.push(BreakdownRow {
+            keys,
+            learners: learners.get(i).unwrap_or(0.0) as u64,
+            values: metric_values
+                .iter()
+                .map(|c| c.get(i).filter(|v| v.is_finite()))
+                .collect(),
+        });
+    }
+    Ok(rows)
+}

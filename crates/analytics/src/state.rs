@@ -1,0 +1,306 @@
+//! Learner state: what each learner on the roster has done, kept per learner and per required
+//! course, so memory grows with learners, not with events.
+//!
+//! Every update is a minimum or a maximum (first start, last activity, best score, …), so events
+//! can arrive in any order — Coursera's batches lag by hours, report pulls by days — and the state
+//! comes out the same. The definitions it serves are in [`crate::definitions`].
+
+use std::collections::HashMap;
+
+use nigrani_domain::{Cohort, EventKind, Institution, Learner, TrackPlan, Track};
+use nigrani_store::StoredEvent;
+
+/// "No time": the state's timestamps are microseconds since the epoch, with these sentinels.
+pub const NEVER: i64 = i64::MAX;
+const NOT_YET: i64 = i64::MIN;
+
+/// The roster as analytics sees it: learners sorted by id, each dimension as a small code, and
+/// the dictionaries that turn codes back into names.
+#[derive(Debug, Clone, Default)]
+pub struct Roster {
+    /// Learner ids, sorted; a learner's position is its row.
+    pub ids: Vec<Box<str>>,
+    /// Per row: index into `institutions`.
+    pub institution: Vec<u32>,
+    /// Per row: index into `disciplines`.
+    pub discipline: Vec<u32>,
+    /// Per row: index into `cohorts`.
+    pub cohort: Vec<u32>,
+    /// Per row: index into `Track::ALL`.
+    pub track: Vec<u32>,
+    /// Per row: index into `Role::ALL`.
+    pub role: Vec<u32>,
+    /// Per row: index into `Gender::ALL`, or `Gender::ALL.len()` when not given.
+    pub gender: Vec<u32>,
+    /// Institutions, by code.
+    pub institutions: Vec<Institution>,
+    /// Discipline codes.
+    pub disciplines: Vec<String>,
+    /// Cohorts, by code.
+    pub cohorts: Vec<Cohort>,
+    /// Required courses per track (index into `Track::ALL`).
+    pub required_courses: Vec<Vec<String>>,
+}
+
+impl Roster {
+    /// Builds the roster from the store's rows. Learners naming unknown references are left out
+    /// (the store's foreign keys prevent them).
+    pub fn new(
+        mut learners: Vec<Learner>,
+        institutions: Vec<Institution>,
+        disciplines: Vec<String>,
+        cohorts: Vec<Cohort>,
+        plans: &[TrackPlan],
+    ) -> Self {
+        learners.sort_by(|a, b| a.learner_id.cmp(&b.learner_id));
+        let index = |names: Vec<&str>| -> HashMap<String, u32> {
+            names
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (n.to_owned(), i as u32))
+                .collect()
+        };
+        let institution_index = index(institutions.iter().map(|i| i.hec_id.as_str()).collect());
+        let discipline_index = index(disciplines.iter().map(String::as_str).collect());
+        let cohort_index = index(cohorts.iter().map(|c| c.cohort_id.as_str()).collect());
+        let mut roster = Roster {
+            required_courses: Track::ALL
+                .iter()
+                .map(|track| {
+                    plans
+                        .iter()
+                        .find(|p| p.track == *track)
+                        .map(|p| p.required_courses.clone())
+                        .unwrap_or_default()
+                })
+                .collect(),
+            ..Roster::default()
+        };
+        for learner in learners {
+            let (Some(&institution), Some(&discipline), Some(&cohort)) = (
+                institution_index.get(&learner.institution),
+                discipline_index.get(&learner.discipline),
+                cohort_index.get(&learner.cohort),
+            ) else {
+                continue;
+            };
+            roster.ids.push(learner.learner_id.into_boxed_str());
+            roster.institution.push(institution);
+            roster.discipline.push(discipline);
+            roster.cohort.push(cohort);
+            roster.track.push(code_of(nigrani_domain::Track::ALL, learner.track));
+            roster.role.push(code_of(nigrani_domain::Role::ALL, learner.role));
+            roster.gender.push(match learner.gender {
+                Some(g) => code_of(nigrani_domain::Gender::ALL, g),
+                None => nigrani_domain::Gender::ALL.len() as u32,
+            });
+        }
+        roster.institutions = institutions;
+        roster.disciplines = disciplines;
+        roster.cohorts = cohorts;
+        roster
+    }
+
+    /// Learners on the roster.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the roster is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The row of a learner id.
+    pub fn row(&self, learner_id: &str) -> Option<usize> {
+        self.ids.binary_search_by(|id| (**id).cmp(learner_id)).ok()
+    }
+
+    /// The track of a row.
+    pub fn track_of(&self, row: usize) -> Track {
+        Track::ALL[self.track[row] as usize]
+    }
+
+    /// Most required courses of any track: the stride of per-course state.
+    pub fn course_slots(&self) -> usize {
+        self.required_courses.iter().map(Vec::len).max().unwrap_or(0)
+    }
+}
+
+fn code_of<T: PartialEq>(all: &[T], value: T) -> u32 {
+    all.iter().position(|v| *v == value).unwrap_or(0) as u32
+}
+
+/// One event reduced to what the state needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Effect {
+    /// Index of the course among the learner's track's required courses, if it is one.
+    pub course: Option<u8>,
+    /// What happened.
+    pub kind: EventKind,
+    /// Reported progress.
+    pub progress: Option<f64>,
+    /// Reported score.
+    pub score: Option<f64>,
+    /// When, in microseconds since the epoch.
+    pub at: i64,
+}
+
+/// Per learner, what their events add up to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearnerState {
+    pub first_activity: i64,
+    pub last_activity: i64,
+    pub started_at: i64,
+    pub certified_at: i64,
+    pub withdrawn_at: i64,
+    /// Best score; NaN when none.
+    pub best_score: f64,
+}
+
+impl Default for LearnerState {
+    fn default() -> Self {
+        Self {
+            first_activity: NEVER,
+            last_activity: NOT_YET,
+            started_at: NEVER,
+            certified_at: NEVER,
+            withdrawn_at: NEVER,
+            best_score: f64::NAN,
+        }
+    }
+}
+
+/// Per learner and required course.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CourseState {
+    /// Highest progress reported; NaN when none.
+    pub progress: f64,
+    /// First completion.
+    pub completed_at: i64,
+}
+
+impl Default for CourseState {
+    fn default() -> Self {
+        Self {
+            progress: f64::NAN,
+            completed_at: NEVER,
+        }
+    }
+}
+
+/// The state of every learner on a roster. Events of learners the roster does not know are not
+/// here: when the roster changes, the engine rebuilds the state from the store, where the
+/// roster's identities attribute them.
+#[derive(Debug, Clone, Default)]
+pub struct States {
+    /// Per roster row.
+    pub learners: Vec<LearnerState>,
+    /// Per roster row × course slot.
+    pub courses: Vec<CourseState>,
+    /// Slots per learner.
+    pub slots: usize,
+    /// Latest `occurred_at` applied, over all learners.
+    pub latest_event: i64,
+}
+
+impl States {
+    /// Empty states for a roster.
+    pub fn new(roster: &Roster) -> Self {
+        let slots = roster.course_slots();
+        Self {
+            learners: vec![LearnerState::default(); roster.len()],
+            courses: vec![CourseState::default(); roster.len() * slots],
+            slots,
+            latest_event: NOT_YET,
+        }
+    }
+
+    /// Turns a stored event into an effect for the row's learner.
+    pub fn effect(roster: &Roster, row: usize, event: &StoredEvent) -> Effect {
+        let track = roster.track[row] as usize;
+        let course = roster.required_courses[track]
+            .iter()
+            .position(|c| *c == event.event.course_id)
+            .map(|i| i as u8);
+        Effect {
+            course,
+            kind: event.event.kind,
+            progress: event.event.progress,
+            score: event.event.score,
+            at: event.event.occurred_at.timestamp_micros(),
+        }
+    }
+
+    /// Applies one effect to a row.
+    pub fn apply(&mut self, row: usize, effect: &Effect) {
+        let at = effect.at;
+        self.latest_event = self.latest_event.max(at);
+        let learner = &mut self.learners[row];
+        learner.first_activity = learner.first_activity.min(at);
+        learner.last_activity = learner.last_activity.max(at);
+        let progressed = effect.progress.is_some_and(|p| p > 0.0);
+        if effect.kind == EventKind::Started
+            || effect.kind == EventKind::CourseCompleted
+            || progressed
+        {
+            learner.started_at = learner.started_at.min(at);
+        }
+        if let Some(score) = effect.score {
+            if learner.best_score.is_nan() || score > learner.best_score {
+                learner.best_score = score;
+            }
+        }
+        match effect.kind {
+            EventKind::CertificateEarned => learner.certified_at = learner.certified_at.min(at),
+            EventKind::Withdrawn => learner.withdrawn_at = learner.withdrawn_at.min(at),
+            _ => {}
+        }
+        if let Some(slot) = effect.course {
+            let course = &mut self.courses[row * self.slots + usize::from(slot)];
+            if let Some(progress) = effect.progress {
+                if course.progress.is_nan() || progress > course.progress {
+                    course.progress = progress;
+                }
+            }
+            if effect.kind == EventKind::CourseCompleted {
+                course.completed_at = course.completed_at.min(at);
+            }
+        }
+    }
+
+    /// When the row's learner completed every required course, if they did.
+    pub fn completed_at(&self, roster: &Roster, row: usize) -> Option<i64> {
+        let required = roster.required_courses[roster.track[row] as usize].len();
+        if required == 0 {
+            return None;
+        }
+        let courses = &self.courses[row * self.slots..row * self.slots + required];
+        courses
+            .iter()
+            .map(|c| (c.completed_at != NEVER).then_some(c.completed_at))
+            .try_fold(i64::MIN, |latest, at| at.map(|at| latest.max(at)))
+    }
+
+    /// The row's learner's progress: mean over required courses (1 once completed).
+    pub fn progress(&self, roster: &Roster, row: usize) -> f64 {
+        let required = roster.required_courses[roster.track[row] as usize].len();
+        if required == 0 {
+            return 0.0;
+        }
+        let courses = &self.courses[row * self.slots..row * self.slots + required];
+        let total: f64 = courses
+            .iter()
+            .map(|c| {
+                if c.completed_at != NEVER {
+                    1.0
+                } else if c.progress.is_nan() {
+                    0.0
+                } else {
+                    c.progress
+                }
+            })
+            .sum();
+        total / required as f64
+    }
+}

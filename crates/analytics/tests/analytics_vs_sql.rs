@@ -1,0 +1,263 @@
+//! The engine against an independent statement of the same definitions: plain SQL over the raw
+//! events in PostgreSQL. A demo program is loaded; many random breakdowns (dimensions, filters,
+//! `from`, `as_of`, totals) are computed both ways and must agree — counts exactly, averages to
+//! floating-point rounding.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use nigrani_analytics::{BreakdownQuery, Dimension, Engine, Metric};
+use nigrani_ingest::demo::{DemoConfig, Generator, Rng};
+use nigrani_ingest::native::Item;
+use nigrani_ingest::roster::{self, Rows};
+use nigrani_ingest::{Ingestor, Limits, seed};
+use nigrani_store::testing::TestDatabase;
+use nigrani_store::{Store, StoreConfig};
+use tokio_postgres::NoTls;
+
+const LEARNERS: usize = 500;
+
+fn as_of_now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()
+}
+
+async fn load_demo(store: &Arc<dyn Store>) {
+    seed::install_if_empty(store).await.unwrap();
+    let generator = Generator::new(
+        DemoConfig { learners: LEARNERS, seed: 11, as_of: as_of_now() },
+        &store.institutions().await.unwrap(),
+        &store.disciplines().await.unwrap(),
+        &store.track_plans().await.unwrap(),
+    );
+    roster::apply(store, &Rows::Cohorts(generator.cohort_rows())).await.unwrap();
+    let learners: Vec<_> = (0..LEARNERS).map(|i| generator.learner(i)).collect();
+    let rows: Vec<_> = learners.iter().filter_map(|l| l.roster.clone()).collect();
+    roster::apply(store, &Rows::Learners(rows)).await.unwrap();
+    let ingestor = Ingestor::new(Arc::clone(store), Limits::default());
+    let events: Vec<_> = learners.into_iter().flat_map(|l| l.events).collect();
+    for batch in events.chunks(5000) {
+        let items = batch.iter().cloned().map(Item::Json).collect();
+        ingestor.ingest_items(items, as_of_now()).await.unwrap();
+    }
+}
+
+fn sql_dimension(d: Dimension) -> &'static str {
+    match d {
+        Dimension::Province => "province",
+        Dimension::Institution => "institution",
+        Dimension::Sector => "sector",
+        Dimension::Discipline => "discipline",
+        Dimension::Track => "track",
+        Dimension::Cohort => "cohort",
+        Dimension::Gender => "gender",
+        Dimension::Role => "role",
+    }
+}
+
+/// The definitions of `nigrani_analytics::definitions`, restated in SQL.
+fn sql_metric(m: Metric) -> &'static str {
+    match m {
+        Metric::Enrolled => "count(*)::float8",
+        Metric::Started => "count(*) FILTER (WHERE started_at IS NOT NULL AND started_at >= $2)::float8",
+        Metric::Active7d => "count(*) FILTER (WHERE last_activity > $1 - interval '7 days')::float8",
+        Metric::Active30d => "count(*) FILTER (WHERE last_activity > $1 - interval '30 days')::float8",
+        Metric::Inactive => "count(*) FILTER (WHERE started_at IS NOT NULL AND completed_at IS NULL \
+            AND withdrawn_at IS NULL AND NOT coalesce(last_activity > $1 - interval '14 days', false))::float8",
+        Metric::Completed => "count(*) FILTER (WHERE completed_at >= $2)::float8",
+        Metric::Certified => "count(*) FILTER (WHERE certified_at >= $2)::float8",
+        Metric::Trained => "count(*) FILTER (WHERE CASE WHEN track = 'soft' THEN completed_at >= $2 \
+            ELSE certified_at >= $2 END)::float8",
+        Metric::Withdrawn => "count(*) FILTER (WHERE withdrawn_at >= $2 AND completed_at IS NULL)::float8",
+        Metric::CompletionRate => "(count(*) FILTER (WHERE completed_at >= $2))::float8 / nullif(count(*), 0)",
+        Metric::CertificationRate => "(count(*) FILTER (WHERE certified_at >= $2))::float8 / nullif(count(*), 0)",
+        Metric::AvgProgress => "avg(progress)",
+        Metric::AvgScore => "avg(score)",
+        Metric::MedianDaysToComplete => "percentile_cont(0.5) WITHIN GROUP (ORDER BY \
+            extract(epoch FROM completed_at - first_activity)::float8 / 86400)",
+    }
+}
+
+const PER_LEARNER: &str = "
+WITH ev AS (
+    SELECT i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at
+    FROM events e JOIN learner_identities i ON i.learner_ref = e.learner_ref
+    WHERE e.occurred_at <= $1
+), req AS (
+    SELECT track, unnest(required_courses) AS course_id FROM track_plans
+), per_course AS (
+    SELECT l.learner_id, r.course_id, max(ev.progress) AS progress,
+           min(ev.occurred_at) FILTER (WHERE ev.kind = 'course_completed') AS completed_at
+    FROM learners l JOIN req r ON r.track = l.track
+    LEFT JOIN ev ON ev.learner_id = l.learner_id AND ev.course_id = r.course_id
+    GROUP BY l.learner_id, r.course_id
+), courses AS (
+    SELECT learner_id,
+           avg(CASE WHEN completed_at IS NOT NULL THEN 1.0::float8 ELSE coalesce(progress, 0) END)
+               AS progress,
+           CASE WHEN bool_and(completed_at IS NOT NULL) THEN max(completed_at) END AS completed_at
+    FROM per_course GROUP BY learner_id
+), acts AS (
+    SELECT learner_id, min(occurred_at) AS first_activity, max(occurred_at) AS last_activity,
+           min(occurred_at) FILTER (WHERE kind IN ('started', 'course_completed') OR progress > 0)
+               AS started_at,
+           min(occurred_at) FILTER (WHERE kind = 'certificate_earned') AS certified_at,
+           min(occurred_at) FILTER (WHERE kind = 'withdrawn') AS withdrawn_at,
+           max(score) AS score
+    FROM ev GROUP BY learner_id
+), per AS (
+    SELECT l.learner_id, i.province, l.institution, i.sector, l.discipline, l.track, l.cohort,
+           coalesce(l.gender, 'unknown') AS gender, l.role,
+           coalesce(c.progress, 0) AS progress, c.completed_at,
+           a.first_activity, a.last_activity, a.started_at, a.certified_at, a.withdrawn_at, a.score
+    FROM learners l JOIN institutions i ON i.hec_id = l.institution
+    LEFT JOIN courses c USING (learner_id) LEFT JOIN acts a USING (learner_id)
+)";
+
+type Rows2 = BTreeMap<Vec<Option<String>>, (u64, Vec<Option<f64>>)>;
+
+async fn sql_breakdown(client: &tokio_postgres::Client, q: &BreakdownQuery) -> Rows2 {
+    let mut groupings = vec![q.by.clone()];
+    if q.totals && !q.by.is_empty() {
+        for prefix in (0..q.by.len()).rev() {
+            groupings.push(q.by[..prefix].to_vec());
+        }
+    }
+    let mut out = Rows2::new();
+    let from = q.from.unwrap_or_else(|| Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
+    for grouping in groupings {
+        let mut conditions = Vec::new();
+        for (dimension, values) in &q.filters {
+            let list: Vec<String> = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
+            conditions.push(format!("{} IN ({})", sql_dimension(*dimension), list.join(", ")));
+        }
+        let select_keys: Vec<String> = q
+            .by
+            .iter()
+            .map(|d| if grouping.contains(d) { sql_dimension(*d).to_owned() } else { "NULL::text".to_owned() })
+            .collect();
+        let metrics: Vec<&str> = q.metrics.iter().map(|m| sql_metric(*m)).collect();
+        let mut sql = format!(
+            "{PER_LEARNER} SELECT {}count(*)::int8, {} FROM per",
+            select_keys.iter().map(|k| format!("{k}, ")).collect::<String>(),
+            metrics.join(", ")
+        );
+        if !conditions.is_empty() {
+            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        }
+        if !grouping.is_empty() {
+            let keys: Vec<&str> = grouping.iter().map(|d| sql_dimension(*d)).collect();
+            sql.push_str(&format!(" GROUP BY {}", keys.join(", ")));
+        }
+        let rows = client.query(&sql, &[&q.as_of, &from]).await.unwrap();
+        for row in rows {
+            let n = q.by.len();
+            let keys: Vec<Option<String>> = (0..n).map(|i| row.get(i)).collect();
+            let learners: i64 = row.get(n);
+            if learners == 0 && !grouping.is_empty() {
+                continue;
+            }
+            let values: Vec<Option<f64>> = (0..q.metrics.len()).map(|i| row.get(n + 1 + i)).collect();
+            out.insert(keys, (learners as u64, values));
+        }
+    }
+    out
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
+        _ => false,
+    }
+}
+
+fn random_query(rng: &mut Rng, values: &BTreeMap<Dimension, Vec<String>>) -> BreakdownQuery {
+    let pick = |rng: &mut Rng, n: usize| rng.between(0, n as i64 - 1) as usize;
+    let mut by = Vec::new();
+    for _ in 0..rng.between(0, 2) {
+        let d = Dimension::ALL[pick(rng, Dimension::ALL.len())];
+        if !by.contains(&d) {
+            by.push(d);
+        }
+    }
+    let mut filters = BTreeMap::new();
+    if rng.chance(0.5) {
+        let d = Dimension::ALL[pick(rng, Dimension::ALL.len())];
+        let options = &values[&d];
+        let chosen: Vec<String> = (0..rng.between(1, 3)).map(|_| options[pick(rng, options.len())].clone()).collect();
+        filters.insert(d, chosen);
+    }
+    let as_of = as_of_now() - Duration::days(if rng.chance(0.4) { 0 } else { rng.between(1, 250) });
+    let from = rng.chance(0.3).then(|| as_of - Duration::days(rng.between(1, 120)));
+    BreakdownQuery {
+        by,
+        filters,
+        metrics: Metric::ALL.to_vec(),
+        from,
+        as_of,
+        totals: rng.chance(0.5),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_agrees_with_sql_on_random_slices() {
+    let Some(db) = TestDatabase::create("analytics_vs_sql") else { return };
+    let config = StoreConfig { database_url: Some(db.url().to_owned()), ..StoreConfig::default() };
+    let (store, _) = nigrani_store::open(&config).await.unwrap();
+    load_demo(&store).await;
+    let engine = Engine::start(Arc::clone(&store)).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+
+    let mut values = BTreeMap::new();
+    let snapshot = engine.snapshot();
+    for d in Dimension::ALL {
+        values.insert(*d, nigrani_analytics::query::dimension_names(&snapshot.roster, *d));
+    }
+    let mut rng = Rng::new(2026);
+    let mut compared_rows = 0;
+    // Each metric must be non-zero somewhere, or agreeing on it would prove nothing.
+    let mut seen_nonzero = vec![false; Metric::ALL.len()];
+    for round in 0..40 {
+        let query = random_query(&mut rng, &values);
+        let ours = engine.breakdown(&query).await.unwrap();
+        let theirs = sql_breakdown(&client, &query).await;
+        let ours_map: Rows2 = ours
+            .rows
+            .iter()
+            .filter(|r| r.learners > 0 || r.keys.iter().all(Option::is_none))
+            .map(|r| (r.keys.clone(), (r.learners, r.values.clone())))
+            .collect();
+        assert_eq!(
+            ours_map.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "round {round}: groups differ for {query:?}"
+        );
+        for (keys, (learners, values)) in &ours_map {
+            let (sql_learners, sql_values) = &theirs[keys];
+            assert_eq!(learners, sql_learners, "round {round} {keys:?} learners, {query:?}");
+            for (i, metric) in query.metrics.iter().enumerate() {
+                assert!(
+                    close(values[i], sql_values[i]),
+                    "round {round} {keys:?} {}: nigrani {:?}, SQL {:?}; {query:?}",
+                    metric.as_str(),
+                    values[i],
+                    sql_values[i]
+                );
+            }
+            for (i, value) in values.iter().enumerate() {
+                if value.is_some_and(|v| v > 0.0) {
+                    seen_nonzero[i] = true;
+                }
+            }
+            compared_rows += 1;
+        }
+    }
+    assert!(compared_rows > 100, "compared {compared_rows} rows");
+    for (metric, seen) in Metric::ALL.iter().zip(seen_nonzero) {
+        assert!(seen, "{} was zero in every compared row", metric.as_str());
+    }
+}

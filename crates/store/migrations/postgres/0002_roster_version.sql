@@ -1,0 +1,7 @@
+-- A counter bumped by every change to the roster or its reference data, so that readers (the
+-- analytics snapshot of each replica) know when to reload it.
+CREATE TABLE roster_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO roster_version (id, version) VALUES (1, 0);
