@@ -17,8 +17,11 @@ use nigrani_store::{Page, Store, StoreError, StoredEvent};
 use polars::prelude::DataFrame;
 use tokio::task::JoinHandle;
 
+use crate::funnel::{self, FunnelQuery, FunnelRow};
 use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
+use crate::series::{self, Series, SeriesQuery};
 use crate::state::{Roster, States};
+use crate::targets::{self, TargetStatus};
 
 /// Events read from the change feed per call.
 const FEED_PAGE: usize = 10_000;
@@ -114,7 +117,10 @@ impl Engine {
             outcome.rebuilt = true;
         } else {
             loop {
-                let page = self.store.events_after(follower.last_seq, FEED_PAGE).await?;
+                let page = self
+                    .store
+                    .events_after(follower.last_seq, FEED_PAGE)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 follower.last_seq = last.seq;
                 outcome.events += page.len();
@@ -170,6 +176,67 @@ impl Engine {
         let (replayed, _) = build(&self.store, Some(as_of)).await?;
         let frame = query::learner_frame(&replayed.roster, &replayed.states)?;
         Ok(query::breakdown(&frame, &replayed.roster, query)?)
+    }
+}
+
+impl Engine {
+    /// Runs `work` on the state as of `as_of`: the live state when `as_of` is at or after its
+    /// latest event (refreshes wait meanwhile), otherwise a replay of the events up to `as_of`.
+    async fn with_state<R>(
+        &self,
+        as_of: DateTime<Utc>,
+        work: impl FnOnce(&Roster, &States) -> Result<R, QueryError>,
+    ) -> Result<R, AnalyticsError> {
+        let as_of = as_of.timestamp_micros();
+        {
+            let follower = self.follower.lock().await;
+            if as_of >= follower.states.latest_event {
+                return Ok(work(&follower.roster, &follower.states)?);
+            }
+        }
+        let (replayed, _) = build(&self.store, Some(as_of)).await?;
+        Ok(work(&replayed.roster, &replayed.states)?)
+    }
+
+    /// A time series of one metric.
+    pub async fn series(&self, query: &SeriesQuery) -> Result<Series, AnalyticsError> {
+        query.periods()?;
+        self.with_state(query.as_of, |roster, states| {
+            series::series(roster, states, query)
+        })
+        .await
+    }
+
+    /// The funnel per slice, as of a moment.
+    pub async fn funnel(
+        &self,
+        query: &FunnelQuery,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<FunnelRow>, AnalyticsError> {
+        let snapshot = self.snapshot();
+        if as_of.timestamp_micros() >= snapshot.latest_event {
+            return Ok(funnel::funnel(&snapshot.frame, &snapshot.roster, query)?);
+        }
+        self.with_state(as_of, |roster, states| {
+            funnel::funnel(&query::learner_frame(roster, states)?, roster, query)
+        })
+        .await
+    }
+
+    /// Every track's and cohort's target status, as of now.
+    pub fn targets(&self, now: DateTime<Utc>) -> Result<Vec<TargetStatus>, AnalyticsError> {
+        let snapshot = self.snapshot();
+        Ok(targets::targets(&snapshot.frame, &snapshot.roster, now)?)
+    }
+
+    /// The first day of the earliest cohort, where `since_start` begins.
+    pub fn program_start(&self) -> Option<chrono::NaiveDate> {
+        self.snapshot()
+            .roster
+            .cohorts
+            .iter()
+            .map(|c| c.starts_on)
+            .min()
     }
 }
 

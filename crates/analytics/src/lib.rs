@@ -9,6 +9,10 @@
 //! - [`definitions`]: metrics and dimensions — names and meanings, in one place.
 //! - [`state`]: the roster as codes, and per-learner / per-course state built from events.
 //! - [`query`]: the learner frame (polars) and breakdowns over it.
+//! - [`period`]: days, weeks, months, quarters and fiscal years in Pakistan time; relative periods.
+//! - [`series`]: time series of a metric, with target trajectories.
+//! - [`funnel`]: the funnel and time-to-completion distribution.
+//! - [`targets`]: attainment, pace and projections against track and cohort targets.
 //! - [`engine`]: [`engine::Engine`], which follows the change feed and answers queries.
 //! - [`suppress`]: small-cell suppression, primary and complementary.
 //! - [`feed`]: [`feed::FeedFollower`], following the change feed by sequence number.
@@ -16,9 +20,13 @@
 pub mod definitions;
 pub mod engine;
 pub mod feed;
+pub mod funnel;
+pub mod period;
 pub mod query;
+pub mod series;
 pub mod state;
 pub mod suppress;
+pub mod targets;
 
 pub use definitions::{Dimension, Metric};
 pub use engine::{AnalyticsError, Engine};

@@ -130,12 +130,22 @@ pub fn learner_frame(roster: &Roster, states: &States) -> Result<DataFrame, Quer
     let province: Vec<u32> = roster
         .institution
         .iter()
-        .map(|&i| code(nigrani_domain::Province::ALL, roster.institutions[i as usize].province))
+        .map(|&i| {
+            code(
+                nigrani_domain::Province::ALL,
+                roster.institutions[i as usize].province,
+            )
+        })
         .collect();
     let sector: Vec<u32> = roster
         .institution
         .iter()
-        .map(|&i| code(nigrani_domain::Sector::ALL, roster.institutions[i as usize].sector))
+        .map(|&i| {
+            code(
+                nigrani_domain::Sector::ALL,
+                roster.institutions[i as usize].sector,
+            )
+        })
         .collect();
     let mut started_at = Vec::with_capacity(n);
     let mut completed_at = Vec::with_capacity(n);
@@ -163,9 +173,15 @@ pub fn learner_frame(roster: &Roster, states: &States) -> Result<DataFrame, Quer
         n,
         vec![
             Column::new(Dimension::Province.as_str().into(), province),
-            Column::new(Dimension::Institution.as_str().into(), roster.institution.clone()),
+            Column::new(
+                Dimension::Institution.as_str().into(),
+                roster.institution.clone(),
+            ),
             Column::new(Dimension::Sector.as_str().into(), sector),
-            Column::new(Dimension::Discipline.as_str().into(), roster.discipline.clone()),
+            Column::new(
+                Dimension::Discipline.as_str().into(),
+                roster.discipline.clone(),
+            ),
             Column::new(Dimension::Track.as_str().into(), roster.track.clone()),
             Column::new(Dimension::Cohort.as_str().into(), roster.cohort.clone()),
             Column::new(Dimension::Gender.as_str().into(), roster.gender.clone()),
@@ -195,7 +211,11 @@ pub fn dimension_names(roster: &Roster, dimension: Dimension) -> Vec<String> {
     }
     match dimension {
         Dimension::Province => wire(nigrani_domain::Province::ALL),
-        Dimension::Institution => roster.institutions.iter().map(|i| i.hec_id.clone()).collect(),
+        Dimension::Institution => roster
+            .institutions
+            .iter()
+            .map(|i| i.hec_id.clone())
+            .collect(),
         Dimension::Sector => wire(nigrani_domain::Sector::ALL),
         Dimension::Discipline => roster.disciplines.clone(),
         Dimension::Track => wire(nigrani_domain::Track::ALL),
@@ -209,14 +229,40 @@ pub fn dimension_names(roster: &Roster, dimension: Dimension) -> Vec<String> {
     }
 }
 
-/// A milestone column counted when its time lies in `[from, as_of]` (the frame holds no time
-/// after `as_of` — it was built as of then).
-fn milestone(column: &str, from: Option<i64>) -> Expr {
-    let happened = col(column).is_not_null();
-    match from {
+/// The moment and window metrics are evaluated at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct At {
+    /// Evaluate as of this moment (microseconds): later milestones do not count.
+    pub(crate) as_of: i64,
+    /// Count milestones only from this moment on.
+    pub(crate) from: Option<i64>,
+    /// Read activity from the columns `active_7d`, `active_14d` and `active_30d` (computed for
+    /// `as_of` from the activity calendar) instead of from `last_activity`, which is only right
+    /// when the frame holds nothing after `as_of`.
+    pub(crate) activity_columns: bool,
+}
+
+/// Activity flag columns, for frames evaluated at a moment before their latest event.
+pub(crate) const ACTIVITY_WINDOWS: [i64; 3] = [7, INACTIVE_AFTER_DAYS, 30];
+
+pub(crate) fn activity_column(days: i64) -> String {
+    format!("active_{days}d")
+}
+
+/// A milestone that happened by `as_of` (and from `from`, when given).
+fn milestone(column: &str, at: At) -> Expr {
+    let happened = col(column)
+        .is_not_null()
+        .and(col(column).lt_eq(lit(at.as_of)));
+    match at.from {
         Some(from) => happened.and(col(column).gt_eq(lit(from))),
         None => happened,
     }
+}
+
+/// A milestone that happened by `as_of`, whatever `from` says.
+fn ever(column: &str, at: At) -> Expr {
+    milestone(column, At { from: None, ..at })
 }
 
 fn count(flag: Expr) -> Expr {
@@ -227,58 +273,62 @@ fn ratio(numerator: Expr) -> Expr {
     count(numerator).cast(DataType::Float64) / len().cast(DataType::Float64)
 }
 
-fn metric_expr(metric: Metric, as_of: i64, from: Option<i64>) -> Expr {
-    use columns::*;
-    let completed = || milestone(COMPLETED_AT, from);
-    let certified = || milestone(CERTIFIED_AT, from);
-    let active_within = |days: i64| {
+fn active_within(days: i64, at: At) -> Expr {
+    use columns::LAST_ACTIVITY;
+    if at.activity_columns {
+        col(activity_column(days))
+    } else {
         col(LAST_ACTIVITY)
             .is_not_null()
-            .and(col(LAST_ACTIVITY).gt(lit(as_of - days * DAY_MICROS)))
-    };
+            .and(col(LAST_ACTIVITY).gt(lit(at.as_of - days * DAY_MICROS)))
+    }
+}
+
+/// The polars expression of a metric — the definitions of [`crate::definitions`] in code.
+pub(crate) fn metric_expr(metric: Metric, at: At) -> Result<Expr, QueryError> {
+    use columns::*;
+    let completed = || milestone(COMPLETED_AT, at);
+    let certified = || milestone(CERTIFIED_AT, at);
     let expr = match metric {
         Metric::Enrolled => len().cast(DataType::Int64),
-        Metric::Started => count(milestone(STARTED_AT, from)),
-        Metric::Active7d => count(active_within(7)),
-        Metric::Active30d => count(active_within(30)),
+        Metric::Started => count(milestone(STARTED_AT, at)),
+        Metric::Active7d => count(active_within(7, at)),
+        Metric::Active30d => count(active_within(30, at)),
         Metric::Inactive => count(
-            col(STARTED_AT)
-                .is_not_null()
-                .and(col(COMPLETED_AT).is_null())
-                .and(col(WITHDRAWN_AT).is_null())
-                .and(active_within(INACTIVE_AFTER_DAYS).not()),
+            ever(STARTED_AT, at)
+                .and(ever(COMPLETED_AT, at).not())
+                .and(ever(WITHDRAWN_AT, at).not())
+                .and(active_within(INACTIVE_AFTER_DAYS, at).not()),
         ),
         Metric::Completed => count(completed()),
         Metric::Certified => count(certified()),
-        Metric::Trained => count(
-            when(col(SOFT))
-                .then(completed())
-                .otherwise(certified()),
-        ),
-        Metric::Withdrawn => count(
-            milestone(WITHDRAWN_AT, from).and(col(COMPLETED_AT).is_null()),
-        ),
+        Metric::Trained => count(when(col(SOFT)).then(completed()).otherwise(certified())),
+        Metric::Withdrawn => count(milestone(WITHDRAWN_AT, at).and(ever(COMPLETED_AT, at).not())),
         Metric::CompletionRate => ratio(completed()),
         Metric::CertificationRate => ratio(certified()),
+        Metric::AvgProgress | Metric::AvgScore if at.activity_columns => {
+            return Err(QueryError::Invalid(format!(
+                "`{}` is kept for the latest moment only; ask a breakdown `as_of` the moment \
+                 you need instead of a time series",
+                metric.as_str()
+            )));
+        }
         Metric::AvgProgress => col(PROGRESS).mean(),
         Metric::AvgScore => col(SCORE).mean(),
-        Metric::MedianDaysToComplete => col(DAYS_TO_COMPLETE).median(),
+        Metric::MedianDaysToComplete => col(DAYS_TO_COMPLETE)
+            .filter(ever(COMPLETED_AT, at))
+            .median(),
     };
-    expr.alias(metric.as_str())
+    Ok(expr.alias(metric.as_str()))
 }
 
-/// Answers a breakdown over a learner frame built as of `query.as_of`.
-pub fn breakdown(
-    frame: &DataFrame,
+/// Filters a frame to the learners whose dimension values are among the filters' names.
+pub(crate) fn filtered(
+    mut lazy: LazyFrame,
     roster: &Roster,
-    query: &BreakdownQuery,
-) -> Result<Breakdown, QueryError> {
-    query.validate()?;
-    let as_of = query.as_of.timestamp_micros();
-    let from = query.from.map(|f| f.timestamp_micros());
-
-    let mut lazy = frame.clone().lazy();
-    for (dimension, values) in &query.filters {
+    filters: &BTreeMap<Dimension, Vec<String>>,
+) -> Result<LazyFrame, QueryError> {
+    for (dimension, values) in filters {
         let names = dimension_names(roster, *dimension);
         let mut codes = Vec::with_capacity(values.len());
         for value in values {
@@ -297,21 +347,29 @@ pub fn breakdown(
             .unwrap_or_else(|| lit(false));
         lazy = lazy.filter(keep);
     }
-    let aggs: Vec<Expr> = std::iter::once(len().cast(DataType::Int64).alias("learners"))
-        .chain(query.metrics.iter().map(|m| metric_expr(*m, as_of, from)))
-        .collect();
+    Ok(lazy)
+}
 
-    let mut groupings: Vec<Vec<Dimension>> = vec![query.by.clone()];
-    if query.totals && !query.by.is_empty() {
-        for prefix in (0..query.by.len()).rev() {
-            groupings.push(query.by[..prefix].to_vec());
+/// Groups (with totals and subtotals when asked) and computes the metrics.
+pub(crate) fn aggregate(
+    lazy: LazyFrame,
+    roster: &Roster,
+    by: &[Dimension],
+    metrics: &[Metric],
+    totals: bool,
+    at: At,
+) -> Result<Vec<BreakdownRow>, QueryError> {
+    let mut aggs: Vec<Expr> = vec![len().cast(DataType::Int64).alias("learners")];
+    for metric in metrics {
+        aggs.push(metric_expr(*metric, at)?);
+    }
+    let mut groupings: Vec<Vec<Dimension>> = vec![by.to_vec()];
+    if totals && !by.is_empty() {
+        for prefix in (0..by.len()).rev() {
+            groupings.push(by[..prefix].to_vec());
         }
     }
-    let names: Vec<Vec<String>> = query
-        .by
-        .iter()
-        .map(|d| dimension_names(roster, *d))
-        .collect();
+    let names: Vec<Vec<String>> = by.iter().map(|d| dimension_names(roster, *d)).collect();
     let mut rows = Vec::new();
     for grouping in groupings {
         let result = if grouping.is_empty() {
@@ -324,8 +382,25 @@ pub fn breakdown(
                 .sort_by_exprs(keys, SortMultipleOptions::default())
                 .collect()?
         };
-        rows.extend(read_rows(&result, query, &grouping, &names)?);
+        rows.extend(read_rows(&result, by, metrics, &grouping, &names)?);
     }
+    Ok(rows)
+}
+
+/// Answers a breakdown over a learner frame that holds nothing after `query.as_of`.
+pub fn breakdown(
+    frame: &DataFrame,
+    roster: &Roster,
+    query: &BreakdownQuery,
+) -> Result<Breakdown, QueryError> {
+    query.validate()?;
+    let at = At {
+        as_of: query.as_of.timestamp_micros(),
+        from: query.from.map(|f| f.timestamp_micros()),
+        activity_columns: false,
+    };
+    let lazy = filtered(frame.clone().lazy(), roster, &query.filters)?;
+    let rows = aggregate(lazy, roster, &query.by, &query.metrics, query.totals, at)?;
     Ok(Breakdown {
         by: query.by.clone(),
         metrics: query.metrics.clone(),
@@ -335,13 +410,13 @@ pub fn breakdown(
 
 fn read_rows(
     result: &DataFrame,
-    query: &BreakdownQuery,
+    by: &[Dimension],
+    metrics: &[Metric],
     grouping: &[Dimension],
     names: &[Vec<String>],
 ) -> Result<Vec<BreakdownRow>, QueryError> {
     let height = result.height();
-    let key_columns: Vec<Option<&UInt32Chunked>> = query
-        .by
+    let key_columns: Vec<Option<&UInt32Chunked>> = by
         .iter()
         .map(|d| {
             if grouping.contains(d) {
@@ -353,8 +428,7 @@ fn read_rows(
         .collect::<PolarsResult<_>>()?;
     let learners = result.column("learners")?.cast(&DataType::Float64)?;
     let learners = learners.f64()?;
-    let metric_columns: Vec<Column> = query
-        .metrics
+    let metric_columns: Vec<Column> = metrics
         .iter()
         .map(|m| result.column(m.as_str())?.cast(&DataType::Float64))
         .collect::<PolarsResult<_>>()?;

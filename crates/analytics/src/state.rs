@@ -7,12 +7,23 @@
 
 use std::collections::HashMap;
 
-use nigrani_domain::{Cohort, EventKind, Institution, Learner, TrackPlan, Track};
+use nigrani_domain::{Cohort, EventKind, Institution, Learner, Track, TrackPlan};
 use nigrani_store::StoredEvent;
 
 /// "No time": the state's timestamps are microseconds since the epoch, with these sentinels.
 pub const NEVER: i64 = i64::MAX;
 const NOT_YET: i64 = i64::MIN;
+
+/// Pakistan Standard Time is UTC+5 all year: days, weeks and months are cut there.
+pub const PAKISTAN_OFFSET_MICROS: i64 = 5 * 3_600_000_000;
+/// The first day of the activity calendar (2025-01-01 in Pakistan), as days since 1970-01-01.
+/// Earlier events count on this day; the program started after it.
+pub const CALENDAR_EPOCH_DAY: i64 = 20_089;
+
+/// The calendar day (in Pakistan) of a moment, as days since 1970-01-01.
+pub fn pakistan_day(micros: i64) -> i64 {
+    (micros + PAKISTAN_OFFSET_MICROS).div_euclid(crate::definitions::DAY_MICROS)
+}
 
 /// The roster as analytics sees it: learners sorted by id, each dimension as a small code, and
 /// the dictionaries that turn codes back into names.
@@ -40,6 +51,10 @@ pub struct Roster {
     pub cohorts: Vec<Cohort>,
     /// Required courses per track (index into `Track::ALL`).
     pub required_courses: Vec<Vec<String>>,
+    /// The program's target per track (index into `Track::ALL`): trained (soft), certified (hard).
+    pub track_targets: Vec<u32>,
+    /// A stretch target per track, where there is one.
+    pub track_stretch_targets: Vec<Option<u32>>,
 }
 
 impl Roster {
@@ -74,6 +89,24 @@ impl Roster {
                         .unwrap_or_default()
                 })
                 .collect(),
+            track_targets: Track::ALL
+                .iter()
+                .map(|track| {
+                    plans
+                        .iter()
+                        .find(|p| p.track == *track)
+                        .map_or(0, |p| p.target)
+                })
+                .collect(),
+            track_stretch_targets: Track::ALL
+                .iter()
+                .map(|track| {
+                    plans
+                        .iter()
+                        .find(|p| p.track == *track)
+                        .and_then(|p| p.stretch_target)
+                })
+                .collect(),
             ..Roster::default()
         };
         for learner in learners {
@@ -88,8 +121,12 @@ impl Roster {
             roster.institution.push(institution);
             roster.discipline.push(discipline);
             roster.cohort.push(cohort);
-            roster.track.push(code_of(nigrani_domain::Track::ALL, learner.track));
-            roster.role.push(code_of(nigrani_domain::Role::ALL, learner.role));
+            roster
+                .track
+                .push(code_of(nigrani_domain::Track::ALL, learner.track));
+            roster
+                .role
+                .push(code_of(nigrani_domain::Role::ALL, learner.role));
             roster.gender.push(match learner.gender {
                 Some(g) => code_of(nigrani_domain::Gender::ALL, g),
                 None => nigrani_domain::Gender::ALL.len() as u32,
@@ -123,7 +160,11 @@ impl Roster {
 
     /// Most required courses of any track: the stride of per-course state.
     pub fn course_slots(&self) -> usize {
-        self.required_courses.iter().map(Vec::len).max().unwrap_or(0)
+        self.required_courses
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -200,6 +241,11 @@ pub struct States {
     pub courses: Vec<CourseState>,
     /// Slots per learner.
     pub slots: usize,
+    /// Per roster row × word: one bit per calendar day with activity, from
+    /// [`CALENDAR_EPOCH_DAY`]. Bounded by the program's length, not by its events.
+    pub activity_days: Vec<u64>,
+    /// Words per learner in `activity_days`.
+    pub day_words: usize,
     /// Latest `occurred_at` applied, over all learners.
     pub latest_event: i64,
 }
@@ -212,6 +258,8 @@ impl States {
             learners: vec![LearnerState::default(); roster.len()],
             courses: vec![CourseState::default(); roster.len() * slots],
             slots,
+            activity_days: Vec::new(),
+            day_words: 0,
             latest_event: NOT_YET,
         }
     }
@@ -236,6 +284,7 @@ impl States {
     pub fn apply(&mut self, row: usize, effect: &Effect) {
         let at = effect.at;
         self.latest_event = self.latest_event.max(at);
+        self.mark_active_day(row, at);
         let learner = &mut self.learners[row];
         learner.first_activity = learner.first_activity.min(at);
         learner.last_activity = learner.last_activity.max(at);
@@ -267,6 +316,41 @@ impl States {
                 course.completed_at = course.completed_at.min(at);
             }
         }
+    }
+
+    fn mark_active_day(&mut self, row: usize, at: i64) {
+        let day = (pakistan_day(at) - CALENDAR_EPOCH_DAY).max(0) as usize;
+        let word = day / 64;
+        if word >= self.day_words {
+            self.grow_calendar(word + 1);
+        }
+        self.activity_days[row * self.day_words + word] |= 1 << (day % 64);
+    }
+
+    /// Widens the calendar to at least `words` words per learner (doubling, to keep it rare).
+    fn grow_calendar(&mut self, words: usize) {
+        let new_words = words.max(self.day_words * 2).max(8);
+        let rows = self.learners.len();
+        let mut grown = vec![0u64; rows * new_words];
+        for row in 0..rows {
+            let old = &self.activity_days[row * self.day_words..(row + 1) * self.day_words];
+            grown[row * new_words..row * new_words + self.day_words].copy_from_slice(old);
+        }
+        self.activity_days = grown;
+        self.day_words = new_words;
+    }
+
+    /// Whether the row's learner had an event on any calendar day in `[first_day, last_day]`
+    /// (days since 1970-01-01, in Pakistan).
+    pub fn active_between(&self, row: usize, first_day: i64, last_day: i64) -> bool {
+        let first = (first_day - CALENDAR_EPOCH_DAY).max(0);
+        let last = last_day - CALENDAR_EPOCH_DAY;
+        if last < first || self.day_words == 0 {
+            return false;
+        }
+        let words = &self.activity_days[row * self.day_words..(row + 1) * self.day_words];
+        let last = last.min(self.day_words as i64 * 64 - 1);
+        (first..=last).any(|day| words[day as usize / 64] & (1 << (day % 64)) != 0)
     }
 
     /// When the row's learner completed every required course, if they did.

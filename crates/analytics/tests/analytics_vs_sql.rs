@@ -27,12 +27,18 @@ fn as_of_now() -> DateTime<Utc> {
 async fn load_demo(store: &Arc<dyn Store>) {
     seed::install_if_empty(store).await.unwrap();
     let generator = Generator::new(
-        DemoConfig { learners: LEARNERS, seed: 11, as_of: as_of_now() },
+        DemoConfig {
+            learners: LEARNERS,
+            seed: 11,
+            as_of: as_of_now(),
+        },
         &store.institutions().await.unwrap(),
         &store.disciplines().await.unwrap(),
         &store.track_plans().await.unwrap(),
     );
-    roster::apply(store, &Rows::Cohorts(generator.cohort_rows())).await.unwrap();
+    roster::apply(store, &Rows::Cohorts(generator.cohort_rows()))
+        .await
+        .unwrap();
     let learners: Vec<_> = (0..LEARNERS).map(|i| generator.learner(i)).collect();
     let rows: Vec<_> = learners.iter().filter_map(|l| l.roster.clone()).collect();
     roster::apply(store, &Rows::Learners(rows)).await.unwrap();
@@ -61,22 +67,40 @@ fn sql_dimension(d: Dimension) -> &'static str {
 fn sql_metric(m: Metric) -> &'static str {
     match m {
         Metric::Enrolled => "count(*)::float8",
-        Metric::Started => "count(*) FILTER (WHERE started_at IS NOT NULL AND started_at >= $2)::float8",
-        Metric::Active7d => "count(*) FILTER (WHERE last_activity > $1 - interval '7 days')::float8",
-        Metric::Active30d => "count(*) FILTER (WHERE last_activity > $1 - interval '30 days')::float8",
-        Metric::Inactive => "count(*) FILTER (WHERE started_at IS NOT NULL AND completed_at IS NULL \
-            AND withdrawn_at IS NULL AND NOT coalesce(last_activity > $1 - interval '14 days', false))::float8",
+        Metric::Started => {
+            "count(*) FILTER (WHERE started_at IS NOT NULL AND started_at >= $2)::float8"
+        }
+        Metric::Active7d => {
+            "count(*) FILTER (WHERE last_activity > $1 - interval '7 days')::float8"
+        }
+        Metric::Active30d => {
+            "count(*) FILTER (WHERE last_activity > $1 - interval '30 days')::float8"
+        }
+        Metric::Inactive => {
+            "count(*) FILTER (WHERE started_at IS NOT NULL AND completed_at IS NULL \
+            AND withdrawn_at IS NULL AND NOT coalesce(last_activity > $1 - interval '14 days', false))::float8"
+        }
         Metric::Completed => "count(*) FILTER (WHERE completed_at >= $2)::float8",
         Metric::Certified => "count(*) FILTER (WHERE certified_at >= $2)::float8",
-        Metric::Trained => "count(*) FILTER (WHERE CASE WHEN track = 'soft' THEN completed_at >= $2 \
-            ELSE certified_at >= $2 END)::float8",
-        Metric::Withdrawn => "count(*) FILTER (WHERE withdrawn_at >= $2 AND completed_at IS NULL)::float8",
-        Metric::CompletionRate => "(count(*) FILTER (WHERE completed_at >= $2))::float8 / nullif(count(*), 0)",
-        Metric::CertificationRate => "(count(*) FILTER (WHERE certified_at >= $2))::float8 / nullif(count(*), 0)",
+        Metric::Trained => {
+            "count(*) FILTER (WHERE CASE WHEN track = 'soft' THEN completed_at >= $2 \
+            ELSE certified_at >= $2 END)::float8"
+        }
+        Metric::Withdrawn => {
+            "count(*) FILTER (WHERE withdrawn_at >= $2 AND completed_at IS NULL)::float8"
+        }
+        Metric::CompletionRate => {
+            "(count(*) FILTER (WHERE completed_at >= $2))::float8 / nullif(count(*), 0)"
+        }
+        Metric::CertificationRate => {
+            "(count(*) FILTER (WHERE certified_at >= $2))::float8 / nullif(count(*), 0)"
+        }
         Metric::AvgProgress => "avg(progress)",
         Metric::AvgScore => "avg(score)",
-        Metric::MedianDaysToComplete => "percentile_cont(0.5) WITHIN GROUP (ORDER BY \
-            extract(epoch FROM completed_at - first_activity)::float8 / 86400)",
+        Metric::MedianDaysToComplete => {
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY \
+            extract(epoch FROM completed_at - first_activity)::float8 / 86400)"
+        }
     }
 }
 
@@ -126,22 +150,39 @@ async fn sql_breakdown(client: &tokio_postgres::Client, q: &BreakdownQuery) -> R
         }
     }
     let mut out = Rows2::new();
-    let from = q.from.unwrap_or_else(|| Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
+    let from = q
+        .from
+        .unwrap_or_else(|| Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
     for grouping in groupings {
         let mut conditions = Vec::new();
         for (dimension, values) in &q.filters {
-            let list: Vec<String> = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
-            conditions.push(format!("{} IN ({})", sql_dimension(*dimension), list.join(", ")));
+            let list: Vec<String> = values
+                .iter()
+                .map(|v| format!("'{}'", v.replace('\'', "''")))
+                .collect();
+            conditions.push(format!(
+                "{} IN ({})",
+                sql_dimension(*dimension),
+                list.join(", ")
+            ));
         }
-        let select_keys: Vec<String> = q
-            .by
-            .iter()
-            .map(|d| if grouping.contains(d) { sql_dimension(*d).to_owned() } else { "NULL::text".to_owned() })
-            .collect();
+        let select_keys: Vec<String> =
+            q.by.iter()
+                .map(|d| {
+                    if grouping.contains(d) {
+                        sql_dimension(*d).to_owned()
+                    } else {
+                        "NULL::text".to_owned()
+                    }
+                })
+                .collect();
         let metrics: Vec<&str> = q.metrics.iter().map(|m| sql_metric(*m)).collect();
         let mut sql = format!(
             "{PER_LEARNER} SELECT {}count(*)::int8, {} FROM per",
-            select_keys.iter().map(|k| format!("{k}, ")).collect::<String>(),
+            select_keys
+                .iter()
+                .map(|k| format!("{k}, "))
+                .collect::<String>(),
             metrics.join(", ")
         );
         if !conditions.is_empty() {
@@ -159,7 +200,8 @@ async fn sql_breakdown(client: &tokio_postgres::Client, q: &BreakdownQuery) -> R
             if learners == 0 && !grouping.is_empty() {
                 continue;
             }
-            let values: Vec<Option<f64>> = (0..q.metrics.len()).map(|i| row.get(n + 1 + i)).collect();
+            let values: Vec<Option<f64>> =
+                (0..q.metrics.len()).map(|i| row.get(n + 1 + i)).collect();
             out.insert(keys, (learners as u64, values));
         }
     }
@@ -187,11 +229,20 @@ fn random_query(rng: &mut Rng, values: &BTreeMap<Dimension, Vec<String>>) -> Bre
     if rng.chance(0.5) {
         let d = Dimension::ALL[pick(rng, Dimension::ALL.len())];
         let options = &values[&d];
-        let chosen: Vec<String> = (0..rng.between(1, 3)).map(|_| options[pick(rng, options.len())].clone()).collect();
+        let chosen: Vec<String> = (0..rng.between(1, 3))
+            .map(|_| options[pick(rng, options.len())].clone())
+            .collect();
         filters.insert(d, chosen);
     }
-    let as_of = as_of_now() - Duration::days(if rng.chance(0.4) { 0 } else { rng.between(1, 250) });
-    let from = rng.chance(0.3).then(|| as_of - Duration::days(rng.between(1, 120)));
+    let as_of = as_of_now()
+        - Duration::days(if rng.chance(0.4) {
+            0
+        } else {
+            rng.between(1, 250)
+        });
+    let from = rng
+        .chance(0.3)
+        .then(|| as_of - Duration::days(rng.between(1, 120)));
     BreakdownQuery {
         by,
         filters,
@@ -204,8 +255,13 @@ fn random_query(rng: &mut Rng, values: &BTreeMap<Dimension, Vec<String>>) -> Bre
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_metric_agrees_with_sql_on_random_slices() {
-    let Some(db) = TestDatabase::create("analytics_vs_sql") else { return };
-    let config = StoreConfig { database_url: Some(db.url().to_owned()), ..StoreConfig::default() };
+    let Some(db) = TestDatabase::create("analytics_vs_sql") else {
+        return;
+    };
+    let config = StoreConfig {
+        database_url: Some(db.url().to_owned()),
+        ..StoreConfig::default()
+    };
     let (store, _) = nigrani_store::open(&config).await.unwrap();
     load_demo(&store).await;
     let engine = Engine::start(Arc::clone(&store)).await.unwrap();
@@ -215,7 +271,10 @@ async fn every_metric_agrees_with_sql_on_random_slices() {
     let mut values = BTreeMap::new();
     let snapshot = engine.snapshot();
     for d in Dimension::ALL {
-        values.insert(*d, nigrani_analytics::query::dimension_names(&snapshot.roster, *d));
+        values.insert(
+            *d,
+            nigrani_analytics::query::dimension_names(&snapshot.roster, *d),
+        );
     }
     let mut rng = Rng::new(2026);
     let mut compared_rows = 0;
@@ -238,7 +297,10 @@ async fn every_metric_agrees_with_sql_on_random_slices() {
         );
         for (keys, (learners, values)) in &ours_map {
             let (sql_learners, sql_values) = &theirs[keys];
-            assert_eq!(learners, sql_learners, "round {round} {keys:?} learners, {query:?}");
+            assert_eq!(
+                learners, sql_learners,
+                "round {round} {keys:?} learners, {query:?}"
+            );
             for (i, metric) in query.metrics.iter().enumerate() {
                 assert!(
                     close(values[i], sql_values[i]),
@@ -260,4 +322,194 @@ async fn every_metric_agrees_with_sql_on_random_slices() {
     for (metric, seen) in Metric::ALL.iter().zip(seen_nonzero) {
         assert!(seen, "{} was zero in every compared row", metric.as_str());
     }
+}
+
+async fn setup(label: &str) -> Option<(TestDatabase, Arc<Engine>, tokio_postgres::Client)> {
+    let db = TestDatabase::create(label)?;
+    let config = StoreConfig {
+        database_url: Some(db.url().to_owned()),
+        ..StoreConfig::default()
+    };
+    let (store, _) = nigrani_store::open(&config).await.unwrap();
+    load_demo(&store).await;
+    let engine = Engine::start(Arc::clone(&store)).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(db.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    Some((db, engine, client))
+}
+
+/// Each point of a series is the metric as of its period's end, milestones counted within the
+/// period: the same as a breakdown (checked against SQL above) asked for that moment.
+#[tokio::test(flavor = "multi_thread")]
+async fn series_points_agree_with_breakdowns_at_each_period_end() {
+    use nigrani_analytics::period::{Interval, day_start_micros};
+    use nigrani_analytics::series::SeriesQuery;
+    let Some((_db, engine, _client)) = setup("series").await else {
+        return;
+    };
+    let as_of = as_of_now();
+    for (metric, interval, cumulative, split) in [
+        (
+            Metric::Active7d,
+            Interval::Week,
+            false,
+            Some(Dimension::Track),
+        ),
+        (Metric::Inactive, Interval::Month, false, None),
+        (
+            Metric::Active30d,
+            Interval::Month,
+            false,
+            Some(Dimension::Province),
+        ),
+        (
+            Metric::Completed,
+            Interval::Month,
+            true,
+            Some(Dimension::Cohort),
+        ),
+        (
+            Metric::Trained,
+            Interval::Quarter,
+            false,
+            Some(Dimension::Track),
+        ),
+        (Metric::Withdrawn, Interval::Week, false, None),
+        (Metric::MedianDaysToComplete, Interval::Month, true, None),
+    ] {
+        let query = SeriesQuery {
+            metric,
+            interval,
+            from: as_of - Duration::days(150),
+            as_of,
+            split,
+            filters: BTreeMap::new(),
+            cumulative,
+        };
+        let series = engine.series(&query).await.unwrap();
+        assert!(series.points.len() >= 2);
+        for point in &series.points {
+            let end = day_start_micros(interval.next(point.starts_on)) - 1;
+            let moment =
+                DateTime::from_timestamp_micros(end.min(as_of.timestamp_micros())).unwrap();
+            let start = DateTime::from_timestamp_micros(day_start_micros(point.starts_on)).unwrap();
+            let breakdown = engine
+                .breakdown(&BreakdownQuery {
+                    by: split.into_iter().collect(),
+                    filters: BTreeMap::new(),
+                    metrics: vec![metric],
+                    from: (!cumulative).then(|| start.max(query.from)),
+                    as_of: moment,
+                    totals: false,
+                })
+                .await
+                .unwrap();
+            for row in &breakdown.rows {
+                let key = row
+                    .keys
+                    .first()
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| "all".into());
+                let ours = point.values.get(&key).copied().flatten();
+                assert!(
+                    close(ours, row.values[0]),
+                    "{} {} {key}: series {ours:?}, breakdown {:?}",
+                    metric.as_str(),
+                    point.period,
+                    row.values[0]
+                );
+            }
+        }
+    }
+    // Target trajectories for one-track series.
+    let series = engine
+        .series(&SeriesQuery {
+            metric: Metric::Trained,
+            interval: Interval::Month,
+            from: as_of - Duration::days(365),
+            as_of,
+            split: Some(Dimension::Track),
+            filters: BTreeMap::new(),
+            cumulative: true,
+        })
+        .await
+        .unwrap();
+    let last = series.points.last().unwrap();
+    assert!(
+        last.targets["soft"] > 0.0 && last.targets["soft"] <= 1000.0,
+        "{:?}",
+        last.targets
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn funnel_agrees_with_sql() {
+    use nigrani_analytics::funnel::FunnelQuery;
+    let Some((_db, engine, client)) = setup("funnel").await else {
+        return;
+    };
+    for as_of in [as_of_now(), as_of_now() - Duration::days(60)] {
+        let rows = engine
+            .funnel(
+                &FunnelQuery {
+                    by: vec![Dimension::Track],
+                    filters: BTreeMap::new(),
+                },
+                as_of,
+            )
+            .await
+            .unwrap();
+        let sql = format!(
+            "{PER_LEARNER} SELECT track, count(*), count(started_at), count(*) FILTER (WHERE progress >= 0.5),
+                count(completed_at), count(certified_at),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_activity)::float8 / 86400),
+                percentile_cont(0.75) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_activity)::float8 / 86400),
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_activity)::float8 / 86400)
+             FROM per GROUP BY track ORDER BY track DESC"
+        );
+        let expected = client.query(&sql, &[&as_of]).await.unwrap();
+        assert_eq!(rows.len(), expected.len());
+        for (row, sql) in rows.iter().zip(&expected) {
+            assert_eq!(
+                row.keys[0].as_deref(),
+                Some(sql.get::<_, String>(0).as_str())
+            );
+            let counts = [
+                row.enrolled,
+                row.started,
+                row.half_way,
+                row.completed,
+                row.certified,
+            ];
+            let sql_counts: Vec<u64> = (1..6).map(|i| sql.get::<_, i64>(i) as u64).collect();
+            assert_eq!(counts.to_vec(), sql_counts, "{row:?}");
+            let times = [
+                row.days_to_complete.median,
+                row.days_to_complete.p75,
+                row.days_to_complete.p90,
+            ];
+            for (i, ours) in times.iter().enumerate() {
+                assert!(close(*ours, sql.get(6 + i)), "{row:?}");
+            }
+            assert!(row.started >= row.half_way && row.half_way >= row.completed);
+        }
+    }
+    let targets = engine.targets(as_of_now()).unwrap();
+    let soft = targets
+        .iter()
+        .find(|t| t.scope == "track" && t.id == "soft")
+        .unwrap();
+    assert_eq!(soft.target, 1000);
+    assert!(soft.attained > 0);
+    let hard = targets
+        .iter()
+        .find(|t| t.scope == "track" && t.id == "hard")
+        .unwrap();
+    assert_eq!(hard.stretch_target, Some(500));
+    assert!(
+        targets
+            .iter()
+            .any(|t| t.scope == "cohort" && t.on_track == Some(false))
+    );
 }

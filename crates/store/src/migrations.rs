@@ -15,29 +15,31 @@ pub struct Migration {
 
 /// The PostgreSQL migrations.
 pub const POSTGRES: &[Migration] = &[
-Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-},
-Migration {
-    version: 2,
-    name: "roster_version",
-    sql: include_str!("../migrations/postgres/0002_roster_version.sql"),
-}];
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "roster_version",
+        sql: include_str!("../migrations/postgres/0002_roster_version.sql"),
+    },
+];
 
 /// The SQLite migrations.
 pub const SQLITE: &[Migration] = &[
-Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-},
-Migration {
-    version: 2,
-    name: "roster_version",
-    sql: include_str!("../migrations/sqlite/0002_roster_version.sql"),
-}];
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "roster_version",
+        sql: include_str!("../migrations/sqlite/0002_roster_version.sql"),
+    },
+];
 
 /// The table that records applied migrations (same shape on both backends).
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

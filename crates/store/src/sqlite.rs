@@ -747,9 +747,11 @@ impl Store for SqliteStore {
 
     async fn roster_version(&self) -> Result<i64, StoreError> {
         self.read(|conn| {
-            Ok(conn.query_row("SELECT version FROM roster_version WHERE id = 1", [], |row| {
-                row.get(0)
-            })?)
+            Ok(conn.query_row(
+                "SELECT version FROM roster_version WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )?)
         })
         .await
     }

@@ -116,10 +116,7 @@ fn run_admin(url: &str, sql: &str) -> Result<(), String> {
                 .await
                 .map_err(|e| describe(&e))?;
             let driver = tokio::spawn(connection);
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| describe(&e))?;
+            client.batch_execute(&sql).await.map_err(|e| describe(&e))?;
             drop(client);
             let _ = driver.await;
             Ok(())

@@ -136,7 +136,10 @@ async fn reference_data_round_trips_and_upserts(store: Arc<dyn Store>) {
     let before = store.roster_version().await.unwrap();
     seed_reference(store.as_ref()).await;
     let after_reference = store.roster_version().await.unwrap();
-    assert!(after_reference > before, "reference changes move the roster version");
+    assert!(
+        after_reference > before,
+        "reference changes move the roster version"
+    );
     let plans = [
         TrackPlan {
             track: Track::Soft,
