@@ -168,6 +168,13 @@ impl Engine {
     /// queries as of an earlier moment replay the store's events up to it.
     pub async fn breakdown(&self, query: &BreakdownQuery) -> Result<Breakdown, AnalyticsError> {
         query.validate()?;
+        if query.period.is_some() {
+            return self
+                .with_state(query.as_of, |roster, states| {
+                    series::period_breakdown(roster, states, query)
+                })
+                .await;
+        }
         let snapshot = self.snapshot();
         let as_of = query.as_of.timestamp_micros();
         if as_of >= snapshot.latest_event {

@@ -30,6 +30,9 @@ pub struct BreakdownQuery {
     pub as_of: DateTime<Utc>,
     /// Add a total row and, for more than one dimension, subtotals over each leading prefix.
     pub totals: bool,
+    /// Also group by calendar period: the rows repeat for each period from `from` to `as_of`,
+    /// each evaluated as of the period's end with milestones counted within the period.
+    pub period: Option<crate::period::Interval>,
 }
 
 /// Why a query cannot be answered.
@@ -67,6 +70,11 @@ impl BreakdownQuery {
                 )));
             }
         }
+        if self.period.is_some() && self.from.is_none() {
+            return Err(QueryError::Invalid(
+                "grouping by period needs `from` (or a relative `period` range)".into(),
+            ));
+        }
         if let Some(from) = self.from {
             if from > self.as_of {
                 return Err(QueryError::Invalid(format!(
@@ -91,6 +99,9 @@ impl BreakdownQuery {
 /// One row of an answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BreakdownRow {
+    /// The calendar period, when the query groups by period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
     /// The group's value of each `by` dimension; `None` in a total or subtotal over it.
     pub keys: Vec<Option<String>>,
     /// Learners in the group.
@@ -102,6 +113,8 @@ pub struct BreakdownRow {
 /// The answer to a breakdown.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Breakdown {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<crate::period::Interval>,
     pub by: Vec<Dimension>,
     pub metrics: Vec<Metric>,
     pub rows: Vec<BreakdownRow>,
@@ -402,6 +415,7 @@ pub fn breakdown(
     let lazy = filtered(frame.clone().lazy(), roster, &query.filters)?;
     let rows = aggregate(lazy, roster, &query.by, &query.metrics, query.totals, at)?;
     Ok(Breakdown {
+        period: None,
         by: query.by.clone(),
         metrics: query.metrics.clone(),
         rows,
@@ -451,6 +465,7 @@ fn read_rows(
             })
             .collect();
         rows.push(BreakdownRow {
+            period: None,
             keys,
             learners: learners.get(i).unwrap_or(0.0) as u64,
             values: metric_values

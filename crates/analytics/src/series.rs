@@ -15,7 +15,8 @@ use serde::Serialize;
 use crate::definitions::{Dimension, Metric};
 use crate::period::{Interval, day_of, day_start_micros};
 use crate::query::{
-    ACTIVITY_WINDOWS, At, QueryError, activity_column, aggregate, filtered, learner_frame,
+    ACTIVITY_WINDOWS, At, Breakdown, BreakdownQuery, QueryError, activity_column, aggregate,
+    filtered, learner_frame,
 };
 use crate::state::{Roster, States, pakistan_day};
 
@@ -144,6 +145,62 @@ pub fn series(roster: &Roster, states: &States, query: &SeriesQuery) -> Result<S
         cumulative: query.cumulative,
         split: query.split,
         points,
+    })
+}
+
+/// A breakdown grouped by calendar period as well: for each period, the query's groups as of the
+/// period's end (the last period: as of `query.as_of`), milestones counted within the period.
+pub fn period_breakdown(
+    roster: &Roster,
+    states: &States,
+    query: &BreakdownQuery,
+) -> Result<Breakdown, QueryError> {
+    query.validate()?;
+    let (Some(interval), Some(from)) = (query.period, query.from) else {
+        return Err(QueryError::Invalid("grouping by period needs `period` and `from`".into()));
+    };
+    let periods = SeriesQuery {
+        metric: Metric::Enrolled,
+        interval,
+        from,
+        as_of: query.as_of,
+        split: None,
+        filters: BTreeMap::new(),
+        cumulative: false,
+    }
+    .periods()?;
+    let frame = learner_frame(roster, states)?;
+    let as_of = query.as_of.timestamp_micros();
+    let needs_activity = query
+        .metrics
+        .iter()
+        .any(|m| matches!(m, Metric::Active7d | Metric::Active30d | Metric::Inactive));
+    let mut rows = Vec::new();
+    for (start, next) in periods {
+        let end = day_start_micros(next) - 1;
+        let past = end < as_of;
+        let at = At {
+            as_of: end.min(as_of),
+            from: Some(day_start_micros(start).max(from.timestamp_micros())),
+            activity_columns: past,
+        };
+        let period_frame = if past && needs_activity {
+            with_activity(&frame, states, pakistan_day(end))?
+        } else {
+            frame.clone()
+        };
+        let lazy = filtered(period_frame.lazy(), roster, &query.filters)?;
+        let label = interval.label(start);
+        for mut row in aggregate(lazy, roster, &query.by, &query.metrics, query.totals, at)? {
+            row.period = Some(label.clone());
+            rows.push(row);
+        }
+    }
+    Ok(Breakdown {
+        period: Some(interval),
+        by: query.by.clone(),
+        metrics: query.metrics.clone(),
+        rows,
     })
 }
 

@@ -108,7 +108,7 @@ pub fn suppressed_cells(table: &Breakdown, k: u64) -> BTreeSet<Cell> {
 }
 
 /// Total rows and the rows that add up to them: a row with `j` defined leading keys is the total
-/// of the rows that agree on those and define exactly one more.
+/// of the rows of the same period that agree on those and define exactly one more.
 fn groups(table: &Breakdown) -> Vec<(usize, Vec<usize>)> {
     let depth = |row: usize| table.rows[row].keys.iter().filter(|k| k.is_some()).count();
     let mut out = Vec::new();
@@ -119,7 +119,11 @@ fn groups(table: &Breakdown) -> Vec<(usize, Vec<usize>)> {
         }
         let prefix = &table.rows[parent].keys[..level];
         let children: Vec<usize> = (0..table.rows.len())
-            .filter(|&c| depth(c) == level + 1 && table.rows[c].keys[..level] == *prefix)
+            .filter(|&c| {
+                depth(c) == level + 1
+                    && table.rows[c].keys[..level] == *prefix
+                    && table.rows[c].period == table.rows[parent].period
+            })
             .collect();
         if !children.is_empty() {
             out.push((parent, children));
@@ -164,6 +168,7 @@ mod tests {
         let completed = leaves.iter().flatten().map(|c| c.1).sum();
         rows.push(row(None, None, learners, completed));
         Breakdown {
+            period: None,
             by: vec![Dimension::Province, Dimension::Track],
             metrics: vec![Metric::Completed, Metric::CompletionRate],
             rows,
@@ -172,6 +177,7 @@ mod tests {
 
     fn row(a: Option<usize>, b: Option<usize>, learners: u64, completed: u64) -> BreakdownRow {
         BreakdownRow {
+            period: None,
             keys: vec![a.map(|a| format!("a{a}")), b.map(|b| format!("b{b}"))],
             learners,
             values: vec![

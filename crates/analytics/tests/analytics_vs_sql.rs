@@ -250,6 +250,7 @@ fn random_query(rng: &mut Rng, values: &BTreeMap<Dimension, Vec<String>>) -> Bre
         from,
         as_of,
         totals: rng.chance(0.5),
+        period: None,
     }
 }
 
@@ -401,6 +402,7 @@ async fn series_points_agree_with_breakdowns_at_each_period_end() {
                     from: (!cumulative).then(|| start.max(query.from)),
                     as_of: moment,
                     totals: false,
+                    period: None,
                 })
                 .await
                 .unwrap();
@@ -512,4 +514,52 @@ async fn funnel_agrees_with_sql() {
             .iter()
             .any(|t| t.scope == "cohort" && t.on_track == Some(false))
     );
+}
+
+/// Grouping by period gives, for each period, the breakdown as of the period's end.
+#[tokio::test(flavor = "multi_thread")]
+async fn breakdowns_by_period_agree_with_breakdowns_as_of_each_period_end() {
+    use nigrani_analytics::period::{Interval, day_start_micros};
+    let Some((_db, engine, _client)) = setup("period").await else { return };
+    let as_of = as_of_now();
+    let metrics = vec![Metric::Enrolled, Metric::Completed, Metric::Active7d, Metric::Inactive, Metric::Trained];
+    let by_period = engine
+        .breakdown(&BreakdownQuery {
+            by: vec![Dimension::Track],
+            filters: BTreeMap::new(),
+            metrics: metrics.clone(),
+            from: Some(as_of - Duration::days(100)),
+            as_of,
+            totals: true,
+            period: Some(Interval::Month),
+        })
+        .await
+        .unwrap();
+    let periods: std::collections::BTreeSet<_> = by_period.rows.iter().map(|r| r.period.clone().unwrap()).collect();
+    assert!(periods.len() >= 4, "{periods:?}");
+    for period in periods {
+        let starts_on = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").unwrap();
+        let end = day_start_micros(Interval::Month.next(starts_on)) - 1;
+        let start = DateTime::from_timestamp_micros(day_start_micros(starts_on)).unwrap();
+        let single = engine
+            .breakdown(&BreakdownQuery {
+                by: vec![Dimension::Track],
+                filters: BTreeMap::new(),
+                metrics: metrics.clone(),
+                from: Some(start.max(as_of - Duration::days(100))),
+                as_of: DateTime::from_timestamp_micros(end.min(as_of.timestamp_micros())).unwrap(),
+                totals: true,
+                period: None,
+            })
+            .await
+            .unwrap();
+        let ours: Vec<_> = by_period.rows.iter().filter(|r| r.period.as_deref() == Some(&period)).collect();
+        assert_eq!(ours.len(), single.rows.len());
+        for (a, b) in ours.iter().zip(&single.rows) {
+            assert_eq!((&a.keys, a.learners), (&b.keys, b.learners));
+            for (x, y) in a.values.iter().zip(&b.values) {
+                assert!(close(*x, *y), "{period} {:?}: {x:?} vs {y:?}", a.keys);
+            }
+        }
+    }
 }
