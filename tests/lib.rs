@@ -207,6 +207,14 @@ impl TestServer {
         child.wait().unwrap()
     }
 
+    /// The PostgreSQL URL of the server's database, when it runs on PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        match &self.data {
+            Data::Postgres(db) => Some(db.url()),
+            Data::Sqlite(_) => None,
+        }
+    }
+
     /// The process id of the running server.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("server is running").id()

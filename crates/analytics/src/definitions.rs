@@ -102,7 +102,9 @@ impl std::str::FromStr for Dimension {
 pub enum Metric {
     Enrolled,
     Started,
+    #[serde(rename = "active_7d")]
     Active7d,
+    #[serde(rename = "active_30d")]
     Active30d,
     Inactive,
     Completed,
@@ -206,6 +208,7 @@ mod tests {
     fn names_round_trip_and_unknown_names_are_explained() {
         for metric in Metric::ALL {
             assert_eq!(metric.as_str().parse::<Metric>(), Ok(*metric));
+            assert_eq!(serde_json::to_value(metric).unwrap(), metric.as_str());
         }
         for dimension in Dimension::ALL {
             assert_eq!(dimension.as_str().parse::<Dimension>(), Ok(*dimension));

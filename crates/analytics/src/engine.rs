@@ -63,7 +63,7 @@ struct Follower {
 pub struct Engine {
     store: Arc<dyn Store>,
     published: RwLock<Arc<Snapshot>>,
-    follower: tokio::sync::Mutex<Follower>,
+    follower: Arc<tokio::sync::Mutex<Follower>>,
 }
 
 /// What a refresh did.
@@ -90,7 +90,7 @@ impl Engine {
         Ok(Arc::new(Self {
             store,
             published: RwLock::new(Arc::new(snapshot)),
-            follower: tokio::sync::Mutex::new(follower),
+            follower: Arc::new(tokio::sync::Mutex::new(follower)),
         }))
     }
 
@@ -169,47 +169,65 @@ impl Engine {
     pub async fn breakdown(&self, query: &BreakdownQuery) -> Result<Breakdown, AnalyticsError> {
         query.validate()?;
         if query.period.is_some() {
+            let query = query.clone();
             return self
-                .with_state(query.as_of, |roster, states| {
-                    series::period_breakdown(roster, states, query)
+                .with_state(query.as_of, move |roster, states| {
+                    series::period_breakdown(roster, states, &query)
                 })
                 .await;
         }
         let snapshot = self.snapshot();
         let as_of = query.as_of.timestamp_micros();
         if as_of >= snapshot.latest_event {
-            return Ok(query::breakdown(&snapshot.frame, &snapshot.roster, query)?);
+            let query = query.clone();
+            return compute(move || query::breakdown(&snapshot.frame, &snapshot.roster, &query))
+                .await;
         }
-        let (replayed, _) = build(&self.store, Some(as_of)).await?;
-        let frame = query::learner_frame(&replayed.roster, &replayed.states)?;
-        Ok(query::breakdown(&frame, &replayed.roster, query)?)
+        let query = query.clone();
+        self.with_state(query.as_of, move |roster, states| {
+            query::breakdown(&query::learner_frame(roster, states)?, roster, &query)
+        })
+        .await
     }
+}
+
+/// Runs polars work on the blocking pool: it is CPU-bound, and polars must not run on a
+/// current-thread runtime (HTTP workers are).
+async fn compute<R: Send + 'static>(
+    work: impl FnOnce() -> Result<R, QueryError> + Send + 'static,
+) -> Result<R, AnalyticsError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| {
+            AnalyticsError::Query(QueryError::Engine(format!("the computation panicked: {e}")))
+        })?
+        .map_err(AnalyticsError::from)
 }
 
 impl Engine {
     /// Runs `work` on the state as of `as_of`: the live state when `as_of` is at or after its
     /// latest event (refreshes wait meanwhile), otherwise a replay of the events up to `as_of`.
-    async fn with_state<R>(
+    async fn with_state<R: Send + 'static>(
         &self,
         as_of: DateTime<Utc>,
-        work: impl FnOnce(&Roster, &States) -> Result<R, QueryError>,
+        work: impl FnOnce(&Roster, &States) -> Result<R, QueryError> + Send + 'static,
     ) -> Result<R, AnalyticsError> {
         let as_of = as_of.timestamp_micros();
-        {
-            let follower = self.follower.lock().await;
-            if as_of >= follower.states.latest_event {
-                return Ok(work(&follower.roster, &follower.states)?);
-            }
+        let follower = Arc::clone(&self.follower).lock_owned().await;
+        if as_of >= follower.states.latest_event {
+            return compute(move || work(&follower.roster, &follower.states)).await;
         }
+        drop(follower);
         let (replayed, _) = build(&self.store, Some(as_of)).await?;
-        Ok(work(&replayed.roster, &replayed.states)?)
+        compute(move || work(&replayed.roster, &replayed.states)).await
     }
 
     /// A time series of one metric.
     pub async fn series(&self, query: &SeriesQuery) -> Result<Series, AnalyticsError> {
         query.periods()?;
-        self.with_state(query.as_of, |roster, states| {
-            series::series(roster, states, query)
+        let query = query.clone();
+        self.with_state(query.as_of, move |roster, states| {
+            series::series(roster, states, &query)
         })
         .await
     }
@@ -221,19 +239,21 @@ impl Engine {
         as_of: DateTime<Utc>,
     ) -> Result<Vec<FunnelRow>, AnalyticsError> {
         let snapshot = self.snapshot();
+        let query = query.clone();
         if as_of.timestamp_micros() >= snapshot.latest_event {
-            return Ok(funnel::funnel(&snapshot.frame, &snapshot.roster, query)?);
+            return compute(move || funnel::funnel(&snapshot.frame, &snapshot.roster, &query))
+                .await;
         }
-        self.with_state(as_of, |roster, states| {
-            funnel::funnel(&query::learner_frame(roster, states)?, roster, query)
+        self.with_state(as_of, move |roster, states| {
+            funnel::funnel(&query::learner_frame(roster, states)?, roster, &query)
         })
         .await
     }
 
     /// Every track's and cohort's target status, as of now.
-    pub fn targets(&self, now: DateTime<Utc>) -> Result<Vec<TargetStatus>, AnalyticsError> {
+    pub async fn targets(&self, now: DateTime<Utc>) -> Result<Vec<TargetStatus>, AnalyticsError> {
         let snapshot = self.snapshot();
-        Ok(targets::targets(&snapshot.frame, &snapshot.roster, now)?)
+        compute(move || targets::targets(&snapshot.frame, &snapshot.roster, now)).await
     }
 
     /// The first day of the earliest cohort, where `since_start` begins.

@@ -69,6 +69,13 @@ pub struct Series {
 impl SeriesQuery {
     /// The periods the series covers: `(first day, first day of the next period)`.
     pub fn periods(&self) -> Result<Vec<(NaiveDate, NaiveDate)>, QueryError> {
+        if matches!(self.metric, Metric::AvgProgress | Metric::AvgScore) {
+            return Err(QueryError::Invalid(format!(
+                "`{}` is kept for the latest moment only; ask a breakdown `as_of` the moment you \
+                 need instead of a time series",
+                self.metric.as_str()
+            )));
+        }
         if self.from > self.as_of {
             return Err(QueryError::Invalid(format!(
                 "`from` ({}) lies after `to`/`as_of` ({})",
@@ -157,7 +164,9 @@ pub fn period_breakdown(
 ) -> Result<Breakdown, QueryError> {
     query.validate()?;
     let (Some(interval), Some(from)) = (query.period, query.from) else {
-        return Err(QueryError::Invalid("grouping by period needs `period` and `from`".into()));
+        return Err(QueryError::Invalid(
+            "grouping by period needs `period` and `from`".into(),
+        ));
     };
     let periods = SeriesQuery {
         metric: Metric::Enrolled,

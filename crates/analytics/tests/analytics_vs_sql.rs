@@ -497,7 +497,7 @@ async fn funnel_agrees_with_sql() {
             assert!(row.started >= row.half_way && row.half_way >= row.completed);
         }
     }
-    let targets = engine.targets(as_of_now()).unwrap();
+    let targets = engine.targets(as_of_now()).await.unwrap();
     let soft = targets
         .iter()
         .find(|t| t.scope == "track" && t.id == "soft")
@@ -520,9 +520,17 @@ async fn funnel_agrees_with_sql() {
 #[tokio::test(flavor = "multi_thread")]
 async fn breakdowns_by_period_agree_with_breakdowns_as_of_each_period_end() {
     use nigrani_analytics::period::{Interval, day_start_micros};
-    let Some((_db, engine, _client)) = setup("period").await else { return };
+    let Some((_db, engine, _client)) = setup("period").await else {
+        return;
+    };
     let as_of = as_of_now();
-    let metrics = vec![Metric::Enrolled, Metric::Completed, Metric::Active7d, Metric::Inactive, Metric::Trained];
+    let metrics = vec![
+        Metric::Enrolled,
+        Metric::Completed,
+        Metric::Active7d,
+        Metric::Inactive,
+        Metric::Trained,
+    ];
     let by_period = engine
         .breakdown(&BreakdownQuery {
             by: vec![Dimension::Track],
@@ -535,10 +543,15 @@ async fn breakdowns_by_period_agree_with_breakdowns_as_of_each_period_end() {
         })
         .await
         .unwrap();
-    let periods: std::collections::BTreeSet<_> = by_period.rows.iter().map(|r| r.period.clone().unwrap()).collect();
+    let periods: std::collections::BTreeSet<_> = by_period
+        .rows
+        .iter()
+        .map(|r| r.period.clone().unwrap())
+        .collect();
     assert!(periods.len() >= 4, "{periods:?}");
     for period in periods {
-        let starts_on = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").unwrap();
+        let starts_on =
+            chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").unwrap();
         let end = day_start_micros(Interval::Month.next(starts_on)) - 1;
         let start = DateTime::from_timestamp_micros(day_start_micros(starts_on)).unwrap();
         let single = engine
@@ -553,7 +566,11 @@ async fn breakdowns_by_period_agree_with_breakdowns_as_of_each_period_end() {
             })
             .await
             .unwrap();
-        let ours: Vec<_> = by_period.rows.iter().filter(|r| r.period.as_deref() == Some(&period)).collect();
+        let ours: Vec<_> = by_period
+            .rows
+            .iter()
+            .filter(|r| r.period.as_deref() == Some(&period))
+            .collect();
         assert_eq!(ours.len(), single.rows.len());
         for (a, b) in ours.iter().zip(&single.rows) {
             assert_eq!((&a.keys, a.learners), (&b.keys, b.learners));

@@ -7,6 +7,7 @@
 //! Modules:
 //! - [`error`]: [`ApiError`], the one error contract, and the table of codes.
 //! - [`routes`]: the handlers under `/api/v1`, `/healthz` and `/readyz`.
+//! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets).
 //!
 //! [`Application::build`] binds the listener (port 0 picks a free one, for tests) and reports the
 //! bound address; [`Application::run_until_stopped`] serves until SIGTERM or Ctrl-C, then stops
@@ -14,6 +15,7 @@
 //! finish before it returns.
 
 pub mod error;
+mod figures;
 pub mod routes;
 
 use std::net::{SocketAddr, TcpListener};
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
+use nigrani_analytics::Engine;
 use nigrani_ingest::{Ingestor, Limits};
 use nigrani_store::Store;
 
@@ -47,6 +50,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The batch pipeline.
     pub ingestor: Ingestor,
+    /// The figures.
+    pub engine: Arc<Engine>,
 }
 
 /// A bound, not yet running server.
@@ -57,12 +62,17 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener and builds the server.
-    pub fn build(config: &ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Self> {
+    pub fn build(
+        config: &ServerConfig,
+        store: Arc<dyn Store>,
+        engine: Arc<Engine>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen)?;
         let address = listener.local_addr()?;
         let state = AppState {
             ingestor: Ingestor::new(Arc::clone(&store), config.limits),
             store,
+            engine,
         };
         let mut server = HttpServer::new(move || {
             App::new()

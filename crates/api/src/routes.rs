@@ -31,6 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/events", web::post().to(post_events))
             .route("/status", web::get().to(status))
             .route("/rejections", web::get().to(list_rejections))
+            .route("/breakdown", web::get().to(crate::figures::breakdown))
+            .route("/timeseries", web::get().to(crate::figures::timeseries))
+            .route("/funnel", web::get().to(crate::figures::funnel))
+            .route("/targets", web::get().to(crate::figures::targets))
             .route("/{kind}", web::post().to(upsert_roster))
             .route("/{kind}", web::get().to(list_roster)),
     )

@@ -53,7 +53,11 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     let backend = store.backend();
-    let app = Application::build(&settings.server(), store)
+    let engine = nigrani_analytics::Engine::start(Arc::clone(&store))
+        .await
+        .context("cannot build the analytics state")?;
+    let follower = engine.spawn_follower(std::time::Duration::from_millis(settings.refresh_millis));
+    let app = Application::build(&settings.server(), store, engine)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     // Tests and scripts read this line to learn the port when they ask for port 0.
     println!("nigrani listening on http://{}", app.address());
@@ -61,6 +65,7 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     app.run_until_stopped()
         .await
         .context("the HTTP server failed")?;
+    follower.abort();
     tracing::info!("Stopped: requests in flight have finished.");
     Ok(())
 }

@@ -35,6 +35,9 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
     /// Limits on ingest requests.
     pub(crate) ingest: IngestSettings,
+    /// Milliseconds between analytics refreshes from the change feed (new data shows in queries
+    /// within about this long).
+    pub(crate) refresh_millis: u64,
 }
 
 /// Limits on one `POST /api/v1/events`.
@@ -89,6 +92,7 @@ impl Default for Settings {
                 max_events: limits.max_events,
                 max_body_bytes: limits.max_body_bytes,
             },
+            refresh_millis: 250,
         }
     }
 }

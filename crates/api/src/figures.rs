@@ -1,0 +1,410 @@
+//! The read API over analytics: breakdowns, time series, the funnel and targets.
+//!
+//! Query form (DHIS2-like): `by=` dimensions (and `period`), one parameter per dimension to filter
+//! on (`province=punjab,sindh`), `metrics=`, a range as `from`/`to` or a relative `period=`, and
+//! `as_of`. Unknown parameters, dimensions and metrics are errors, never empty answers.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use nigrani_analytics::definitions::MetricKind;
+use nigrani_analytics::funnel::FunnelQuery;
+use nigrani_analytics::period::{Interval, RelativePeriod, day_start_micros};
+use nigrani_analytics::query::MAX_BY;
+use nigrani_analytics::series::SeriesQuery;
+use nigrani_analytics::{AnalyticsError, BreakdownQuery, Dimension, Metric};
+use serde_json::{Map, Value, json};
+
+use crate::{ApiError, AppState};
+
+/// Metrics a breakdown computes when `metrics` is not given.
+const DEFAULT_METRICS: &[Metric] = &[
+    Metric::Enrolled,
+    Metric::Started,
+    Metric::Completed,
+    Metric::Certified,
+    Metric::Trained,
+];
+
+impl From<AnalyticsError> for ApiError {
+    fn from(e: AnalyticsError) -> Self {
+        match e {
+            AnalyticsError::Store(e) => e.into(),
+            AnalyticsError::Query(nigrani_analytics::query::QueryError::Invalid(message)) => {
+                ApiError::new("invalid_query", message)
+            }
+            AnalyticsError::Query(e) => {
+                tracing::error!(error = %e, "An analytics query failed.");
+                ApiError::new(
+                    "internal_error",
+                    "nigrani could not compute the figures; the cause is in its log",
+                )
+            }
+        }
+    }
+}
+
+/// Query parameters, each given at most once.
+struct Params {
+    pairs: BTreeMap<String, String>,
+}
+
+impl Params {
+    fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut map = BTreeMap::new();
+        for (key, value) in pairs {
+            let is_dimension = key.parse::<Dimension>().is_ok();
+            if !allowed.contains(&key.as_str()) && !is_dimension {
+                return Err(ApiError::new(
+                    "invalid_query",
+                    format!(
+                        "unknown parameter `{key}`; this route takes {} and a filter per \
+                         dimension ({})",
+                        allowed.join(", "),
+                        Dimension::ALL
+                            .iter()
+                            .map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            if map.insert(key.clone(), value).is_some() {
+                return Err(ApiError::new(
+                    "invalid_query",
+                    format!("`{key}` is given more than once; list values with commas instead"),
+                ));
+            }
+        }
+        Ok(Self { pairs: map })
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn list(&self, key: &str) -> Vec<&str> {
+        self.get(key)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn parse<T: std::str::FromStr<Err = String>>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        self.get(key)
+            .map(|v| {
+                v.parse()
+                    .map_err(|e: String| ApiError::new("invalid_query", e))
+            })
+            .transpose()
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(ApiError::new(
+                "invalid_query",
+                format!("`{key}` must be true or false, not `{other}`"),
+            )),
+        }
+    }
+
+    fn moment(&self, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let Some(text) = self.get(key) else {
+            return Ok(None);
+        };
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Ok(Some(t.with_timezone(&Utc)));
+        }
+        let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+            ApiError::new(
+                "invalid_query",
+                format!("`{key}` must be an RFC 3339 time or a date YYYY-MM-DD, not `{text}`"),
+            )
+        })?;
+        // A date means its start in Pakistan for `from`, its end for `to`/`as_of`.
+        let start = day_start_micros(day);
+        let micros = if key == "from" {
+            start
+        } else {
+            day_start_micros(day.succ_opt().unwrap_or(day)) - 1
+        };
+        Ok(DateTime::from_timestamp_micros(micros))
+    }
+
+    fn filters(&self) -> Result<BTreeMap<Dimension, Vec<String>>, ApiError> {
+        let mut filters = BTreeMap::new();
+        for d in Dimension::ALL {
+            let values = self.list(d.as_str());
+            if self.pairs.contains_key(d.as_str()) && values.is_empty() {
+                return Err(ApiError::new(
+                    "invalid_query",
+                    format!("the filter `{}` lists no values", d.as_str()),
+                ));
+            }
+            if !values.is_empty() {
+                filters.insert(*d, values.into_iter().map(str::to_owned).collect());
+            }
+        }
+        Ok(filters)
+    }
+
+    /// `(from, as_of)` from `from`/`to`/`as_of` or a relative `period`.
+    fn range(
+        &self,
+        state: &AppState,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<DateTime<Utc>>, DateTime<Utc>), ApiError> {
+        if self.get("to").is_some() && self.get("as_of").is_some() {
+            return Err(ApiError::new(
+                "invalid_query",
+                "give `to` or `as_of`, not both",
+            ));
+        }
+        let relative: Option<RelativePeriod> = self.parse("period")?;
+        let from = self.moment("from")?;
+        let to = self.moment("to")?.or(self.moment("as_of")?);
+        if relative.is_some() && (from.is_some() || to.is_some()) {
+            return Err(ApiError::new(
+                "invalid_query",
+                "give a relative `period` or `from`/`to`, not both",
+            ));
+        }
+        if let Some(relative) = relative {
+            let start = state
+                .engine
+                .program_start()
+                .unwrap_or_else(|| now.date_naive());
+            return Ok((Some(relative.start(now, start)), now));
+        }
+        let as_of = to.unwrap_or(now);
+        if let Some(from) = from {
+            if from > as_of {
+                return Err(ApiError::new(
+                    "invalid_query",
+                    format!(
+                        "`from` ({}) lies after `to` ({})",
+                        from.to_rfc3339(),
+                        as_of.to_rfc3339()
+                    ),
+                ));
+            }
+        }
+        Ok((from, as_of))
+    }
+}
+
+fn metrics(params: &Params) -> Result<Vec<Metric>, ApiError> {
+    let names = params.list("metrics");
+    if names.is_empty() {
+        return Ok(DEFAULT_METRICS.to_vec());
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            n.parse()
+                .map_err(|e: String| ApiError::new("invalid_query", e))
+        })
+        .collect()
+}
+
+/// A breakdown: learners grouped by dimensions (and optionally by period), with metrics.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn breakdown(
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::new(
+        query.into_inner(),
+        &[
+            "by", "metrics", "from", "to", "as_of", "period", "interval", "totals",
+        ],
+    )?;
+    let now = Utc::now();
+    let mut by = Vec::new();
+    let mut period_grouped = false;
+    let names = params.list("by");
+    if names.len() > MAX_BY + 1 {
+        return Err(ApiError::new(
+            "invalid_query",
+            format!(
+                "group by at most {MAX_BY} dimensions (and `period`), not {}",
+                names.len()
+            ),
+        ));
+    }
+    for name in names {
+        if name == "period" {
+            period_grouped = true;
+        } else {
+            by.push(
+                name.parse()
+                    .map_err(|e: String| ApiError::new("invalid_query", e))?,
+            );
+        }
+    }
+    let interval: Option<Interval> = params.parse("interval")?;
+    if interval.is_some() && !period_grouped {
+        return Err(ApiError::new(
+            "invalid_query",
+            "`interval` needs `by=period`",
+        ));
+    }
+    let (from, as_of) = params.range(&state, now)?;
+    let query = BreakdownQuery {
+        by,
+        filters: params.filters()?,
+        metrics: metrics(&params)?,
+        from,
+        as_of,
+        totals: params.flag("totals")?,
+        period: period_grouped.then(|| interval.unwrap_or(Interval::Month)),
+    };
+    let snapshot = state.engine.snapshot();
+    let result = state.engine.breakdown(&query).await?;
+    let rows: Vec<Value> = result
+        .rows
+        .iter()
+        .map(|row| {
+            let mut out = Map::new();
+            if let Some(period) = &row.period {
+                out.insert("period".into(), json!(period));
+            }
+            for (d, key) in result.by.iter().zip(&row.keys) {
+                out.insert(d.as_str().into(), json!(key));
+            }
+            out.insert("learners".into(), json!(row.learners));
+            for (m, value) in result.metrics.iter().zip(&row.values) {
+                out.insert(m.as_str().into(), metric_value(*m, *value));
+            }
+            Value::Object(out)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "by": result.by,
+        "period": result.period,
+        "metrics": result.metrics,
+        "from": query.from,
+        "as_of": query.as_of,
+        "data_as_of": snapshot.published_at,
+        "last_seq": snapshot.last_seq,
+        "rows": rows,
+        "suppressed": [],
+    })))
+}
+
+/// Counts as JSON integers, rates and averages as numbers.
+fn metric_value(metric: Metric, value: Option<f64>) -> Value {
+    match (metric.kind(), value) {
+        (MetricKind::Count, Some(v)) => json!(v.round() as i64),
+        (_, value) => json!(value),
+    }
+}
+
+/// A time series of one metric.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn timeseries(
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::new(
+        query.into_inner(),
+        &[
+            "metric",
+            "interval",
+            "split",
+            "cumulative",
+            "from",
+            "to",
+            "as_of",
+            "period",
+        ],
+    )?;
+    let now = Utc::now();
+    let metric: Metric = params
+        .parse("metric")?
+        .ok_or_else(|| ApiError::new("invalid_query", "`metric` is required"))?;
+    let (from, as_of) = params.range(&state, now)?;
+    let from = match from {
+        Some(from) => from,
+        None => {
+            let start = state
+                .engine
+                .program_start()
+                .unwrap_or_else(|| now.date_naive());
+            RelativePeriod::SinceStart.start(now, start).min(as_of)
+        }
+    };
+    let query = SeriesQuery {
+        metric,
+        interval: params.parse("interval")?.unwrap_or(Interval::Week),
+        from,
+        as_of,
+        split: params.parse("split")?,
+        filters: params.filters()?,
+        cumulative: params.flag("cumulative")?,
+    };
+    let series = state.engine.series(&query).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "from": query.from,
+        "as_of": query.as_of,
+        "data_as_of": state.engine.snapshot().published_at,
+        "series": series,
+    })))
+}
+
+/// The funnel per slice.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn funnel(
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::new(query.into_inner(), &["by", "as_of"])?;
+    let by = params
+        .list("by")
+        .into_iter()
+        .map(|n| {
+            n.parse()
+                .map_err(|e: String| ApiError::new("invalid_query", e))
+        })
+        .collect::<Result<Vec<Dimension>, _>>()?;
+    if by.len() > MAX_BY {
+        return Err(ApiError::new(
+            "invalid_query",
+            format!("group by at most {MAX_BY} dimensions"),
+        ));
+    }
+    let as_of = params.moment("as_of")?.unwrap_or_else(Utc::now);
+    let rows = state
+        .engine
+        .funnel(
+            &FunnelQuery {
+                by: by.clone(),
+                filters: params.filters()?,
+            },
+            as_of,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "by": by, "as_of": as_of, "rows": rows })))
+}
+
+/// Targets of every track and cohort.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn targets(
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    Params::new(query.into_inner(), &[])?;
+    let now = Utc::now();
+    let targets = state.engine.targets(now).await?;
+    Ok(HttpResponse::Ok().json(json!({ "as_of": now, "targets": targets })))
+}

@@ -1,0 +1,312 @@
+//! The figures over HTTP: a small program with known answers, fresh data showing within the
+//! refresh interval, clear errors for bad queries, and two replicas on one PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::time::{Duration, Instant};
+
+use nigrani_e2e::{TestServer, ndjson};
+use serde_json::{Value, json};
+
+const COURSES: [&str; 3] = [
+    "ai-fundamentals-for-educators",
+    "genai-in-teaching-and-learning",
+    "ai-ethics-in-academia",
+];
+
+fn event(id: &str, learner: &str, course: &str, kind: &str, extra: Value, at: &str) -> Value {
+    let mut e = json!({
+        "source": "coursera", "event_id": id, "learner": learner, "course_id": course,
+        "kind": kind, "occurred_at": at,
+    });
+    if let (Value::Object(fields), Value::Object(more)) = (&mut e, extra) {
+        fields.extend(more);
+    }
+    e
+}
+
+/// Four soft-track learners at two universities: one completes all three courses, one is half
+/// way, one only enrolled, one withdrew.
+fn load_small_program(server: &TestServer) {
+    let cohorts = "cohort_id,name,track,starts_on,ends_on,target\nsoft-t,Soft T,soft,2026-01-01,2026-12-31,4\n";
+    assert_eq!(server.post("/api/v1/cohorts", "text/csv", cohorts).0, 200);
+    let learners = "learner_id,institution,discipline,track,cohort,role,identities,gender\n\
+        A,PK-PB-001,education,soft,soft-t,faculty,coursera:a,female\n\
+        B,PK-PB-001,education,soft,soft-t,faculty,coursera:b,male\n\
+        C,PK-SD-001,law,soft,soft-t,faculty,coursera:c,female\n\
+        D,PK-SD-001,law,soft,soft-t,faculty,coursera:d,\n";
+    let (status, body) = server.post("/api/v1/learners", "text/csv", learners);
+    assert_eq!(status, 200, "{body}");
+    let mut events = Vec::new();
+    for (i, course) in COURSES.iter().enumerate() {
+        events.push(event(
+            &format!("a-{i}"),
+            "coursera:a",
+            course,
+            "course_completed",
+            json!({"progress": 1.0}),
+            &format!("2026-03-{:02}T10:00:00Z", 10 + i),
+        ));
+    }
+    events.push(event(
+        "a-start",
+        "coursera:a",
+        COURSES[0],
+        "started",
+        json!({}),
+        "2026-03-01T10:00:00Z",
+    ));
+    events.push(event(
+        "b-1",
+        "coursera:b",
+        COURSES[0],
+        "progressed",
+        json!({"progress": 0.9, "score": 0.8}),
+        "2026-03-05T10:00:00Z",
+    ));
+    events.push(event(
+        "b-2",
+        "coursera:b",
+        COURSES[1],
+        "progressed",
+        json!({"progress": 0.6}),
+        "2026-03-06T10:00:00Z",
+    ));
+    events.push(event(
+        "c-1",
+        "coursera:c",
+        COURSES[0],
+        "enrolled",
+        json!({}),
+        "2026-03-01T10:00:00Z",
+    ));
+    events.push(event(
+        "d-1",
+        "coursera:d",
+        COURSES[0],
+        "progressed",
+        json!({"progress": 0.3}),
+        "2026-03-02T10:00:00Z",
+    ));
+    events.push(event(
+        "d-2",
+        "coursera:d",
+        COURSES[0],
+        "withdrawn",
+        json!({}),
+        "2026-03-03T10:00:00Z",
+    ));
+    let (status, report) = server.post("/api/v1/events", "application/x-ndjson", ndjson(&events));
+    assert_eq!(status, 200);
+    assert_eq!(report["counts"]["accepted"], events.len());
+}
+
+fn wait_for(server: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = server.get_json(path);
+        assert_eq!(status, 200, "{body}");
+        if ready(&body) {
+            return (body, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never ready: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_small_program_gives_the_expected_figures() {
+    let server = TestServer::sqlite();
+    load_small_program(&server);
+    let path = "/api/v1/breakdown?by=province&metrics=enrolled,started,completed,trained,withdrawn,completion_rate,avg_progress,avg_score&totals=true&as_of=2026-04-01";
+    let (body, _) = wait_for(&server, path, |b| {
+        b["rows"]
+            .as_array()
+            .is_some_and(|r| r.len() == 3 && r[2]["started"] == 3)
+    });
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["province"], "punjab");
+    assert_eq!(rows[0]["enrolled"], 2);
+    assert_eq!(rows[0]["completed"], 1);
+    assert_eq!(rows[0]["trained"], 1);
+    assert_eq!(rows[0]["completion_rate"], 0.5);
+    // A: 1, B: (0.9 + 0.6 + 0) / 3 = 0.5 → mean 0.75.
+    assert!((rows[0]["avg_progress"].as_f64().unwrap() - 0.75).abs() < 1e-12);
+    assert_eq!(rows[0]["avg_score"], 0.8);
+    assert_eq!(rows[1]["province"], "sindh");
+    assert_eq!(rows[1]["started"], 1, "C only enrolled");
+    assert_eq!(rows[1]["withdrawn"], 1);
+    assert_eq!(rows[2]["province"], Value::Null, "the total row");
+    assert_eq!(rows[2]["enrolled"], 4);
+
+    // As of before A completed the third course, nobody has completed.
+    let (_, early) =
+        server.get_json("/api/v1/breakdown?metrics=completed,started&as_of=2026-03-11T12:00:00Z");
+    assert_eq!(early["rows"][0]["completed"], 0);
+    assert_eq!(early["rows"][0]["started"], 3);
+
+    let (_, funnel) = server.get_json("/api/v1/funnel?by=track");
+    let soft = &funnel["rows"][0];
+    assert_eq!(
+        (
+            soft["enrolled"].as_u64(),
+            soft["started"].as_u64(),
+            soft["half_way"].as_u64(),
+            soft["completed"].as_u64()
+        ),
+        (Some(4), Some(3), Some(2), Some(1))
+    );
+
+    let (_, series) = server.get_json("/api/v1/timeseries?metric=completed&interval=month&from=2026-02-01&to=2026-04-30&cumulative=true&track=soft");
+    let points = series["series"]["points"].as_array().unwrap();
+    let values: Vec<&Value> = points.iter().map(|p| &p["values"]["all"]).collect();
+    assert_eq!(values, [&json!(0.0), &json!(1.0), &json!(1.0)]);
+    assert!(
+        points[2]["targets"]["all"].as_f64().unwrap() > 0.0,
+        "the soft track's trajectory"
+    );
+
+    let (_, targets) = server.get_json("/api/v1/targets");
+    let cohort = targets["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "soft-t")
+        .unwrap();
+    assert_eq!(
+        (cohort["attained"].as_u64(), cohort["target"].as_u64()),
+        (Some(1), Some(4))
+    );
+}
+
+#[test]
+fn bad_queries_get_clear_errors() {
+    let server = TestServer::sqlite();
+    for (path, needle) in [
+        ("/api/v1/breakdown?by=colour", "unknown dimension `colour`"),
+        (
+            "/api/v1/breakdown?metrics=completions",
+            "unknown metric `completions`",
+        ),
+        ("/api/v1/breakdown?colour=red", "unknown parameter `colour`"),
+        (
+            "/api/v1/breakdown?from=2026-05-01&to=2026-04-01",
+            "lies after",
+        ),
+        (
+            "/api/v1/breakdown?period=last_7_days&from=2026-01-01",
+            "not both",
+        ),
+        ("/api/v1/breakdown?period=yesterday", "unknown period"),
+        (
+            "/api/v1/breakdown?by=province,track,discipline,cohort,institution,gender",
+            "at most",
+        ),
+        ("/api/v1/breakdown?by=track,track", "twice"),
+        ("/api/v1/breakdown?interval=month", "needs `by=period`"),
+        ("/api/v1/breakdown?by=period", "needs `from`"),
+        (
+            "/api/v1/breakdown?province=atlantis",
+            "not a value of `province`",
+        ),
+        ("/api/v1/breakdown?track=", "lists no values"),
+        ("/api/v1/breakdown?as_of=yesterday", "RFC 3339"),
+        ("/api/v1/breakdown?totals=maybe", "true or false"),
+        ("/api/v1/breakdown?by=track&by=province", "more than once"),
+        ("/api/v1/timeseries", "`metric` is required"),
+        (
+            "/api/v1/timeseries?metric=avg_progress",
+            "latest moment only",
+        ),
+        (
+            "/api/v1/timeseries?metric=completed&interval=day&from=2020-01-01",
+            "more than 400 points",
+        ),
+        ("/api/v1/funnel?by=planet", "unknown dimension"),
+        ("/api/v1/targets?x=1", "unknown parameter"),
+    ] {
+        let (status, body) = server.get_json(path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["code"], "invalid_query", "{path}");
+        assert!(
+            body["message"].as_str().unwrap().contains(needle),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[test]
+fn new_events_show_in_queries_within_the_refresh_interval() {
+    let server = TestServer::sqlite();
+    load_small_program(&server);
+    let path = "/api/v1/breakdown?metrics=completed";
+    wait_for(&server, path, |b| b["rows"][0]["completed"] == 1);
+    let events: Vec<Value> = COURSES
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            event(
+                &format!("b-done-{i}"),
+                "coursera:b",
+                c,
+                "course_completed",
+                json!({}),
+                "2026-04-02T10:00:00Z",
+            )
+        })
+        .collect();
+    server.post(
+        "/api/v1/events",
+        "application/json",
+        json!(events).to_string(),
+    );
+    let (_, waited) = wait_for(&server, path, |b| b["rows"][0]["completed"] == 2);
+    assert!(waited < Duration::from_secs(2), "visible after {waited:?}");
+}
+
+/// Two nigrani processes on one PostgreSQL: what one ingests, the other's queries show within
+/// two seconds.
+#[test]
+fn a_second_replica_sees_events_ingested_through_the_first() {
+    let Some(first) = TestServer::postgres("replicas") else {
+        return;
+    };
+    let url = first.database_url().unwrap().to_owned();
+    let second = TestServer::sqlite_with(&[("NIGRANI_DATABASE_URL", url.as_str())]);
+    load_small_program(&first);
+    let path = "/api/v1/breakdown?metrics=enrolled,completed";
+    wait_for(&second, path, |b| {
+        b["rows"][0]["enrolled"] == 4 && b["rows"][0]["completed"] == 1
+    });
+
+    let events: Vec<Value> = COURSES
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            event(
+                &format!("c-done-{i}"),
+                "coursera:c",
+                c,
+                "course_completed",
+                json!({}),
+                "2026-04-03T10:00:00Z",
+            )
+        })
+        .collect();
+    let sent = Instant::now();
+    let (status, _) = first.post(
+        "/api/v1/events",
+        "application/json",
+        json!(events).to_string(),
+    );
+    assert_eq!(status, 200);
+    let acknowledged = sent.elapsed();
+    let (_, waited) = wait_for(&second, path, |b| b["rows"][0]["completed"] == 2);
+    assert!(
+        waited < Duration::from_secs(2),
+        "the second replica saw it after {waited:?} (ack took {acknowledged:?})"
+    );
+}
