@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nigrani_domain::Learner;
-use nigrani_store::{Page, Store, StoreError, StoredEvent};
+use nigrani_store::{FeedEvent, Page, Store, StoreError};
 use polars::prelude::DataFrame;
 use tokio::task::JoinHandle;
 
@@ -117,10 +117,7 @@ impl Engine {
             outcome.rebuilt = true;
         } else {
             loop {
-                let page = self
-                    .store
-                    .events_after(follower.last_seq, FEED_PAGE)
-                    .await?;
+                let page = self.store.feed_after(follower.last_seq, FEED_PAGE).await?;
                 let Some(last) = page.last() else { break };
                 follower.last_seq = last.seq;
                 outcome.events += page.len();
@@ -277,7 +274,7 @@ fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
     })
 }
 
-fn apply_page(roster: &Roster, states: &mut States, page: &[StoredEvent], as_of: Option<i64>) {
+fn apply_page(roster: &Roster, states: &mut States, page: &[FeedEvent], as_of: Option<i64>) {
     for event in page {
         // Events of learners the roster does not know yet wait in the store; a roster change
         // rebuilds the state and picks them up.
@@ -328,7 +325,7 @@ async fn build(
     let mut last_seq = 0;
     let mut events = 0;
     loop {
-        let page = store.events_after(last_seq, FEED_PAGE).await?;
+        let page = store.feed_after(last_seq, FEED_PAGE).await?;
         let Some(last) = page.last() else { break };
         last_seq = last.seq;
         events += page.len();

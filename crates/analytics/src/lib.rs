@@ -13,13 +13,12 @@
 //! - [`series`]: time series of a metric, with target trajectories.
 //! - [`funnel`]: the funnel and time-to-completion distribution.
 //! - [`targets`]: attainment, pace and projections against track and cohort targets.
-//! - [`engine`]: [`engine::Engine`], which follows the change feed and answers queries.
+//! - [`engine`]: [`engine::Engine`], which follows the store's change feed by sequence number
+//!   (each committed event once, in commit order) and answers queries.
 //! - [`suppress`]: small-cell suppression, primary and complementary.
-//! - [`feed`]: [`feed::FeedFollower`], following the change feed by sequence number.
 
 pub mod definitions;
 pub mod engine;
-pub mod feed;
 pub mod funnel;
 pub mod period;
 pub mod query;

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use nigrani_domain::{Cohort, EventKind, Institution, Learner, Track, TrackPlan};
-use nigrani_store::StoredEvent;
+use nigrani_store::FeedEvent;
 
 /// "No time": the state's timestamps are microseconds since the epoch, with these sentinels.
 pub const NEVER: i64 = i64::MAX;
@@ -265,18 +265,18 @@ impl States {
     }
 
     /// Turns a stored event into an effect for the row's learner.
-    pub fn effect(roster: &Roster, row: usize, event: &StoredEvent) -> Effect {
+    pub fn effect(roster: &Roster, row: usize, event: &FeedEvent) -> Effect {
         let track = roster.track[row] as usize;
         let course = roster.required_courses[track]
             .iter()
-            .position(|c| *c == event.event.course_id)
+            .position(|c| *c == event.course_id)
             .map(|i| i as u8);
         Effect {
             course,
-            kind: event.event.kind,
-            progress: event.event.progress,
-            score: event.event.score,
-            at: event.event.occurred_at.timestamp_micros(),
+            kind: event.kind,
+            progress: event.progress,
+            score: event.score,
+            at: event.occurred_at.timestamp_micros(),
         }
     }
 

@@ -113,6 +113,20 @@ pub struct StoredEvent {
     pub event: LearningEvent,
 }
 
+/// What analytics reads of an event: the change feed without the payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    /// Position in the change feed.
+    pub seq: i64,
+    /// The roster learner, if the roster knows the event's learner.
+    pub learner_id: Option<String>,
+    pub course_id: String,
+    pub kind: nigrani_domain::EventKind,
+    pub progress: Option<f64>,
+    pub score: Option<f64>,
+    pub occurred_at: DateTime<Utc>,
+}
+
 /// A rejection as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredRejection {
@@ -210,6 +224,10 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The change feed as analytics reads it: like [`Store::events_after`] without the payload
+    /// and ids, which keeps a rebuild over millions of events light.
+    async fn feed_after(&self, after_seq: i64, limit: usize) -> Result<Vec<FeedEvent>, StoreError>;
 
     /// Rejections, newest last, a page at a time.
     async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError>;

@@ -22,8 +22,8 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::migrations::{self, Migration};
 use crate::{
-    Backend, EventColumns, EventWrite, Page, RosterChange, Store, StoreConfig, StoreError,
-    StoreStats, StoredEvent, StoredRejection, classify,
+    Backend, EventColumns, EventWrite, FeedEvent, Page, RosterChange, Store, StoreConfig,
+    StoreError, StoreStats, StoredEvent, StoredRejection, classify,
 };
 
 /// Key of the advisory lock that orders event inserts (any constant unique to nigrani).
@@ -648,6 +648,37 @@ impl Store for PostgresStore {
                     received_at: row.get(1),
                     learner_id: row.get(2),
                     event: decode(columns.into_event(occurred_at))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn feed_after(&self, after_seq: i64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        let client = self.client().await?;
+        let limit = limit as i64;
+        let statement = client
+            .prepare_cached(
+                "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at
+                 FROM events e LEFT JOIN learner_identities i USING (learner_ref)
+                 WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+            )
+            .await
+            .map_err(map_error)?;
+        let rows = client
+            .query(&statement, &[&after_seq, &limit])
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let kind: &str = row.get(3);
+                Ok(FeedEvent {
+                    seq: row.get(0),
+                    learner_id: row.get(1),
+                    course_id: row.get(2),
+                    kind: decode(kind.parse())?,
+                    progress: row.get(4),
+                    score: row.get(5),
+                    occurred_at: row.get(6),
                 })
             })
             .collect()

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::migrations::{self, Migration};
 use crate::{
-    Backend, EventColumns, EventWrite, Page, RosterChange, Store, StoreError, StoreStats,
-    StoredEvent, StoredRejection, classify,
+    Backend, EventColumns, EventWrite, FeedEvent, Page, RosterChange, Store, StoreError,
+    StoreStats, StoredEvent, StoredRejection, classify,
 };
 
 /// File name of the database inside the data folder.
@@ -687,6 +687,41 @@ impl Store for SqliteStore {
                     received_at: from_micros(received_at)?,
                     learner_id,
                     event: decode(columns.into_event(occurred_at))?,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn feed_after(&self, after_seq: i64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score,
+                        e.occurred_at
+                 FROM events e LEFT JOIN learner_identities i ON i.learner_ref = e.learner_ref
+                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after_seq, limit as i64], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Option<f64>>(4)?,
+                    row.get::<_, Option<f64>>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let (seq, learner_id, course_id, kind, progress, score, occurred_at) = row?;
+                Ok(FeedEvent {
+                    seq,
+                    learner_id,
+                    course_id,
+                    kind: decode(kind.parse())?,
+                    progress,
+                    score,
+                    occurred_at: from_micros(occurred_at)?,
                 })
             }))
         })

@@ -356,6 +356,17 @@ async fn change_feed_pages_in_sequence_order(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(seen.len(), 35);
+    let feed = store.feed_after(0, 100).await.unwrap();
+    let full = store.events_after(0, 100).await.unwrap();
+    assert_eq!(feed.len(), full.len());
+    for (light, heavy) in feed.iter().zip(&full) {
+        assert_eq!(light.seq, heavy.seq);
+        assert_eq!(light.learner_id, heavy.learner_id);
+        assert_eq!(light.kind, heavy.event.kind);
+        assert_eq!(light.progress, heavy.event.progress);
+        assert_eq!(light.occurred_at, heavy.event.occurred_at);
+        assert_eq!(light.course_id, heavy.event.course_id);
+    }
     assert_eq!(seen[0], "b0-0");
     assert_eq!(seen[34], "b4-6");
     assert_eq!(store.stats().await.unwrap().last_seq, after);

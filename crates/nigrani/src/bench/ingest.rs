@@ -1,6 +1,3 @@
-//! `nigrani bench`: benchmarks that print their figures, each next to a peer measured in the same
-//! run (absolute times drift on a shared machine; ratios hold).
-//!
 //! `bench ingest` starts the real `nigrani serve` as a child process on each backend, streams
 //! demo events to `POST /api/v1/events` from several client threads on loopback, and samples the
 //! server's resident memory. Its peer is `psql \copy` of the same normalised rows into a table of
@@ -13,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+
+use super::{BenchDatabase, memory_kib, percentile, psql};
 use chrono::Utc;
 use nigrani_ingest::demo::{DemoConfig, Generator};
 use nigrani_ingest::native::parse_event;
@@ -20,12 +19,6 @@ use nigrani_ingest::roster::{self, Rows};
 use nigrani_ingest::seed;
 use nigrani_store::StoreConfig;
 use serde_json::Value;
-
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum BenchCommand {
-    /// Ingest throughput of POST /api/v1/events against `psql \copy` of the same rows.
-    Ingest(IngestArgs),
-}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IngestArgs {
@@ -45,12 +38,6 @@ pub(crate) struct IngestArgs {
     /// Skip the SQLite run.
     #[arg(long)]
     skip_sqlite: bool,
-}
-
-pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
-    match command {
-        BenchCommand::Ingest(args) => ingest(args).await,
-    }
 }
 
 /// The generated workload: roster and events, the events as NDJSON request bodies.
@@ -120,7 +107,7 @@ impl Measured {
     }
 }
 
-async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<()> {
     ensure!(
         args.events > 0 && args.batch > 0 && args.clients > 0,
         "counts must be positive"
@@ -221,58 +208,6 @@ async fn load_roster(config: &StoreConfig, work: &Workload) -> anyhow::Result<()
     Ok(())
 }
 
-/// A database created for one benchmark run, dropped afterwards.
-struct BenchDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl BenchDatabase {
-    fn create(admin_url: &str, label: &str) -> anyhow::Result<Self> {
-        let name = format!("nigrani_bench_{label}_{}", std::process::id());
-        psql(admin_url, &format!("DROP DATABASE IF EXISTS {name}"))?;
-        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _))
-                if base.contains("://") && base.len() > base.find("://").unwrap_or(0) + 3 =>
-            {
-                format!("{base}/{name}")
-            }
-            _ => bail!(
-                "the PostgreSQL URL must name a database, e.g. postgres://user:pw@host/postgres"
-            ),
-        };
-        Ok(Self {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for BenchDatabase {
-    fn drop(&mut self) {
-        let _ = psql(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-fn psql(url: &str, command: &str) -> anyhow::Result<()> {
-    let output = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", command])
-        .output()
-        .context("cannot run psql (install the postgresql-client package)")?;
-    ensure!(
-        output.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(())
-}
-
 /// A running `nigrani serve`, stopped with SIGTERM when dropped.
 struct Server {
     child: Child,
@@ -320,18 +255,6 @@ impl Drop for Server {
             .status();
         let _ = self.child.wait();
     }
-}
-
-/// Resident memory of a process, in KiB, from /proc (`VmRSS` now or `VmHWM`, the peak).
-fn memory_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn serve_and_load(
@@ -440,14 +363,6 @@ fn serve_and_load(
         p99_ms: percentile(&latencies, 0.99),
         peak_rss_mib: (peak > 0).then(|| peak as f64 / 1024.0),
     })
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// `psql \copy` of the same rows, normalised as nigrani stores them, into the `events` table of

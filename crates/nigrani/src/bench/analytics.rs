@@ -1,0 +1,382 @@
+//! `bench analytics`: the analytics engine at scale, on PostgreSQL.
+//!
+//! 1. Loads a demo program of `--learners` learners (3 required courses each, ~30 events per
+//!    learner) into a database kept across runs, so the load happens once.
+//! 2. Rebuild: builds the engine's state from the store; time and resident memory.
+//! 3. Queries from the maintained state: province × track × discipline and institution × cohort,
+//!    six metrics each; p50/p99 over repeated runs.
+//! 4. Cold: the same two group-bys computed from the events — by nigrani (rebuild + query) and by
+//!    DuckDB over the same events exported to Parquet (`tests/bench/duckdb_groupbys.py`).
+//! 5. Freshness: events written at `--rate` per second while the engine follows the change feed;
+//!    the time from acknowledgement to visible in a query, p50/p99.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use nigrani_analytics::{BreakdownQuery, Dimension, Engine, Metric};
+use nigrani_domain::event::content_hash;
+use nigrani_domain::{EventKind, LearnerRef, LearningEvent};
+use nigrani_ingest::demo::{DemoConfig, Generator};
+use nigrani_ingest::native::Item;
+use nigrani_ingest::roster::{self, Rows};
+use nigrani_ingest::{Ingestor, Limits, seed};
+use nigrani_store::{Store, StoreConfig};
+
+use super::{BenchDatabase, memory_kib, percentile, psql};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AnalyticsArgs {
+    /// Learners in the program.
+    #[arg(long, default_value_t = 1_000_000)]
+    learners: usize,
+    /// PostgreSQL server (URL of a maintenance database such as `postgres`). The program is
+    /// loaded into a database named after its size and kept for later runs.
+    #[arg(long, env = "NIGRANI_BENCH_POSTGRES_URL")]
+    postgres_url: String,
+    /// Runs of each query from the maintained state.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    /// Events per second written during the freshness run.
+    #[arg(long, default_value_t = 5_000)]
+    rate: usize,
+    /// Seconds the freshness run lasts.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Python with the `duckdb` package, for the peer (skipped when it cannot import duckdb).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Folder for the Parquet export (a temporary one by default).
+    #[arg(long)]
+    export_dir: Option<PathBuf>,
+}
+
+const SIX_METRICS: [Metric; 6] = [
+    Metric::Enrolled,
+    Metric::Started,
+    Metric::Completed,
+    Metric::Certified,
+    Metric::CompletionRate,
+    Metric::AvgProgress,
+];
+
+fn query(by: Vec<Dimension>, as_of: DateTime<Utc>) -> BreakdownQuery {
+    BreakdownQuery {
+        by,
+        filters: BTreeMap::new(),
+        metrics: SIX_METRICS.to_vec(),
+        from: None,
+        as_of,
+        totals: false,
+        period: None,
+    }
+}
+
+fn self_rss_mib(field: &str) -> f64 {
+    memory_kib(std::process::id(), field).unwrap_or(0) as f64 / 1024.0
+}
+
+pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
+    let name = format!("nigrani_bench_analytics_{}", args.learners);
+    let (db, existed) = BenchDatabase::reuse(&args.postgres_url, &name)?;
+    let config = StoreConfig {
+        database_url: Some(db.url.clone()),
+        ..StoreConfig::default()
+    };
+    let (store, _) = nigrani_store::open(&config).await?;
+    let stats = store.stats().await?;
+    if !existed || stats.learners == 0 {
+        load(&store, args.learners).await?;
+    } else {
+        eprintln!("reusing database {name}");
+    }
+    let stats = store.stats().await?;
+    println!(
+        "program: {} learners, {} events (database {name})",
+        stats.learners, stats.events
+    );
+
+    // Rebuild.
+    let baseline = self_rss_mib("VmRSS:");
+    let started = Instant::now();
+    let engine = Engine::start(Arc::clone(&store)).await?;
+    let rebuild = started.elapsed().as_secs_f64();
+    let after = self_rss_mib("VmRSS:");
+    println!(
+        "rebuild: {rebuild:.1} s; resident memory {baseline:.0} MiB before, {after:.0} MiB after \
+         (analytics state ≈ {:.0} MiB; peak {:.0} MiB)",
+        after - baseline,
+        self_rss_mib("VmHWM:")
+    );
+
+    // Queries from the maintained state.
+    let now = Utc::now();
+    let shapes = [
+        (
+            "province × track × discipline",
+            vec![Dimension::Province, Dimension::Track, Dimension::Discipline],
+        ),
+        (
+            "institution × cohort",
+            vec![Dimension::Institution, Dimension::Cohort],
+        ),
+    ];
+    for (label, by) in &shapes {
+        let q = query(by.clone(), now);
+        let mut times = Vec::with_capacity(args.queries);
+        let mut rows = 0;
+        for _ in 0..args.queries {
+            let t = Instant::now();
+            rows = engine.breakdown(&q).await?.rows.len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "query {label}: {rows} rows, p50 {:.1} ms, p99 {:.1} ms over {} runs",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            args.queries
+        );
+    }
+
+    // Cold: nigrani from the store, DuckDB from Parquet.
+    let started = Instant::now();
+    let cold_engine = Engine::start(Arc::clone(&store)).await?;
+    let build = started.elapsed().as_secs_f64();
+    drop(engine);
+    let mut cold = Vec::new();
+    for (label, by) in &shapes {
+        let t = Instant::now();
+        cold_engine.breakdown(&query(by.clone(), now)).await?;
+        cold.push((label, build + t.elapsed().as_secs_f64()));
+    }
+    match duckdb_peer(&args, &db.url, now) {
+        Ok(peer) => {
+            for ((label, ours), (_, theirs)) in cold.iter().zip(&peer) {
+                println!(
+                    "cold {label}: nigrani {ours:.2} s (reading the events from PostgreSQL), DuckDB \
+                     {theirs:.2} s (from Parquet): {:.1}× DuckDB's time",
+                    ours / theirs
+                );
+            }
+        }
+        Err(e) => {
+            for (label, ours) in &cold {
+                println!("cold {label}: nigrani {ours:.2} s; DuckDB peer skipped: {e:#}");
+            }
+        }
+    }
+
+    freshness(&store, &cold_engine, &args).await?;
+    Ok(())
+}
+
+async fn load(store: &Arc<dyn Store>, learners: usize) -> anyhow::Result<()> {
+    seed::install_if_empty(store).await?;
+    let generator = Generator::new(
+        DemoConfig {
+            learners,
+            seed: 42,
+            as_of: Utc::now(),
+        },
+        &store.institutions().await?,
+        &store.disciplines().await?,
+        &store.track_plans().await?,
+    );
+    roster::apply(store, &Rows::Cohorts(generator.cohort_rows())).await?;
+    let ingestor = Ingestor::new(Arc::clone(store), Limits::default());
+    let bar = ProgressBar::new(learners as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "loading {elapsed_precise} [{bar:40}] {pos}/{len} learners ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    let started = Instant::now();
+    let mut events = 0;
+    for first in (0..learners).step_by(roster::CHUNK_ROWS) {
+        let chunk: Vec<_> = (first..(first + roster::CHUNK_ROWS).min(learners))
+            .map(|i| generator.learner(i))
+            .collect();
+        let rows: Vec<_> = chunk.iter().filter_map(|l| l.roster.clone()).collect();
+        roster::apply(store, &Rows::Learners(rows)).await?;
+        let batch: Vec<_> = chunk.into_iter().flat_map(|l| l.events).collect();
+        events += batch.len();
+        for part in batch.chunks(5_000) {
+            ingestor
+                .ingest_items(part.iter().cloned().map(Item::Json).collect(), Utc::now())
+                .await?;
+        }
+        bar.inc(roster::CHUNK_ROWS.min(learners - first) as u64);
+    }
+    bar.finish_and_clear();
+    println!(
+        "loaded {learners} learners and {events} events in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Exports the events and roster, then runs the DuckDB script; returns its time per group-by.
+fn duckdb_peer(
+    args: &AnalyticsArgs,
+    url: &str,
+    as_of: DateTime<Utc>,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let probe = Command::new(&args.python)
+        .args(["-c", "import duckdb"])
+        .status();
+    ensure!(
+        probe.is_ok_and(|s| s.success()),
+        "{} cannot import duckdb (pip install duckdb)",
+        args.python
+    );
+    let temp = tempfile::tempdir()?;
+    let dir = args
+        .export_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let export = |name: &str, select: &str| {
+        psql(
+            url,
+            &format!(
+                "\\copy ({select}) TO '{}' WITH (FORMAT csv, HEADER)",
+                dir.join(format!("{name}.csv")).display()
+            ),
+        )
+    };
+    let started = Instant::now();
+    export(
+        "events",
+        "SELECT i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at \
+         FROM events e JOIN learner_identities i USING (learner_ref)",
+    )?;
+    export(
+        "learners",
+        "SELECT l.learner_id, i.province, l.institution, l.discipline, l.track, l.cohort \
+         FROM learners l JOIN institutions i ON i.hec_id = l.institution",
+    )?;
+    export(
+        "required",
+        "SELECT track, unnest(required_courses) AS course_id FROM track_plans",
+    )?;
+    eprintln!(
+        "exported for DuckDB in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/bench/duckdb_groupbys.py"
+    );
+    let output = Command::new(&args.python)
+        .args([script, &dir.display().to_string(), &as_of.to_rfc3339()])
+        .output()
+        .context("cannot run the DuckDB script")?;
+    ensure!(
+        output.status.success(),
+        "the DuckDB script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(["province_track_discipline", "institution_cohort"]
+        .iter()
+        .map(|k| {
+            (
+                (*k).to_owned(),
+                result[*k]["seconds"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect())
+}
+
+/// Writes events at the configured rate while the engine follows the feed, and measures how long
+/// each acknowledged batch takes to show in the engine's snapshot.
+async fn freshness(
+    store: &Arc<dyn Store>,
+    engine: &Arc<Engine>,
+    args: &AnalyticsArgs,
+) -> anyhow::Result<()> {
+    let follower = engine.spawn_follower(Duration::from_millis(250));
+    let learners = store
+        .learners(nigrani_store::Page {
+            after: None,
+            limit: 10_000,
+        })
+        .await?;
+    ensure!(!learners.is_empty(), "no learners to write events for");
+    let batches_per_second = 5;
+    let per_batch = (args.rate / batches_per_second).max(1);
+    let mut pending: Vec<(i64, Instant)> = Vec::new();
+    let mut latencies = Vec::new();
+    let run = Instant::now();
+    let mut next = Instant::now();
+    let mut n = 0u64;
+    while run.elapsed() < Duration::from_secs(args.seconds) {
+        if Instant::now() >= next {
+            next += Duration::from_millis(1000 / batches_per_second as u64);
+            let events: Vec<LearningEvent> = (0..per_batch)
+                .map(|i| {
+                    n += 1;
+                    let learner = &learners[(n as usize) % learners.len()];
+                    fresh_event(n, learner.identities[0].clone(), i)
+                })
+                .collect();
+            let outcomes = store.write_batch(&events, &[], Utc::now()).await?;
+            let acked = Instant::now();
+            let last = outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    nigrani_store::EventWrite::Accepted { seq, .. } => Some(*seq),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            pending.push((last, acked));
+        }
+        let visible = engine.snapshot().last_seq;
+        pending.retain(|(seq, acked)| {
+            if *seq <= visible {
+                latencies.push(acked.elapsed().as_secs_f64() * 1000.0);
+                false
+            } else {
+                true
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    follower.abort();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "freshness at {} events/s for {} s: acknowledgement to visible p50 {:.0} ms, p99 {:.0} ms \
+         ({} batches seen, {} still pending)",
+        per_batch * batches_per_second,
+        args.seconds,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len(),
+        pending.len()
+    );
+    Ok(())
+}
+
+fn fresh_event(n: u64, learner: LearnerRef, i: usize) -> LearningEvent {
+    let raw = serde_json::json!({ "bench": n, "i": i });
+    LearningEvent {
+        source: "bench".into(),
+        event_id: format!("fresh-{}-{n}", std::process::id()),
+        learner,
+        course_id: "ai-fundamentals-for-educators".into(),
+        kind: EventKind::Progressed,
+        progress: Some(0.5),
+        score: None,
+        duration_seconds: None,
+        occurred_at: Utc::now(),
+        content_hash: content_hash(&raw),
+        raw: raw.to_string(),
+    }
+}

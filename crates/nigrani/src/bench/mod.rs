@@ -1,0 +1,122 @@
+//! `nigrani bench`: benchmarks that print their figures, each next to a peer measured in the same
+//! run (absolute times drift on a shared machine; ratios hold).
+
+mod analytics;
+mod ingest;
+
+use std::process::Command;
+
+use anyhow::{Context, bail, ensure};
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Ingest throughput of POST /api/v1/events against `psql \copy` of the same rows.
+    Ingest(ingest::IngestArgs),
+    /// Analytics at scale: rebuild time and memory, query latency, cold group-bys against DuckDB,
+    /// freshness under load.
+    Analytics(analytics::AnalyticsArgs),
+}
+
+pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest(args) => ingest::run(args).await,
+        BenchCommand::Analytics(args) => analytics::run(args).await,
+    }
+}
+
+/// A database created for one benchmark run, dropped afterwards.
+pub(crate) struct BenchDatabase {
+    admin_url: String,
+    name: String,
+    pub(crate) url: String,
+    keep: bool,
+}
+
+impl BenchDatabase {
+    /// A fresh database for this run, dropped afterwards.
+    pub(crate) fn create(admin_url: &str, label: &str) -> anyhow::Result<Self> {
+        let name = format!("nigrani_bench_{label}_{}", std::process::id());
+        psql(admin_url, &format!("DROP DATABASE IF EXISTS {name}"))?;
+        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        Self::named(admin_url, &name, false)
+    }
+
+    /// A database kept across runs (created when missing), so that a large data set is loaded
+    /// once. Returns whether it existed.
+    pub(crate) fn reuse(admin_url: &str, name: &str) -> anyhow::Result<(Self, bool)> {
+        let output = Command::new("psql")
+            .args([
+                admin_url,
+                "-qAtc",
+                &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+            ])
+            .output()
+            .context("cannot run psql (install the postgresql-client package)")?;
+        let existed = String::from_utf8_lossy(&output.stdout).trim() == "1";
+        if !existed {
+            psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        }
+        Ok((Self::named(admin_url, name, true)?, existed))
+    }
+
+    fn named(admin_url: &str, name: &str, keep: bool) -> anyhow::Result<Self> {
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) if base.len() > base.find("://").unwrap_or(0) + 3 => {
+                format!("{base}/{name}")
+            }
+            _ => bail!(
+                "the PostgreSQL URL must name a database, e.g. postgres://user:pw@host/postgres"
+            ),
+        };
+        Ok(Self {
+            admin_url: admin_url.to_owned(),
+            name: name.to_owned(),
+            url,
+            keep,
+        })
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = psql(
+                &self.admin_url,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            );
+        }
+    }
+}
+
+pub(crate) fn psql(url: &str, command: &str) -> anyhow::Result<()> {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", command])
+        .output()
+        .context("cannot run psql (install the postgresql-client package)")?;
+    ensure!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Resident memory of a process, in KiB, from /proc (`VmRSS` now or `VmHWM`, the peak).
+pub(crate) fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
