@@ -25,6 +25,9 @@ pub enum Data {
     Postgres(TestDatabase),
 }
 
+/// The admin key every test server is started with.
+pub const ADMIN_KEY: &str = "nk_0000a11d_00000000000000000000000000000001";
+
 /// A running `nigrani serve`.
 pub struct TestServer {
     child: Option<Child>,
@@ -107,6 +110,7 @@ impl TestServer {
         command
             .arg("serve")
             .env_remove("NIGRANI_DATABASE_URL")
+            .env("NIGRANI_ADMIN_KEY", ADMIN_KEY)
             .env("NIGRANI_LISTEN", "127.0.0.1:0")
             .env(
                 "NIGRANI_LOG",
@@ -147,9 +151,32 @@ impl TestServer {
         content_type: &str,
         body: impl AsRef<[u8]>,
     ) -> Result<(u16, Value), String> {
+        self.try_post_as(ADMIN_KEY, path, content_type, body)
+    }
+
+    /// POSTs a body with another key.
+    pub fn post_as(
+        &self,
+        key: &str,
+        path: &str,
+        content_type: &str,
+        body: impl AsRef<[u8]>,
+    ) -> (u16, Value) {
+        self.try_post_as(key, path, content_type, body)
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
+    }
+
+    fn try_post_as(
+        &self,
+        key: &str,
+        path: &str,
+        content_type: &str,
+        body: impl AsRef<[u8]>,
+    ) -> Result<(u16, Value), String> {
         let mut response = self
             .agent
             .post(&self.url(path))
+            .header("Authorization", &format!("Bearer {key}"))
             .header("Content-Type", content_type)
             .send(body.as_ref())
             .map_err(|e| e.to_string())?;
@@ -163,7 +190,12 @@ impl TestServer {
 
     /// POSTs without a Content-Type.
     pub fn post_untyped(&self, path: &str, body: &str) -> (u16, Value) {
-        let mut response = self.agent.post(&self.url(path)).send(body).unwrap();
+        let mut response = self
+            .agent
+            .post(&self.url(path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .send(body)
+            .unwrap();
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -171,9 +203,44 @@ impl TestServer {
 
     /// GETs a path; returns the status and the body text.
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut response = self.agent.get(&self.url(path)).call().unwrap();
+        self.get_as(Some(ADMIN_KEY), path).0
+    }
+
+    /// GETs a path with another key (or none); returns the status, the body text and the
+    /// `Retry-After` header.
+    pub fn get_as(&self, key: Option<&str>, path: &str) -> ((u16, String), Option<String>) {
+        let mut request = self.agent.get(&self.url(path));
+        if let Some(key) = key {
+            request = request.header("Authorization", &format!("Bearer {key}"));
+        }
+        let mut response = request.call().unwrap();
         let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap())
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (
+            (status, response.body_mut().read_to_string().unwrap()),
+            retry_after,
+        )
+    }
+
+    /// Runs `nigrani` with this server's data settings (e.g. `keys create`); returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(binary())
+            .args(args)
+            .env_remove("NIGRANI_DATABASE_URL")
+            .env("NIGRANI_LOG", "error")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nigrani {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
     }
 
     /// GETs a path and parses the JSON body.

@@ -158,6 +158,15 @@ impl Roster {
         Track::ALL[self.track[row] as usize]
     }
 
+    /// Bytes the roster's per-learner columns take (ids and dimension codes).
+    pub fn heap_bytes(&self) -> usize {
+        self.ids
+            .iter()
+            .map(|id| id.len() + std::mem::size_of::<Box<str>>())
+            .sum::<usize>()
+            + 6 * 4 * self.len()
+    }
+
     /// Most required courses of any track: the stride of per-course state.
     pub fn course_slots(&self) -> usize {
         self.required_courses
@@ -316,6 +325,13 @@ impl States {
                 course.completed_at = course.completed_at.min(at);
             }
         }
+    }
+
+    /// Bytes the state takes: per learner, per course slot, and the activity calendar.
+    pub fn heap_bytes(&self) -> usize {
+        self.learners.len() * std::mem::size_of::<LearnerState>()
+            + self.courses.len() * std::mem::size_of::<CourseState>()
+            + self.activity_days.len() * 8
     }
 
     fn mark_active_day(&mut self, row: usize, at: i64) {

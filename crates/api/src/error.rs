@@ -37,6 +37,13 @@ pub const CODES: &[(&str, u16, &str)] = &[
         400,
         "The CSV header has columns this kind does not take.",
     ),
+    ("missing_key", 401, "No API key was sent."),
+    (
+        "invalid_key",
+        401,
+        "The API key is malformed, unknown or revoked.",
+    ),
+    ("forbidden", 403, "The API key's role may not do this."),
     ("not_found", 404, "No such route or resource."),
     (
         "method_not_allowed",
@@ -57,6 +64,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "unsupported_media_type",
         415,
         "The Content-Type is missing or not one the route takes.",
+    ),
+    (
+        "rate_limited",
+        429,
+        "Too many requests for this key; `Retry-After` says when to retry.",
     ),
     (
         "invalid_rows",
@@ -92,6 +104,9 @@ pub struct ApiError {
     /// More about the error, e.g. the invalid rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// Seconds to wait, sent as `Retry-After`.
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -107,7 +122,14 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds details.
@@ -137,7 +159,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(self)
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(self)
     }
 }
 

@@ -16,7 +16,14 @@ use nigrani_analytics::series::SeriesQuery;
 use nigrani_analytics::{AnalyticsError, BreakdownQuery, Dimension, Metric};
 use serde_json::{Map, Value, json};
 
+use crate::auth::Authenticated;
 use crate::{ApiError, AppState};
+use nigrani_domain::AccessRole::{Admin, Manager, Partner};
+
+/// A count a partner may see: 0, or at least `k`.
+fn partner_count(value: Option<f64>, k: u64) -> Option<f64> {
+    value.filter(|v| *v == 0.0 || *v >= k as f64)
+}
 
 /// Metrics a breakdown computes when `metrics` is not given.
 const DEFAULT_METRICS: &[Metric] = &[
@@ -220,9 +227,11 @@ fn metrics(params: &Params) -> Result<Vec<Metric>, ApiError> {
 /// A breakdown: learners grouped by dimensions (and optionally by period), with metrics.
 #[tracing::instrument(skip_all)]
 pub(crate) async fn breakdown(
+    Authenticated(caller): Authenticated,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin, Manager, Partner])?;
     let params = Params::new(
         query.into_inner(),
         &[
@@ -270,11 +279,28 @@ pub(crate) async fn breakdown(
         period: period_grouped.then(|| interval.unwrap_or(Interval::Month)),
     };
     let snapshot = state.engine.snapshot();
-    let result = state.engine.breakdown(&query).await?;
+    let mut result = state.engine.breakdown(&query).await?;
+    let hidden = if caller.role == Partner {
+        nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
+    } else {
+        Default::default()
+    };
+    let suppressed: Vec<Value> = hidden
+        .iter()
+        .map(|(row, column)| {
+            let name = if *column == 0 {
+                "learners"
+            } else {
+                result.metrics[column - 1].as_str()
+            };
+            json!({ "row": row, "column": name })
+        })
+        .collect();
     let rows: Vec<Value> = result
         .rows
         .iter()
-        .map(|row| {
+        .enumerate()
+        .map(|(i, row)| {
             let mut out = Map::new();
             if let Some(period) = &row.period {
                 out.insert("period".into(), json!(period));
@@ -282,7 +308,8 @@ pub(crate) async fn breakdown(
             for (d, key) in result.by.iter().zip(&row.keys) {
                 out.insert(d.as_str().into(), json!(key));
             }
-            out.insert("learners".into(), json!(row.learners));
+            let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
+            out.insert("learners".into(), json!(learners));
             for (m, value) in result.metrics.iter().zip(&row.values) {
                 out.insert(m.as_str().into(), metric_value(*m, *value));
             }
@@ -298,7 +325,7 @@ pub(crate) async fn breakdown(
         "data_as_of": snapshot.published_at,
         "last_seq": snapshot.last_seq,
         "rows": rows,
-        "suppressed": [],
+        "suppressed": suppressed,
     })))
 }
 
@@ -313,9 +340,11 @@ fn metric_value(metric: Metric, value: Option<f64>) -> Value {
 /// A time series of one metric.
 #[tracing::instrument(skip_all)]
 pub(crate) async fn timeseries(
+    Authenticated(caller): Authenticated,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin, Manager, Partner])?;
     let params = Params::new(
         query.into_inner(),
         &[
@@ -353,7 +382,21 @@ pub(crate) async fn timeseries(
         filters: params.filters()?,
         cumulative: params.flag("cumulative")?,
     };
-    let series = state.engine.series(&query).await?;
+    if caller.role == Partner && metric.kind() == MetricKind::Ratio {
+        return Err(ApiError::new(
+            "forbidden",
+            "rates and averages over time are not available to partner keys (their group sizes \
+             are not in the answer to judge small cells); ask a breakdown",
+        ));
+    }
+    let mut series = state.engine.series(&query).await?;
+    if caller.role == Partner {
+        for point in &mut series.points {
+            for value in point.values.values_mut() {
+                *value = partner_count(*value, state.suppression_k);
+            }
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({
         "from": query.from,
         "as_of": query.as_of,
@@ -365,9 +408,11 @@ pub(crate) async fn timeseries(
 /// The funnel per slice.
 #[tracing::instrument(skip_all)]
 pub(crate) async fn funnel(
+    Authenticated(caller): Authenticated,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin, Manager, Partner])?;
     let params = Params::new(query.into_inner(), &["by", "as_of"])?;
     let by = params
         .list("by")
@@ -394,17 +439,60 @@ pub(crate) async fn funnel(
             as_of,
         )
         .await?;
+    let mut rows = serde_json::to_value(rows).map_err(|e| {
+        tracing::error!(error = %e, "A funnel could not be serialised.");
+        ApiError::new("internal_error", "the funnel could not be written")
+    })?;
+    if caller.role == Partner {
+        let k = state.suppression_k;
+        for row in rows.as_array_mut().into_iter().flatten() {
+            let small_completed = row["completed"]
+                .as_f64()
+                .and_then(|c| partner_count(Some(c), k))
+                .is_none();
+            for field in ["enrolled", "started", "half_way", "completed", "certified"] {
+                let kept = partner_count(row[field].as_f64(), k);
+                row[field] = json!(kept.map(|v| v as u64));
+            }
+            if small_completed {
+                row["days_to_complete"] = json!({ "median": null, "p75": null, "p90": null });
+            }
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({ "by": by, "as_of": as_of, "rows": rows })))
 }
 
 /// Targets of every track and cohort.
 #[tracing::instrument(skip_all)]
 pub(crate) async fn targets(
+    Authenticated(caller): Authenticated,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin, Manager, Partner])?;
     Params::new(query.into_inner(), &[])?;
     let now = Utc::now();
-    let targets = state.engine.targets(now).await?;
+    let mut targets = serde_json::to_value(state.engine.targets(now).await?).map_err(|e| {
+        tracing::error!(error = %e, "Targets could not be serialised.");
+        ApiError::new("internal_error", "the targets could not be written")
+    })?;
+    if caller.role == Partner {
+        for target in targets.as_array_mut().into_iter().flatten() {
+            if partner_count(target["attained"].as_f64(), state.suppression_k).is_none() {
+                for field in [
+                    "attained",
+                    "attainment",
+                    "pace_per_day",
+                    "projected_date",
+                    "projected_stretch_date",
+                    "on_track",
+                ] {
+                    if target.get(field).is_some() {
+                        target[field] = Value::Null;
+                    }
+                }
+            }
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({ "as_of": now, "targets": targets })))
 }

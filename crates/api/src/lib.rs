@@ -5,6 +5,7 @@
 //! figures will come from `nigrani-analytics`. It must not reach into a database directly.
 //!
 //! Modules:
+//! - [`auth`]: API keys, roles, rate limits; the caller of a request.
 //! - [`error`]: [`ApiError`], the one error contract, and the table of codes.
 //! - [`routes`]: the handlers under `/api/v1`, `/healthz` and `/readyz`.
 //! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets).
@@ -14,6 +15,7 @@
 //! accepting connections and lets requests in flight — batches being committed among them —
 //! finish before it returns.
 
+pub mod auth;
 pub mod error;
 mod figures;
 pub mod routes;
@@ -39,6 +41,10 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
+    /// Requests per second each API key may make (bursts of twice that).
+    pub rate_limit_per_second: u32,
+    /// Counts below this are suppressed for partner keys.
+    pub suppression_k: u64,
     /// How long requests in flight may take to finish after a stop signal.
     pub shutdown_timeout: Duration,
 }
@@ -52,6 +58,10 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// The figures.
     pub engine: Arc<Engine>,
+    /// API keys and their meters.
+    pub keys: Arc<auth::Keys>,
+    /// Counts below this are suppressed for partner keys.
+    pub suppression_k: u64,
 }
 
 /// A bound, not yet running server.
@@ -71,6 +81,11 @@ impl Application {
         let address = listener.local_addr()?;
         let state = AppState {
             ingestor: Ingestor::new(Arc::clone(&store), config.limits),
+            keys: Arc::new(auth::Keys::new(
+                Arc::clone(&store),
+                config.rate_limit_per_second,
+            )),
+            suppression_k: config.suppression_k,
             store,
             engine,
         };
@@ -78,6 +93,7 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes::configure)
+                .wrap(actix_web::middleware::from_fn(routes::audit_partners))
                 .wrap(tracing_actix_web::TracingLogger::default())
         })
         .shutdown_timeout(config.shutdown_timeout.as_secs());

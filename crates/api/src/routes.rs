@@ -11,7 +11,9 @@ use nigrani_store::Page;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::{Authenticated, Caller};
 use crate::{ApiError, AppState};
+use nigrani_domain::AccessRole::{self, Admin, Ingest, Manager, Partner};
 
 /// Largest roster file accepted over HTTP; bigger rosters go through `nigrani import`.
 pub const MAX_ROSTER_BYTES: usize = 64 * 1024 * 1024;
@@ -31,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/events", web::post().to(post_events))
             .route("/status", web::get().to(status))
             .route("/rejections", web::get().to(list_rejections))
+            .route("/audit", web::get().to(list_audit))
             .route("/breakdown", web::get().to(crate::figures::breakdown))
             .route("/timeseries", web::get().to(crate::figures::timeseries))
             .route("/funnel", web::get().to(crate::figures::funnel))
@@ -62,7 +65,11 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// What the store holds: counts of events, unmatched events, learners and rejections.
 #[tracing::instrument(skip_all)]
-async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn status(
+    Authenticated(caller): Authenticated,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin, Manager])?;
     let stats = state.store.stats().await?;
     Ok(HttpResponse::Ok().json(json!({
         "backend": state.store.backend(),
@@ -124,10 +131,12 @@ async fn read_body(
 /// in the answer is durable.
 #[tracing::instrument(skip_all, fields(bytes, events))]
 async fn post_events(
+    Authenticated(caller): Authenticated,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin, Ingest])?;
     let format = match media_type(&req).as_deref() {
         Some("application/json") => BodyFormat::JsonArray,
         Some(
@@ -154,6 +163,7 @@ async fn post_events(
     tracing::Span::current().record("bytes", body.len());
     let report = state
         .ingestor
+        .bound_to(caller.source.as_deref())
         .ingest_body(&body, format, Utc::now())
         .await?;
     tracing::Span::current().record("events", report.results.len());
@@ -167,13 +177,15 @@ fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
 
 /// Upserts roster rows of one kind from CSV (`text/csv`) or a JSON array. The file is checked
 /// whole first; nothing is written when any row is invalid.
-#[tracing::instrument(skip(req, payload, state))]
+#[tracing::instrument(skip(caller, req, payload, state))]
 async fn upsert_roster(
+    Authenticated(caller): Authenticated,
     kind: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin])?;
     let kind = roster_kind(&kind)?;
     let media = media_type(&req);
     let body = read_body(&req, payload, MAX_ROSTER_BYTES).await?;
@@ -241,14 +253,21 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 }
 
 /// Lists roster rows of one kind, as JSON or CSV. Learners come a page at a time.
-#[tracing::instrument(skip(req, state))]
+#[tracing::instrument(skip(caller, req, state))]
 async fn list_roster(
+    Authenticated(caller): Authenticated,
     kind: web::Path<String>,
     query: web::Query<ListQuery>,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = roster_kind(&kind)?;
+    // Learner-level rows never leave through a partner (or ingest) key.
+    if kind == RosterKind::Learners {
+        caller.require(&[Admin, Manager])?;
+    } else {
+        caller.require(&[Admin, Manager, Partner])?;
+    }
     let csv = wants_csv(&req, query.format.as_deref())?;
     if kind != RosterKind::Learners && (query.after.is_some() || query.limit.is_some()) {
         return Err(ApiError::new(
@@ -304,11 +323,13 @@ struct RejectionQuery {
 }
 
 /// Lists what was received and refused, oldest first, with the reason and the payload.
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(caller, state))]
 async fn list_rejections(
+    Authenticated(caller): Authenticated,
     query: web::Query<RejectionQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin])?;
     let rejections = state
         .store
         .rejections(Page {
@@ -318,4 +339,57 @@ async fn list_rejections(
         .await?;
     let next_after = rejections.last().map(|r| r.id);
     Ok(HttpResponse::Ok().json(json!({ "rejections": rejections, "next_after": next_after })))
+}
+
+/// The audit log of partner requests, oldest first.
+#[tracing::instrument(skip(caller, state))]
+async fn list_audit(
+    Authenticated(caller): Authenticated,
+    query: web::Query<RejectionQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin])?;
+    let entries = state
+        .store
+        .audit(Page {
+            after: query.after,
+            limit: page_size(query.limit)?,
+        })
+        .await?;
+    let next_after = entries.last().map(|e| e.id);
+    Ok(HttpResponse::Ok().json(json!({ "audit": entries, "next_after": next_after })))
+}
+
+/// Writes every partner request to the audit log, with its answer's status, before answering.
+/// A request that cannot be audited is not answered.
+pub(crate) async fn audit_partners(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let response = next.call(req).await?;
+    let caller = response.request().extensions().get::<Caller>().cloned();
+    if let Some(caller) = caller.filter(|c| c.role == AccessRole::Partner) {
+        let state = response
+            .request()
+            .app_data::<web::Data<AppState>>()
+            .cloned();
+        if let Some(state) = state {
+            let entry = nigrani_store::AuditEntry {
+                id: 0,
+                at: Utc::now(),
+                key_id: caller.key_id,
+                method: response.request().method().to_string(),
+                path: response.request().path().to_owned(),
+                query: response.request().query_string().to_owned(),
+                status: response.status().as_u16(),
+            };
+            state
+                .store
+                .append_audit(&entry)
+                .await
+                .map_err(ApiError::from)?;
+        }
+    }
+    Ok(response)
 }

@@ -154,6 +154,8 @@ pub enum RejectReason {
     InvalidLearner,
     /// The event id was seen before with other content; the stored event was kept.
     Conflict,
+    /// The event's `source` is not the one the sending ingest key is bound to.
+    SourceMismatch,
 }
 
 impl RejectReason {
@@ -169,6 +171,7 @@ impl RejectReason {
             RejectReason::TimestampInFuture => "timestamp_in_future",
             RejectReason::InvalidLearner => "invalid_learner",
             RejectReason::Conflict => "conflict",
+            RejectReason::SourceMismatch => "source_mismatch",
         }
     }
 }
@@ -187,6 +190,7 @@ impl std::str::FromStr for RejectReason {
             RejectReason::TimestampInFuture,
             RejectReason::InvalidLearner,
             RejectReason::Conflict,
+            RejectReason::SourceMismatch,
         ];
         ALL.iter()
             .copied()

@@ -6,7 +6,8 @@
 //! the normalised one: adapters live in `nigrani-ingest`, durability in `nigrani-store`.
 //!
 //! Modules:
-//! - [`program`]: enumerations with fixed members (track, province, sector, role, gender).
+//! - [`program`]: enumerations with fixed members (track, province, sector, role, gender, and
+//!   the access role of an API key).
 //! - [`roster`]: reference data and the roster (institutions, disciplines, track plans, cohorts,
 //!   learners) and the [`LearnerRef`] by which platforms name a learner.
 //! - [`event`]: the normalised learning event, its kinds and its validation.
@@ -16,7 +17,7 @@ pub mod program;
 pub mod roster;
 
 pub use event::{EventKind, LearningEvent, RejectReason, Rejection};
-pub use program::{Gender, Province, Role, Sector, Track};
+pub use program::{AccessRole, Gender, Province, Role, Sector, Track};
 pub use roster::{Cohort, Discipline, Institution, Learner, LearnerRef, TrackPlan};
 
 /// A value was not one of the names a fixed enumeration accepts.

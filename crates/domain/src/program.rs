@@ -107,6 +107,20 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// What an API key may do.
+    AccessRole, "role", {
+        /// Keys, roster, cohorts, rejections, audit: everything.
+        Admin = ("admin", "Administrator", "منتظم"),
+        /// Sends events for one source.
+        Ingest = ("ingest", "Ingest", "اندراج"),
+        /// Reads every aggregate, exactly, and cohort member status.
+        Manager = ("manager", "Program manager", "پروگرام مینیجر"),
+        /// Reads aggregates with small cells suppressed; every request is audited.
+        Partner = ("partner", "Partner", "شراکت دار"),
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

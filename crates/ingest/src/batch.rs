@@ -121,12 +121,26 @@ pub enum IngestError {
 pub struct Ingestor {
     store: Arc<dyn Store>,
     limits: Limits,
+    /// When set, events of any other source are rejected (`source_mismatch`).
+    source: Option<String>,
 }
 
 impl Ingestor {
     /// An ingestor writing to `store`.
     pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
-        Self { store, limits }
+        Self {
+            store,
+            limits,
+            source: None,
+        }
+    }
+
+    /// The same ingestor, accepting only events of `source` (for keys bound to one source).
+    pub fn bound_to(&self, source: Option<&str>) -> Self {
+        Self {
+            source: source.map(str::to_owned),
+            ..self.clone()
+        }
     }
 
     /// The limits in force.
@@ -187,7 +201,21 @@ impl Ingestor {
 
         for (index, item) in items.into_iter().enumerate() {
             let parsed = match item {
-                Item::Json(value) => native::parse_event(value, now),
+                Item::Json(value) => {
+                    native::parse_event(value, now).and_then(|event| match &self.source {
+                        Some(bound) if *bound != event.source => Err(Rejection {
+                            reason: RejectReason::SourceMismatch,
+                            message: format!(
+                                "this key may send events of source `{bound}` only, not `{}`",
+                                event.source
+                            ),
+                            source: Some(event.source),
+                            event_id: Some(event.event_id),
+                            raw: event.raw,
+                        }),
+                        _ => Ok(event),
+                    })
+                }
                 Item::Malformed { raw, message } => Err(Rejection {
                     reason: RejectReason::MalformedJson,
                     message,

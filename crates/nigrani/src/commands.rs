@@ -56,17 +56,125 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let engine = nigrani_analytics::Engine::start(Arc::clone(&store))
         .await
         .context("cannot build the analytics state")?;
+    let new_admin_key = bootstrap_admin(settings, &store).await?;
     let follower = engine.spawn_follower(std::time::Duration::from_millis(settings.refresh_millis));
     let app = Application::build(&settings.server(), store, engine)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     // Tests and scripts read this line to learn the port when they ask for port 0.
     println!("nigrani listening on http://{}", app.address());
+    if let Some(key) = new_admin_key {
+        println!("admin key (shown once; keep it safe): {key}");
+    }
     tracing::info!(address = %app.address(), ?backend, "Serving.");
     app.run_until_stopped()
         .await
         .context("the HTTP server failed")?;
     follower.abort();
     tracing::info!("Stopped: requests in flight have finished.");
+    Ok(())
+}
+
+/// Makes sure an admin key exists: the one from the settings, or — on a fresh database — a new
+/// one, returned to be shown once.
+async fn bootstrap_admin(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<Option<String>> {
+    let keys = store.api_keys().await?;
+    if let Some(key) = &settings.admin_key {
+        let record = nigrani_api::auth::record_for(
+            key.expose(),
+            "bootstrap admin",
+            nigrani_domain::AccessRole::Admin,
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("NIGRANI_ADMIN_KEY: {e}"))?;
+        if !keys.iter().any(|k| k.key_id == record.key_id) {
+            store.create_api_key(&record).await?;
+            tracing::info!(key_id = %record.key_id, "Admin key from the settings installed.");
+        }
+        return Ok(None);
+    }
+    let has_admin = keys
+        .iter()
+        .any(|k| k.role == nigrani_domain::AccessRole::Admin && k.revoked_at.is_none());
+    if has_admin {
+        return Ok(None);
+    }
+    let new =
+        nigrani_api::auth::generate("bootstrap admin", nigrani_domain::AccessRole::Admin, None)?;
+    store.create_api_key(&new.record).await?;
+    Ok(Some(new.key))
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a key and print it (once).
+    Create {
+        /// admin, ingest, manager or partner.
+        #[arg(long)]
+        role: String,
+        /// What the key is for, e.g. `meta-dashboard`.
+        #[arg(long)]
+        name: String,
+        /// Ingest keys: the one source they may send (required for ingest keys).
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by its id (`nk_…`); it stops working within seconds.
+    Revoke { key_id: String },
+}
+
+/// `nigrani keys`.
+pub(crate) async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let store = open_store(settings).await?;
+    match command {
+        KeysCommand::Create { role, name, source } => {
+            let role: nigrani_domain::AccessRole = role.parse()?;
+            let ingest = role == nigrani_domain::AccessRole::Ingest;
+            anyhow::ensure!(
+                ingest == source.is_some(),
+                "--source is required for ingest keys and taken by them only"
+            );
+            let new = nigrani_api::auth::generate(&name, role, source)?;
+            store.create_api_key(&new.record).await?;
+            println!("{}", new.key);
+            eprintln!(
+                "key {} ({role}) created; it is shown only now",
+                new.record.key_id
+            );
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<13} {:<8} {:<12} {:<26} name",
+                "id", "role", "source", "created"
+            );
+            for key in store.api_keys().await? {
+                println!(
+                    "{:<13} {:<8} {:<12} {:<26} {}{}",
+                    key.key_id,
+                    key.role.as_str(),
+                    key.source.as_deref().unwrap_or("-"),
+                    key.created_at.to_rfc3339(),
+                    key.name,
+                    if key.revoked_at.is_some() {
+                        " (revoked)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        KeysCommand::Revoke { key_id } => {
+            anyhow::ensure!(
+                store.revoke_api_key(&key_id, chrono::Utc::now()).await?,
+                "no active key {key_id}"
+            );
+            println!("revoked {key_id}");
+        }
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `nigrani`: the impact-monitoring service of Pakistan's AI Upskilling Program for faculty.
 //!
 //! A thin binary: it reads settings, sets up logging and runs one command — `serve`, `migrate`,
-//! `demo`, `import` or `bench`. The work itself lives in the library crates.
+//! `demo`, `import`, `keys` or `bench`. The work itself lives in the library crates.
 
 mod bench;
 mod commands;
@@ -38,6 +38,9 @@ enum Command {
     Demo(commands::DemoArgs),
     /// Load a roster file (CSV or JSON) or an events file (NDJSON) into the store.
     Import(commands::ImportArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(commands::KeysCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -69,6 +72,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate => commands::migrate(&settings).await,
             Command::Demo(args) => commands::demo(&settings, args).await,
             Command::Import(args) => commands::import(&settings, args).await,
+            Command::Keys(command) => commands::keys(&settings, command).await,
             Command::Bench(command) => bench::run(command).await,
         }
     });

@@ -35,6 +35,13 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
     /// Limits on ingest requests.
     pub(crate) ingest: IngestSettings,
+    /// The admin key to install on a fresh database (`nk_<8 hex>_<32 hex>`). Without it, a fresh
+    /// install prints a new admin key once.
+    pub(crate) admin_key: Option<Secret>,
+    /// Requests per second each API key may make (bursts of twice that).
+    pub(crate) rate_limit_per_second: u32,
+    /// Counts below this are suppressed for partner keys.
+    pub(crate) suppression_k: u64,
     /// Milliseconds between analytics refreshes from the change feed (new data shows in queries
     /// within about this long).
     pub(crate) refresh_millis: u64,
@@ -93,6 +100,9 @@ impl Default for Settings {
                 max_body_bytes: limits.max_body_bytes,
             },
             refresh_millis: 250,
+            admin_key: None,
+            rate_limit_per_second: 50,
+            suppression_k: 5,
         }
     }
 }
@@ -105,7 +115,14 @@ impl Default for IngestSettings {
 
 /// Environment variables with the `NIGRANI_` prefix that are not settings (tests and tools use
 /// them), so they are not read as settings.
-const NOT_SETTINGS: &[&str] = &["config", "test_postgres_url", "require_postgres", "bin"];
+const NOT_SETTINGS: &[&str] = &[
+    "config",
+    "test_postgres_url",
+    "require_postgres",
+    "bin",
+    "test_log",
+    "bench_postgres_url",
+];
 
 impl Settings {
     /// Reads the settings: defaults, then `file` (or `nigrani.toml` in the working folder, when it
@@ -166,6 +183,8 @@ impl Settings {
             listen: self.listen,
             limits: self.limits(),
             workers: self.workers,
+            rate_limit_per_second: self.rate_limit_per_second,
+            suppression_k: self.suppression_k,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         }
     }

@@ -127,6 +127,36 @@ pub struct FeedEvent {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// An API key as stored: never the key itself, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyRecord {
+    /// The public part of the key (`nk_` and 8 hex digits), shown in lists and logs.
+    pub key_id: String,
+    /// What the key is for, e.g. `meta-dashboard`.
+    pub name: String,
+    pub role: nigrani_domain::AccessRole,
+    /// Ingest keys: the only `source` they may send.
+    pub source: Option<String>,
+    /// SHA-256 (hex) of the whole key.
+    #[serde(skip)]
+    pub key_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// One audited request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Increasing id (ignored when appending).
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub key_id: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+}
+
 /// A rejection as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredRejection {
@@ -234,6 +264,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts of what the store holds.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Stores a new API key.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Every API key, revoked ones included, oldest first.
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes a key; false when there is no such key or it was revoked before.
+    async fn revoke_api_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Appends to the audit log.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The audit log, oldest first, a page at a time.
+    async fn audit(&self, page: Page<i64>) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// A number that grows with every change to the roster or its reference data (institutions,
     /// disciplines, track plans, cohorts, learners); readers reload the roster when it moves.

@@ -25,6 +25,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "roster_version",
         sql: include_str!("../migrations/postgres/0002_roster_version.sql"),
     },
+    Migration {
+        version: 3,
+        name: "api_keys",
+        sql: include_str!("../migrations/postgres/0003_api_keys.sql"),
+    },
 ];
 
 /// The SQLite migrations.
@@ -38,6 +43,11 @@ pub const SQLITE: &[Migration] = &[
         version: 2,
         name: "roster_version",
         sql: include_str!("../migrations/sqlite/0002_roster_version.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "api_keys",
+        sql: include_str!("../migrations/sqlite/0003_api_keys.sql"),
     },
 ];
 

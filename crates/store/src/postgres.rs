@@ -22,8 +22,8 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::migrations::{self, Migration};
 use crate::{
-    Backend, EventColumns, EventWrite, FeedEvent, Page, RosterChange, Store, StoreConfig,
-    StoreError, StoreStats, StoredEvent, StoredRejection, classify,
+    ApiKeyRecord, AuditEntry, Backend, EventColumns, EventWrite, FeedEvent, Page, RosterChange,
+    Store, StoreConfig, StoreError, StoreStats, StoredEvent, StoredRejection, classify,
 };
 
 /// Key of the advisory lock that orders event inserts (any constant unique to nigrani).
@@ -736,5 +736,109 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?;
         Ok(row.get(0))
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO api_keys (key_id, name, role, source, key_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &key.key_id,
+                    &key.name,
+                    &key.role.as_str(),
+                    &key.source,
+                    &key.key_hash,
+                    &key.created_at,
+                ],
+            )
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT key_id, name, role, source, key_hash, created_at, revoked_at
+                 FROM api_keys ORDER BY created_at, key_id",
+                &[],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.get(2);
+                Ok(ApiKeyRecord {
+                    key_id: row.get(0),
+                    name: row.get(1),
+                    role: decode(role.parse())?,
+                    source: row.get(3),
+                    key_hash: row.get(4),
+                    created_at: row.get(5),
+                    revoked_at: row.get(6),
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
+                &[&key_id, &at],
+            )
+            .await
+            .map_err(map_error)?;
+        Ok(n == 1)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO audit_log (at, key_id, method, path, query, status)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &entry.at,
+                    &entry.key_id,
+                    &entry.method,
+                    &entry.path,
+                    &entry.query,
+                    &i32::from(entry.status),
+                ],
+            )
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn audit(&self, page: Page<i64>) -> Result<Vec<AuditEntry>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, at, key_id, method, path, query, status FROM audit_log
+                 WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&page.after.unwrap_or(0), &(page.limit as i64)],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let status: i32 = row.get(6);
+                Ok(AuditEntry {
+                    id: row.get(0),
+                    at: row.get(1),
+                    key_id: row.get(2),
+                    method: row.get(3),
+                    path: row.get(4),
+                    query: row.get(5),
+                    status: decode(u16::try_from(status))?,
+                })
+            })
+            .collect()
     }
 }

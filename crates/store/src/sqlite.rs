@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::migrations::{self, Migration};
 use crate::{
-    Backend, EventColumns, EventWrite, FeedEvent, Page, RosterChange, Store, StoreError,
-    StoreStats, StoredEvent, StoredRejection, classify,
+    ApiKeyRecord, AuditEntry, Backend, EventColumns, EventWrite, FeedEvent, Page, RosterChange,
+    Store, StoreError, StoreStats, StoredEvent, StoredRejection, classify,
 };
 
 /// File name of the database inside the data folder.
@@ -787,6 +787,124 @@ impl Store for SqliteStore {
                 [],
                 |row| row.get(0),
             )?)
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO api_keys (key_id, name, role, source, key_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key.key_id,
+                    key.name,
+                    key.role.as_str(),
+                    key.source,
+                    key.key_hash,
+                    micros(key.created_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key_id, name, role, source, key_hash, created_at, revoked_at
+                 FROM api_keys ORDER BY created_at, key_id",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, Option<i64>>(6)?,
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let (key_id, name, role, source, key_hash, created_at, revoked_at) = row?;
+                Ok(ApiKeyRecord {
+                    key_id,
+                    name,
+                    role: decode(role.parse())?,
+                    source,
+                    key_hash,
+                    created_at: from_micros(created_at)?,
+                    revoked_at: revoked_at.map(from_micros).transpose()?,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let key_id = key_id.to_owned();
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+                params![key_id, micros(at)],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO audit_log (at, key_id, method, path, query, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    micros(entry.at),
+                    entry.key_id,
+                    entry.method,
+                    entry.path,
+                    entry.query,
+                    entry.status
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit(&self, page: Page<i64>) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, at, key_id, method, path, query, status FROM audit_log
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows =
+                stmt.query_map(params![page.after.unwrap_or(0), page.limit as i64], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, u16>(6)?,
+                    ))
+                })?;
+            collect(rows.map(|row| {
+                let (id, at, key_id, method, path, query, status) = row?;
+                Ok(AuditEntry {
+                    id,
+                    at: from_micros(at)?,
+                    key_id,
+                    method,
+                    path,
+                    query,
+                    status,
+                })
+            }))
         })
         .await
     }

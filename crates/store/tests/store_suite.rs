@@ -57,6 +57,7 @@ both_backends!(
     unmatched_events_are_attributed_when_the_roster_learns_the_learner,
     change_feed_pages_in_sequence_order,
     rejections_are_listed_in_order,
+    api_keys_and_the_audit_log,
 );
 
 fn at(day: u32) -> DateTime<Utc> {
@@ -402,4 +403,56 @@ async fn rejections_are_listed_in_order(store: Arc<dyn Store>) {
     assert_eq!(rest.len(), 2);
     assert_eq!(rest[1].rejection.raw, "{oops 4");
     assert_eq!(rest[1].received_at, at(6));
+}
+
+async fn api_keys_and_the_audit_log(store: Arc<dyn Store>) {
+    use nigrani_domain::AccessRole;
+    use nigrani_store::{ApiKeyRecord, AuditEntry};
+    let key = ApiKeyRecord {
+        key_id: "nk_0000abcd".into(),
+        name: "meta".into(),
+        role: AccessRole::Partner,
+        source: None,
+        key_hash: "f".repeat(64),
+        created_at: at(1),
+        revoked_at: None,
+    };
+    store.create_api_key(&key).await.unwrap();
+    let err = store.create_api_key(&key).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(_)),
+        "key ids are unique: {err:?}"
+    );
+    assert_eq!(store.api_keys().await.unwrap(), vec![key.clone()]);
+    assert!(store.revoke_api_key("nk_0000abcd", at(2)).await.unwrap());
+    assert!(
+        !store.revoke_api_key("nk_0000abcd", at(3)).await.unwrap(),
+        "revoked once"
+    );
+    assert_eq!(store.api_keys().await.unwrap()[0].revoked_at, Some(at(2)));
+
+    for status in [200, 403] {
+        store
+            .append_audit(&AuditEntry {
+                id: 0,
+                at: at(4),
+                key_id: key.key_id.clone(),
+                method: "GET".into(),
+                path: "/api/v1/breakdown".into(),
+                query: "by=province".into(),
+                status,
+            })
+            .await
+            .unwrap();
+    }
+    let log = store
+        .audit(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!((log[1].status, log[1].query.as_str()), (403, "by=province"));
+    assert!(log[0].id < log[1].id);
 }

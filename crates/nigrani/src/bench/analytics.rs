@@ -1,7 +1,12 @@
-//! `bench analytics`: the analytics engine at scale, on PostgreSQL.
+//! `bench analytics`: the analytics engine at scale.
 //!
-//! 1. Loads a demo program of `--learners` learners (3 required courses each, ~30 events per
-//!    learner) into a database kept across runs, so the load happens once.
+//! 0. Scale: the learner state of `--learners` demo learners (3 required courses each, ~30
+//!    events per learner) built in memory straight from the generated events — no database — to
+//!    measure its resident size, the learner frame's build time and query latency at full size.
+//!
+//! Then on PostgreSQL, with `--store-learners` learners (loading millions of events through this
+//! machine's disk takes hours, so the stored program is smaller):
+//! 1. Loads the demo program into a database kept across runs, so the load happens once.
 //! 2. Rebuild: builds the engine's state from the store; time and resident memory.
 //! 3. Queries from the maintained state: province × track × discipline and institution × cohort,
 //!    six metrics each; p50/p99 over repeated runs.
@@ -32,9 +37,12 @@ use super::{BenchDatabase, memory_kib, percentile, psql};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AnalyticsArgs {
-    /// Learners in the program.
+    /// Learners of the in-memory scale run.
     #[arg(long, default_value_t = 1_000_000)]
     learners: usize,
+    /// Learners of the program stored in PostgreSQL for the other runs.
+    #[arg(long, default_value_t = 50_000)]
+    store_learners: usize,
     /// PostgreSQL server (URL of a maintenance database such as `postgres`). The program is
     /// loaded into a database named after its size and kept for later runs.
     #[arg(long, env = "NIGRANI_BENCH_POSTGRES_URL")]
@@ -82,7 +90,8 @@ fn self_rss_mib(field: &str) -> f64 {
 }
 
 pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
-    let name = format!("nigrani_bench_analytics_{}", args.learners);
+    scale(&args)?;
+    let name = format!("nigrani_bench_analytics_{}", args.store_learners);
     let (db, existed) = BenchDatabase::reuse(&args.postgres_url, &name)?;
     let config = StoreConfig {
         database_url: Some(db.url.clone()),
@@ -91,7 +100,7 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let (store, _) = nigrani_store::open(&config).await?;
     let stats = store.stats().await?;
     if !existed || stats.learners == 0 {
-        load(&store, args.learners).await?;
+        load(&store, args.store_learners).await?;
     } else {
         eprintln!("reusing database {name}");
     }
@@ -173,6 +182,112 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     }
 
     freshness(&store, &cold_engine, &args).await?;
+    Ok(())
+}
+
+/// Builds the state of `args.learners` generated learners in memory and queries it.
+fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
+    use nigrani_analytics::query::{breakdown, learner_frame};
+    use nigrani_analytics::state::{Roster, States};
+    use nigrani_ingest::native::parse_event;
+
+    let rows = seed::rows()?;
+    let (Rows::Institutions(institutions), Rows::Disciplines(disciplines), Rows::Tracks(plans)) =
+        (&rows[0], &rows[1], &rows[2])
+    else {
+        anyhow::bail!("the seed data is not in the expected order");
+    };
+    let now = Utc::now();
+    let generator = Generator::new(
+        DemoConfig {
+            learners: args.learners,
+            seed: 42,
+            as_of: now,
+        },
+        institutions,
+        disciplines,
+        plans,
+    );
+    let started = Instant::now();
+    let learners: Vec<_> = (0..args.learners)
+        .filter_map(|i| generator.learner(i).roster)
+        .collect();
+    let roster = Roster::new(
+        learners,
+        institutions.clone(),
+        disciplines.iter().map(|d| d.code.clone()).collect(),
+        generator.cohort_rows(),
+        plans,
+    );
+    let baseline = self_rss_mib("VmRSS:");
+    let mut states = States::new(&roster);
+    let mut events = 0usize;
+    for i in 0..args.learners {
+        let learner = generator.learner(i);
+        let Some(row) = learner
+            .roster
+            .as_ref()
+            .and_then(|l| roster.row(&l.learner_id))
+        else {
+            continue;
+        };
+        for value in learner.events {
+            let event = parse_event(value, now).map_err(|r| anyhow::anyhow!(r.message))?;
+            let feed = nigrani_store::FeedEvent {
+                seq: 0,
+                learner_id: None,
+                course_id: event.course_id,
+                kind: event.kind,
+                progress: event.progress,
+                score: event.score,
+                occurred_at: event.occurred_at,
+            };
+            states.apply(row, &States::effect(&roster, row, &feed));
+            events += 1;
+        }
+    }
+    let built = started.elapsed().as_secs_f64();
+    let state_mib = self_rss_mib("VmRSS:") - baseline;
+    let t = Instant::now();
+    let frame = learner_frame(&roster, &states)?;
+    let frame_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let with_frame = self_rss_mib("VmRSS:") - baseline;
+    let counted = (states.heap_bytes() + roster.heap_bytes()) as f64 / 1024.0 / 1024.0;
+    let frame_mib = frame.estimated_size() as f64 / 1024.0 / 1024.0;
+    println!(
+        "scale: {} learners, {events} events applied in {built:.0} s (generating included); \
+         state + roster {counted:.0} MiB counted, learner frame {frame_mib:.0} MiB (built in \
+         {frame_ms:.0} ms); resident growth {state_mib:.0} MiB, {with_frame:.0} MiB with the frame; \
+         peak resident {:.0} MiB",
+        roster.len(),
+        self_rss_mib("VmHWM:")
+    );
+    for (label, by) in [
+        (
+            "province × track × discipline",
+            vec![Dimension::Province, Dimension::Track, Dimension::Discipline],
+        ),
+        (
+            "institution × cohort",
+            vec![Dimension::Institution, Dimension::Cohort],
+        ),
+    ] {
+        let q = query(by, now);
+        let mut times = Vec::with_capacity(args.queries);
+        let mut rows = 0;
+        for _ in 0..args.queries {
+            let t = Instant::now();
+            rows = breakdown(&frame, &roster, &q)?.rows.len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "scale query {label}: {rows} rows, p50 {:.1} ms, p99 {:.1} ms over {} runs",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            args.queries
+        );
+    }
     Ok(())
 }
 

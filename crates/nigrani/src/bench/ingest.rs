@@ -40,6 +40,9 @@ pub(crate) struct IngestArgs {
     skip_sqlite: bool,
 }
 
+/// The admin key the benchmark's servers are started with (their databases are throw-away).
+const BENCH_KEY: &str = "nk_00be0c00_00000000000000000000000000000b0c";
+
 /// The generated workload: roster and events, the events as NDJSON request bodies.
 struct Workload {
     cohorts: Vec<nigrani_domain::Cohort>,
@@ -222,6 +225,7 @@ impl Server {
             .arg("serve")
             .env("NIGRANI_LISTEN", "127.0.0.1:0")
             .env("NIGRANI_LOG", "warn")
+            .env("NIGRANI_ADMIN_KEY", BENCH_KEY)
             .env("NIGRANI_DATA_DIR", &config.data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -299,6 +303,7 @@ fn serve_and_load(
                     let result = agent
                         .post(&url)
                         .header("Content-Type", "application/x-ndjson")
+                        .header("Authorization", &format!("Bearer {BENCH_KEY}"))
                         .send(body.as_str());
                     let elapsed = sent.elapsed().as_secs_f64() * 1000.0;
                     let outcome = result.map_err(|e| e.to_string()).and_then(|mut response| {
