@@ -51,6 +51,16 @@ pub struct Snapshot {
     pub published_at: DateTime<Utc>,
 }
 
+/// Breakdowns of one snapshot.
+#[derive(Default)]
+struct AnswerCache {
+    snapshot: Option<DateTime<Utc>>,
+    answers: std::collections::HashMap<String, Breakdown>,
+}
+
+/// Most answers kept per snapshot.
+const MAX_CACHED_ANSWERS: usize = 512;
+
 /// The mutable side, owned by whoever refreshes.
 struct Follower {
     roster: Arc<Roster>,
@@ -63,6 +73,9 @@ struct Follower {
 pub struct Engine {
     store: Arc<dyn Store>,
     published: RwLock<Arc<Snapshot>>,
+    /// Answers computed from the current snapshot, by query: dashboards poll the same queries,
+    /// and a snapshot never changes, so an answer holds until the next snapshot.
+    answers: std::sync::Mutex<AnswerCache>,
     follower: Arc<tokio::sync::Mutex<Follower>>,
 }
 
@@ -90,6 +103,7 @@ impl Engine {
         Ok(Arc::new(Self {
             store,
             published: RwLock::new(Arc::new(snapshot)),
+            answers: std::sync::Mutex::new(AnswerCache::default()),
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
         }))
     }
@@ -168,23 +182,51 @@ impl Engine {
         if query.period.is_some() {
             let query = query.clone();
             return self
-                .with_state(query.as_of, move |roster, states| {
+                .with_state(query.as_of, query.latest, move |roster, states| {
                     series::period_breakdown(roster, states, &query)
                 })
                 .await;
         }
         let snapshot = self.snapshot();
         let as_of = query.as_of.timestamp_micros();
-        if as_of >= snapshot.latest_event {
+        if query.latest || as_of >= snapshot.latest_event {
+            let key = format!("{query:?}");
+            if let Some(answer) = self.cached_answer(&snapshot, &key) {
+                return Ok(answer);
+            }
             let query = query.clone();
-            return compute(move || query::breakdown(&snapshot.frame, &snapshot.roster, &query))
-                .await;
+            let published_at = snapshot.published_at;
+            let answer =
+                compute(move || query::breakdown(&snapshot.frame, &snapshot.roster, &query))
+                    .await?;
+            self.cache_answer(published_at, key, &answer);
+            return Ok(answer);
         }
         let query = query.clone();
-        self.with_state(query.as_of, move |roster, states| {
+        self.with_state(query.as_of, false, move |roster, states| {
             query::breakdown(&query::learner_frame(roster, states)?, roster, &query)
         })
         .await
+    }
+}
+
+impl Engine {
+    fn cached_answer(&self, snapshot: &Snapshot, key: &str) -> Option<Breakdown> {
+        let cache = self.answers.lock().ok()?;
+        (cache.snapshot == Some(snapshot.published_at))
+            .then(|| cache.answers.get(key).cloned())
+            .flatten()
+    }
+
+    fn cache_answer(&self, published_at: DateTime<Utc>, key: String, answer: &Breakdown) {
+        let Ok(mut cache) = self.answers.lock() else {
+            return;
+        };
+        if cache.snapshot != Some(published_at) || cache.answers.len() >= MAX_CACHED_ANSWERS {
+            cache.answers.clear();
+            cache.snapshot = Some(published_at);
+        }
+        cache.answers.insert(key, answer.clone());
     }
 }
 
@@ -207,11 +249,12 @@ impl Engine {
     async fn with_state<R: Send + 'static>(
         &self,
         as_of: DateTime<Utc>,
+        latest: bool,
         work: impl FnOnce(&Roster, &States) -> Result<R, QueryError> + Send + 'static,
     ) -> Result<R, AnalyticsError> {
         let as_of = as_of.timestamp_micros();
         let follower = Arc::clone(&self.follower).lock_owned().await;
-        if as_of >= follower.states.latest_event {
+        if latest || as_of >= follower.states.latest_event {
             return compute(move || work(&follower.roster, &follower.states)).await;
         }
         drop(follower);
@@ -223,25 +266,29 @@ impl Engine {
     pub async fn series(&self, query: &SeriesQuery) -> Result<Series, AnalyticsError> {
         query.periods()?;
         let query = query.clone();
-        self.with_state(query.as_of, move |roster, states| {
+        self.with_state(query.as_of, query.latest, move |roster, states| {
             series::series(roster, states, &query)
         })
         .await
     }
 
-    /// The funnel per slice, as of a moment.
+    /// The funnel per slice, as of a moment (`None`: the latest data).
     pub async fn funnel(
         &self,
         query: &FunnelQuery,
-        as_of: DateTime<Utc>,
+        as_of: Option<DateTime<Utc>>,
     ) -> Result<Vec<FunnelRow>, AnalyticsError> {
         let snapshot = self.snapshot();
         let query = query.clone();
+        let Some(as_of) = as_of else {
+            return compute(move || funnel::funnel(&snapshot.frame, &snapshot.roster, &query))
+                .await;
+        };
         if as_of.timestamp_micros() >= snapshot.latest_event {
             return compute(move || funnel::funnel(&snapshot.frame, &snapshot.roster, &query))
                 .await;
         }
-        self.with_state(as_of, move |roster, states| {
+        self.with_state(as_of, false, move |roster, states| {
             funnel::funnel(&query::learner_frame(roster, states)?, roster, &query)
         })
         .await

@@ -33,6 +33,10 @@ pub struct BreakdownQuery {
     /// Also group by calendar period: the rows repeat for each period from `from` to `as_of`,
     /// each evaluated as of the period's end with milestones counted within the period.
     pub period: Option<crate::period::Interval>,
+    /// Answer from the latest data: every milestone recorded counts (even one a platform dated
+    /// slightly after `as_of`), and `as_of` only places the activity windows. This is what "now"
+    /// means; an explicit past `as_of` leaves it false.
+    pub latest: bool,
 }
 
 /// Why a query cannot be answered.
@@ -245,8 +249,10 @@ pub fn dimension_names(roster: &Roster, dimension: Dimension) -> Vec<String> {
 /// The moment and window metrics are evaluated at.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct At {
-    /// Evaluate as of this moment (microseconds): later milestones do not count.
+    /// Evaluate as of this moment (microseconds): activity windows end here.
     pub(crate) as_of: i64,
+    /// Milestones count up to this moment: `as_of`, or `i64::MAX` for the latest data.
+    pub(crate) until: i64,
     /// Count milestones only from this moment on.
     pub(crate) from: Option<i64>,
     /// Read activity from the columns `active_7d`, `active_14d` and `active_30d` (computed for
@@ -262,18 +268,21 @@ pub(crate) fn activity_column(days: i64) -> String {
     format!("active_{days}d")
 }
 
-/// A milestone that happened by `as_of` (and from `from`, when given).
+/// A milestone that happened by `until` (and from `from`, when given).
 fn milestone(column: &str, at: At) -> Expr {
-    let happened = col(column)
-        .is_not_null()
-        .and(col(column).lt_eq(lit(at.as_of)));
+    let happened = col(column).is_not_null();
+    let happened = if at.until == i64::MAX {
+        happened
+    } else {
+        happened.and(col(column).lt_eq(lit(at.until)))
+    };
     match at.from {
         Some(from) => happened.and(col(column).gt_eq(lit(from))),
         None => happened,
     }
 }
 
-/// A milestone that happened by `as_of`, whatever `from` says.
+/// A milestone that happened by `until`, whatever `from` says.
 fn ever(column: &str, at: At) -> Expr {
     milestone(column, At { from: None, ..at })
 }
@@ -407,8 +416,10 @@ pub fn breakdown(
     query: &BreakdownQuery,
 ) -> Result<Breakdown, QueryError> {
     query.validate()?;
+    let as_of = query.as_of.timestamp_micros();
     let at = At {
-        as_of: query.as_of.timestamp_micros(),
+        as_of,
+        until: if query.latest { i64::MAX } else { as_of },
         from: query.from.map(|f| f.timestamp_micros()),
         activity_columns: false,
     };

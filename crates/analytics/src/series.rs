@@ -39,6 +39,9 @@ pub struct SeriesQuery {
     pub filters: BTreeMap<Dimension, Vec<String>>,
     /// Milestones counted since the beginning rather than within each period.
     pub cumulative: bool,
+    /// Computed on the latest data even if some event is dated after `as_of` (see
+    /// [`crate::BreakdownQuery::latest`]).
+    pub latest: bool,
 }
 
 /// One period of a series.
@@ -118,6 +121,7 @@ pub fn series(roster: &Roster, states: &States, query: &SeriesQuery) -> Result<S
         let past = end < as_of;
         let at = At {
             as_of: end.min(as_of),
+            until: end.min(as_of),
             from: (!query.cumulative).then(|| day_start_micros(start).max(from)),
             activity_columns: past,
         };
@@ -176,6 +180,7 @@ pub fn period_breakdown(
         split: None,
         filters: BTreeMap::new(),
         cumulative: false,
+        latest: query.latest,
     }
     .periods()?;
     let frame = learner_frame(roster, states)?;
@@ -190,6 +195,7 @@ pub fn period_breakdown(
         let past = end < as_of;
         let at = At {
             as_of: end.min(as_of),
+            until: end.min(as_of),
             from: Some(day_start_micros(start).max(from.timestamp_micros())),
             activity_columns: past,
         };

@@ -64,6 +64,7 @@ pub fn targets(
     let as_of = now.timestamp_micros();
     let total = At {
         as_of,
+        until: i64::MAX,
         from: None,
         activity_columns: false,
     };

@@ -251,6 +251,7 @@ fn random_query(rng: &mut Rng, values: &BTreeMap<Dimension, Vec<String>>) -> Bre
         as_of,
         totals: rng.chance(0.5),
         period: None,
+        latest: false,
     }
 }
 
@@ -386,6 +387,7 @@ async fn series_points_agree_with_breakdowns_at_each_period_end() {
             split,
             filters: BTreeMap::new(),
             cumulative,
+            latest: false,
         };
         let series = engine.series(&query).await.unwrap();
         assert!(series.points.len() >= 2);
@@ -403,6 +405,7 @@ async fn series_points_agree_with_breakdowns_at_each_period_end() {
                     as_of: moment,
                     totals: false,
                     period: None,
+                    latest: false,
                 })
                 .await
                 .unwrap();
@@ -434,6 +437,7 @@ async fn series_points_agree_with_breakdowns_at_each_period_end() {
             split: Some(Dimension::Track),
             filters: BTreeMap::new(),
             cumulative: true,
+            latest: false,
         })
         .await
         .unwrap();
@@ -458,7 +462,7 @@ async fn funnel_agrees_with_sql() {
                     by: vec![Dimension::Track],
                     filters: BTreeMap::new(),
                 },
-                as_of,
+                Some(as_of),
             )
             .await
             .unwrap();
@@ -540,6 +544,7 @@ async fn breakdowns_by_period_agree_with_breakdowns_as_of_each_period_end() {
             as_of,
             totals: true,
             period: Some(Interval::Month),
+            latest: false,
         })
         .await
         .unwrap();
@@ -563,6 +568,7 @@ async fn breakdowns_by_period_agree_with_breakdowns_as_of_each_period_end() {
                 as_of: DateTime::from_timestamp_micros(end.min(as_of.timestamp_micros())).unwrap(),
                 totals: true,
                 period: None,
+                latest: false,
             })
             .await
             .unwrap();

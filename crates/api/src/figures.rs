@@ -52,6 +52,14 @@ impl From<AnalyticsError> for ApiError {
     }
 }
 
+/// The moments a query covers.
+struct Range {
+    from: Option<DateTime<Utc>>,
+    as_of: DateTime<Utc>,
+    /// No end was given: the figures are as of now, on the latest data.
+    latest: bool,
+}
+
 /// Query parameters, each given at most once.
 struct Params {
     pairs: BTreeMap<String, String>,
@@ -165,12 +173,9 @@ impl Params {
         Ok(filters)
     }
 
-    /// `(from, as_of)` from `from`/`to`/`as_of` or a relative `period`.
-    fn range(
-        &self,
-        state: &AppState,
-        now: DateTime<Utc>,
-    ) -> Result<(Option<DateTime<Utc>>, DateTime<Utc>), ApiError> {
+    /// `(from, as_of, latest)` from `from`/`to`/`as_of` or a relative `period`; `latest` when no
+    /// end was given (the figures are then as of now, on the latest data).
+    fn range(&self, state: &AppState, now: DateTime<Utc>) -> Result<Range, ApiError> {
         if self.get("to").is_some() && self.get("as_of").is_some() {
             return Err(ApiError::new(
                 "invalid_query",
@@ -191,9 +196,14 @@ impl Params {
                 .engine
                 .program_start()
                 .unwrap_or_else(|| now.date_naive());
-            return Ok((Some(relative.start(now, start)), now));
+            return Ok(Range {
+                from: Some(relative.start(now, start)),
+                as_of: rounded_now(now),
+                latest: true,
+            });
         }
-        let as_of = to.unwrap_or(now);
+        let latest = to.is_none();
+        let as_of = to.unwrap_or_else(|| rounded_now(now));
         if let Some(from) = from {
             if from > as_of {
                 return Err(ApiError::new(
@@ -206,8 +216,20 @@ impl Params {
                 ));
             }
         }
-        Ok((from, as_of))
+        Ok(Range {
+            from,
+            as_of,
+            latest,
+        })
     }
+}
+
+/// "Now" for figures: rounded down to 10 seconds, so that dashboards polling every few seconds
+/// ask the same question and share one computed answer per data snapshot.
+fn rounded_now(now: DateTime<Utc>) -> DateTime<Utc> {
+    const STEP: i64 = 10_000_000;
+    let micros = now.timestamp_micros();
+    DateTime::from_timestamp_micros(micros - micros.rem_euclid(STEP)).unwrap_or(now)
 }
 
 fn metrics(params: &Params) -> Result<Vec<Metric>, ApiError> {
@@ -268,8 +290,13 @@ pub(crate) async fn breakdown(
             "`interval` needs `by=period`",
         ));
     }
-    let (from, as_of) = params.range(&state, now)?;
+    let Range {
+        from,
+        as_of,
+        latest,
+    } = params.range(&state, now)?;
     let query = BreakdownQuery {
+        latest,
         by,
         filters: params.filters()?,
         metrics: metrics(&params)?,
@@ -362,7 +389,11 @@ pub(crate) async fn timeseries(
     let metric: Metric = params
         .parse("metric")?
         .ok_or_else(|| ApiError::new("invalid_query", "`metric` is required"))?;
-    let (from, as_of) = params.range(&state, now)?;
+    let Range {
+        from,
+        as_of,
+        latest,
+    } = params.range(&state, now)?;
     let from = match from {
         Some(from) => from,
         None => {
@@ -381,6 +412,7 @@ pub(crate) async fn timeseries(
         split: params.parse("split")?,
         filters: params.filters()?,
         cumulative: params.flag("cumulative")?,
+        latest,
     };
     if caller.role == Partner && metric.kind() == MetricKind::Ratio {
         return Err(ApiError::new(
@@ -428,7 +460,7 @@ pub(crate) async fn funnel(
             format!("group by at most {MAX_BY} dimensions"),
         ));
     }
-    let as_of = params.moment("as_of")?.unwrap_or_else(Utc::now);
+    let as_of = params.moment("as_of")?;
     let rows = state
         .engine
         .funnel(
@@ -439,6 +471,7 @@ pub(crate) async fn funnel(
             as_of,
         )
         .await?;
+    let as_of = as_of.unwrap_or_else(Utc::now);
     let mut rows = serde_json::to_value(rows).map_err(|e| {
         tracing::error!(error = %e, "A funnel could not be serialised.");
         ApiError::new("internal_error", "the funnel could not be written")

@@ -82,6 +82,7 @@ fn query(by: Vec<Dimension>, as_of: DateTime<Utc>) -> BreakdownQuery {
         as_of,
         totals: false,
         period: None,
+        latest: true,
     }
 }
 
