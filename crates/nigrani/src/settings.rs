@@ -101,7 +101,7 @@ impl Default for Settings {
             },
             refresh_millis: 250,
             admin_key: None,
-            rate_limit_per_second: 50,
+            rate_limit_per_second: 200,
             suppression_k: 5,
         }
     }

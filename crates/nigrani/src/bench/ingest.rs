@@ -226,6 +226,7 @@ impl Server {
             .env("NIGRANI_LISTEN", "127.0.0.1:0")
             .env("NIGRANI_LOG", "warn")
             .env("NIGRANI_ADMIN_KEY", BENCH_KEY)
+            .env("NIGRANI_RATE_LIMIT_PER_SECOND", "1000000")
             .env("NIGRANI_DATA_DIR", &config.data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
