@@ -498,7 +498,7 @@ fn group(
         .collect();
     Ok(lazy
         .group_by([packed])
-        .agg(aggs.to_vec())
+        .agg(aggs)
         .sort([PACKED], SortMultipleOptions::default())
         .with_columns(unpack)
         .collect()?)
