@@ -226,6 +226,30 @@ impl TestServer {
         )
     }
 
+    /// GETs a path as admin with extra request headers; returns the status, the response headers
+    /// (lower-case names) and the body.
+    pub fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, std::collections::HashMap<String, String>, String) {
+        let mut request = self
+            .agent
+            .get(&self.url(path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.call().unwrap();
+        let status = response.status().as_u16();
+        let names = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        (status, names, response.body_mut().read_to_string().unwrap())
+    }
+
     /// Runs `nigrani` with this server's data settings (e.g. `keys create`); returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let output = Command::new(binary())

@@ -183,6 +183,35 @@ fn a_small_program_gives_the_expected_figures() {
 }
 
 #[test]
+fn breakdowns_come_as_csv_and_polling_costs_a_304() {
+    let server = TestServer::sqlite();
+    load_small_program(&server);
+    let path = "/api/v1/breakdown?by=province&metrics=enrolled,completion_rate&totals=true&as_of=2026-04-01";
+    wait_for(&server, path, |b| {
+        b["rows"].as_array().is_some_and(|r| r.len() == 3)
+    });
+
+    let (status, headers, csv) = server.get_with(&format!("{path}&format=csv"), &[]);
+    assert_eq!(status, 200);
+    assert!(headers["content-type"].starts_with("text/csv"));
+    assert_eq!(
+        csv,
+        "province,learners,enrolled,completion_rate\npunjab,2,2,0.5\nsindh,2,2,0.0\n,4,4,0.25\n"
+    );
+    let (_, _, by_accept) = server.get_with(path, &[("Accept", "text/csv")]);
+    assert_eq!(by_accept, csv);
+
+    let (status, headers, body) = server.get_with(path, &[]);
+    assert_eq!(status, 200);
+    let etag = headers["etag"].clone();
+    assert_eq!(headers["cache-control"], "private, no-cache");
+    let (status, _, empty) = server.get_with(path, &[("If-None-Match", &etag)]);
+    assert_eq!((status, empty.as_str()), (304, ""));
+    let (status, _, again) = server.get_with(path, &[("If-None-Match", "\"something-else\"")]);
+    assert_eq!((status, again), (200, body));
+}
+
+#[test]
 fn bad_queries_get_clear_errors() {
     let server = TestServer::sqlite();
     for (path, needle) in [
@@ -227,6 +256,7 @@ fn bad_queries_get_clear_errors() {
         ),
         ("/api/v1/funnel?by=planet", "unknown dimension"),
         ("/api/v1/targets?x=1", "unknown parameter"),
+        ("/api/v1/breakdown?format=xml", "`format` must be"),
     ] {
         let (status, body) = server.get_json(path);
         assert_eq!(status, 400, "{path}: {body}");

@@ -250,6 +250,7 @@ fn metrics(params: &Params) -> Result<Vec<Metric>, ApiError> {
 #[tracing::instrument(skip_all)]
 pub(crate) async fn breakdown(
     Authenticated(caller): Authenticated,
+    req: actix_web::HttpRequest,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -257,9 +258,24 @@ pub(crate) async fn breakdown(
     let params = Params::new(
         query.into_inner(),
         &[
-            "by", "metrics", "from", "to", "as_of", "period", "interval", "totals",
+            "by", "metrics", "from", "to", "as_of", "period", "interval", "totals", "format",
         ],
     )?;
+    let csv = match params.get("format") {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(ApiError::new(
+                "invalid_query",
+                format!("`format` must be `json` or `csv`, not `{other}`"),
+            ));
+        }
+        None => req
+            .headers()
+            .get(actix_web::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/csv")),
+    };
     let now = Utc::now();
     let mut by = Vec::new();
     let mut period_grouped = false;
@@ -343,6 +359,11 @@ pub(crate) async fn breakdown(
             Value::Object(out)
         })
         .collect();
+    if csv {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(breakdown_csv(&result, &hidden)));
+    }
     Ok(HttpResponse::Ok().json(json!({
         "by": result.by,
         "period": result.period,
@@ -354,6 +375,44 @@ pub(crate) async fn breakdown(
         "rows": rows,
         "suppressed": suppressed,
     })))
+}
+
+/// A breakdown as CSV: period (when grouped by it), the dimensions, `learners`, the metrics;
+/// empty cells for totals' dimensions and for hidden or undefined values.
+fn breakdown_csv(
+    result: &nigrani_analytics::Breakdown,
+    hidden: &std::collections::BTreeSet<(usize, usize)>,
+) -> String {
+    let mut header: Vec<&str> = Vec::new();
+    if result.period.is_some() {
+        header.push("period");
+    }
+    header.extend(result.by.iter().map(|d| d.as_str()));
+    header.push("learners");
+    header.extend(result.metrics.iter().map(|m| m.as_str()));
+    let mut out = header.join(",");
+    out.push('\n');
+    for (i, row) in result.rows.iter().enumerate() {
+        let mut cells: Vec<String> = Vec::new();
+        if result.period.is_some() {
+            cells.push(row.period.clone().unwrap_or_default());
+        }
+        cells.extend(row.keys.iter().map(|k| k.clone().unwrap_or_default()));
+        cells.push(if hidden.contains(&(i, 0)) {
+            String::new()
+        } else {
+            row.learners.to_string()
+        });
+        for (metric, value) in result.metrics.iter().zip(&row.values) {
+            cells.push(match metric_value(*metric, *value) {
+                Value::Null => String::new(),
+                other => other.to_string(),
+            });
+        }
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
 }
 
 /// Counts as JSON integers, rates and averages as numbers.

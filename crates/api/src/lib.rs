@@ -93,6 +93,7 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes::configure)
+                .wrap(actix_web::middleware::from_fn(routes::conditional_get))
                 .wrap(actix_web::middleware::from_fn(routes::audit_partners))
                 .wrap(tracing_actix_web::TracingLogger::default())
         })

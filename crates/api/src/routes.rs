@@ -393,3 +393,53 @@ pub(crate) async fn audit_partners(
     }
     Ok(response)
 }
+
+/// Conditional GETs for polling dashboards: every successful `GET /api/v1/…` answer carries an
+/// `ETag` (a hash of its body) and `Cache-Control: private, no-cache`; a request whose
+/// `If-None-Match` names the current tag gets `304 Not Modified` and no body.
+pub(crate) async fn conditional_get(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::body::{BoxBody, to_bytes};
+    use actix_web::http::{Method, StatusCode};
+
+    let eligible = req.method() == Method::GET && req.path().starts_with("/api/v1/");
+    let if_none_match = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.call(req).await?;
+    if !eligible || response.status() != StatusCode::OK {
+        return Ok(response.map_into_boxed_body());
+    }
+    let (request, response) = response.into_parts();
+    let (mut head, body) = response.into_parts();
+    let bytes = to_bytes(body).await.map_err(|_| {
+        ApiError::new(
+            "internal_error",
+            "the answer could not be read back for its ETag",
+        )
+    })?;
+    let etag = format!("\"{}\"", &nigrani_domain::roster::sha256_hex(&bytes)[..32]);
+    let headers = head.headers_mut();
+    if let Ok(value) = header::HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, no-cache"),
+    );
+    let unchanged = if_none_match.is_some_and(|tags| {
+        tags.split(',')
+            .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
+    });
+    let response = if unchanged {
+        *head.status_mut() = StatusCode::NOT_MODIFIED;
+        head.set_body(BoxBody::new(()))
+    } else {
+        head.set_body(BoxBody::new(bytes))
+    };
+    Ok(actix_web::dev::ServiceResponse::new(request, response))
+}
