@@ -72,6 +72,9 @@ struct Follower {
 /// Figures of the program, kept current.
 pub struct Engine {
     store: Arc<dyn Store>,
+    /// Refreshes done, and how long the last one took (microseconds), for monitoring.
+    refreshes: std::sync::atomic::AtomicU64,
+    last_refresh_micros: std::sync::atomic::AtomicU64,
     published: RwLock<Arc<Snapshot>>,
     /// Answers computed from the current snapshot, by query: dashboards poll the same queries,
     /// and a snapshot never changes, so an answer holds until the next snapshot.
@@ -102,6 +105,8 @@ impl Engine {
         );
         Ok(Arc::new(Self {
             store,
+            refreshes: std::sync::atomic::AtomicU64::new(0),
+            last_refresh_micros: std::sync::atomic::AtomicU64::new(0),
             published: RwLock::new(Arc::new(snapshot)),
             answers: std::sync::Mutex::new(AnswerCache::default()),
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
@@ -119,6 +124,29 @@ impl Engine {
     /// Applies what the store committed since the last refresh and publishes a new snapshot if
     /// anything changed.
     pub async fn refresh(&self) -> Result<Refresh, AnalyticsError> {
+        let started = Instant::now();
+        let outcome = self.refresh_inner().await;
+        self.refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.last_refresh_micros.store(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        outcome
+    }
+
+    /// Refreshes done so far, and how long the last one took.
+    pub fn refresh_stats(&self) -> (u64, Duration) {
+        (
+            self.refreshes.load(std::sync::atomic::Ordering::Relaxed),
+            Duration::from_micros(
+                self.last_refresh_micros
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        )
+    }
+
+    async fn refresh_inner(&self) -> Result<Refresh, AnalyticsError> {
         let mut follower = self.follower.lock().await;
         let version = self.store.roster_version().await?;
         let mut outcome = Refresh {

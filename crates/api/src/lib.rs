@@ -9,6 +9,7 @@
 //! - [`error`]: [`ApiError`], the one error contract, and the table of codes.
 //! - [`routes`]: the handlers under `/api/v1`, `/healthz` and `/readyz`.
 //! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets).
+//! - [`metrics`]: Prometheus metrics, served at `/metrics`.
 //!
 //! [`Application::build`] binds the listener (port 0 picks a free one, for tests) and reports the
 //! bound address; [`Application::run_until_stopped`] serves until SIGTERM or Ctrl-C, then stops
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod error;
 mod figures;
+pub mod metrics;
 pub mod routes;
 
 use std::net::{SocketAddr, TcpListener};
@@ -62,6 +64,8 @@ pub struct AppState {
     pub keys: Arc<auth::Keys>,
     /// Counts below this are suppressed for partner keys.
     pub suppression_k: u64,
+    /// Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// A bound, not yet running server.
@@ -86,6 +90,7 @@ impl Application {
                 config.rate_limit_per_second,
             )),
             suppression_k: config.suppression_k,
+            metrics: Arc::new(metrics::Metrics::new().map_err(std::io::Error::other)?),
             store,
             engine,
         };
@@ -95,6 +100,7 @@ impl Application {
                 .configure(routes::configure)
                 .wrap(actix_web::middleware::from_fn(routes::conditional_get))
                 .wrap(actix_web::middleware::from_fn(routes::audit_partners))
+                .wrap(actix_web::middleware::from_fn(routes::observe_http))
                 .wrap(tracing_actix_web::TracingLogger::default())
         })
         .shutdown_timeout(config.shutdown_timeout.as_secs());

@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(prometheus_metrics))
     .service(
         web::scope("/api/v1")
             .route("/events", web::post().to(post_events))
@@ -160,12 +161,21 @@ async fn post_events(
     };
     let limits = state.ingestor.limits();
     let body = read_body(&req, payload, limits.max_body_bytes).await?;
+    let backend = format!("{:?}", state.store.backend()).to_lowercase();
+    let in_flight = state.metrics.in_flight(&backend);
+    in_flight.inc();
+    let started = std::time::Instant::now();
     tracing::Span::current().record("bytes", body.len());
     let report = state
         .ingestor
         .bound_to(caller.source.as_deref())
         .ingest_body(&body, format, Utc::now())
-        .await?;
+        .await;
+    in_flight.dec();
+    let report = report?;
+    state
+        .metrics
+        .observe_batch(&backend, &report, started.elapsed());
     tracing::Span::current().record("events", report.results.len());
     Ok(HttpResponse::Ok().json(report))
 }
@@ -442,4 +452,37 @@ pub(crate) async fn conditional_get(
         head.set_body(BoxBody::new(bytes))
     };
     Ok(actix_web::dev::ServiceResponse::new(request, response))
+}
+
+/// Prometheus metrics in the text format (no key: scrapers reach it on the private network).
+async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&state.engine).await)
+}
+
+/// Counts and times every request by route pattern (never the raw path, so labels stay bounded).
+pub(crate) async fn observe_http(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| std::sync::Arc::clone(&state.metrics));
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        metrics.observe_request(
+            &route,
+            &method,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+    }
+    Ok(response)
 }

@@ -1,0 +1,78 @@
+//! `/metrics`: bounded labels, the service and program metrics, and `promtool check metrics`
+//! passing on the real output.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use nigrani_e2e::{TestServer, event, ndjson};
+
+#[test]
+fn metrics_are_bounded_and_pass_promtool() {
+    let server = TestServer::sqlite();
+    let cohorts = "cohort_id,name,track,starts_on,ends_on,target\nsoft-t,Soft T,soft,2026-01-01,2026-12-31,10\n";
+    assert_eq!(server.post("/api/v1/cohorts", "text/csv", cohorts).0, 200);
+    let learners = "learner_id,institution,discipline,track,cohort,role,identities\nL1,PK-PB-001,education,soft,soft-t,faculty,coursera:l1\n";
+    assert_eq!(server.post("/api/v1/learners", "text/csv", learners).0, 200);
+    let mut bad = event("bad", "coursera:l1");
+    bad["kind"] = "flew".into();
+    server.post(
+        "/api/v1/events",
+        "application/x-ndjson",
+        ndjson(&[event("m-1", "coursera:l1"), bad]),
+    );
+    server.get("/api/v1/institutions");
+    server.get("/api/v1/no-such-thing-12345");
+    std::thread::sleep(std::time::Duration::from_millis(600)); // one analytics refresh
+
+    let ((status, text), _) = server.get_as(None, "/metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        r#"nigrani_events_ingested_total{outcome="accepted",source="coursera"} 1"#,
+        r#"nigrani_events_ingested_total{outcome="rejected",source="coursera"} 1"#,
+        r#"nigrani_http_requests_total{method="GET",route="/api/v1/{kind}",status="200"}"#,
+        r#"nigrani_http_request_duration_seconds_bucket{method="POST",route="/api/v1/events""#,
+        r#"nigrani_learners{province="punjab",status="enrolled",track="soft"} 1"#,
+        r#"nigrani_cohort_completion_ratio{cohort="soft-t"} 0"#,
+        "nigrani_store_write_duration_seconds_count",
+        r#"nigrani_source_last_event_received_timestamp_seconds{source="coursera"}"#,
+        "nigrani_analytics_refreshes",
+        "nigrani_ingest_batches_in_flight",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    assert!(
+        !text.contains("no-such-thing"),
+        "raw paths never become labels"
+    );
+
+    let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert_ne!(
+            std::env::var("NIGRANI_REQUIRE_PROMTOOL").as_deref(),
+            Ok("1"),
+            "promtool is required but not installed"
+        );
+        eprintln!("skipping `promtool check metrics`: promtool is not installed");
+        return;
+    };
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
