@@ -56,10 +56,11 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let engine = nigrani_analytics::Engine::start(Arc::clone(&store))
         .await
         .context("cannot build the analytics state")?;
-    let new_admin_key = bootstrap_admin(settings, &store).await?;
     let follower = engine.spawn_follower(std::time::Duration::from_millis(settings.refresh_millis));
-    let app = Application::build(&settings.server(), store, engine)
+    let app = Application::build(&settings.server(), Arc::clone(&store), engine)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    // Only once the port is ours: a key made by a start that then fails would never be shown.
+    let new_admin_key = bootstrap_admin(settings, &store).await?;
     // Tests and scripts read this line to learn the port when they ask for port 0.
     println!("nigrani listening on http://{}", app.address());
     if let Some(key) = new_admin_key {
