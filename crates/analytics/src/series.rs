@@ -107,30 +107,14 @@ impl SeriesQuery {
 /// Computes a series over a state that holds nothing after `query.as_of`.
 pub fn series(roster: &Roster, states: &States, query: &SeriesQuery) -> Result<Series, QueryError> {
     let periods = query.periods()?;
-    let frame = learner_frame(roster, states)?;
-    let as_of = query.as_of.timestamp_micros();
+    let periods_frame = PeriodFrames::new(roster, states, &[query.metric], query.as_of)?;
     let from = query.from.timestamp_micros();
     let split: Vec<Dimension> = query.split.into_iter().collect();
-    let needs_activity = matches!(
-        query.metric,
-        Metric::Active7d | Metric::Active30d | Metric::Inactive
-    );
     let mut points = Vec::with_capacity(periods.len());
     for (start, next) in periods {
-        let end = day_start_micros(next) - 1;
-        let past = end < as_of;
-        let at = At {
-            as_of: end.min(as_of),
-            until: end.min(as_of),
-            from: (!query.cumulative).then(|| day_start_micros(start).max(from)),
-            activity_columns: past,
-        };
-        let period_frame = if past && needs_activity {
-            with_activity(&frame, states, pakistan_day(end))?
-        } else {
-            frame.clone()
-        };
-        let lazy = filtered(period_frame.lazy(), roster, &query.filters)?;
+        let window_from = (!query.cumulative).then(|| day_start_micros(start).max(from));
+        let (frame, at) = periods_frame.at(states, next, window_from)?;
+        let lazy = filtered(frame.lazy(), roster, &query.filters)?;
         let rows = aggregate(lazy, roster, &split, &[query.metric], false, at)?;
         let mut values = BTreeMap::new();
         for row in rows {
@@ -183,28 +167,12 @@ pub fn period_breakdown(
         latest: query.latest,
     }
     .periods()?;
-    let frame = learner_frame(roster, states)?;
-    let as_of = query.as_of.timestamp_micros();
-    let needs_activity = query
-        .metrics
-        .iter()
-        .any(|m| matches!(m, Metric::Active7d | Metric::Active30d | Metric::Inactive));
+    let periods_frame = PeriodFrames::new(roster, states, &query.metrics, query.as_of)?;
     let mut rows = Vec::new();
     for (start, next) in periods {
-        let end = day_start_micros(next) - 1;
-        let past = end < as_of;
-        let at = At {
-            as_of: end.min(as_of),
-            until: end.min(as_of),
-            from: Some(day_start_micros(start).max(from.timestamp_micros())),
-            activity_columns: past,
-        };
-        let period_frame = if past && needs_activity {
-            with_activity(&frame, states, pakistan_day(end))?
-        } else {
-            frame.clone()
-        };
-        let lazy = filtered(period_frame.lazy(), roster, &query.filters)?;
+        let window_from = Some(day_start_micros(start).max(from.timestamp_micros()));
+        let (frame, at) = periods_frame.at(states, next, window_from)?;
+        let lazy = filtered(frame.lazy(), roster, &query.filters)?;
         let label = interval.label(start);
         for mut row in aggregate(lazy, roster, &query.by, &query.metrics, query.totals, at)? {
             row.period = Some(label.clone());
@@ -217,6 +185,55 @@ pub fn period_breakdown(
         metrics: query.metrics.clone(),
         rows,
     })
+}
+
+/// The learner frame, and what a period needs of it: each period is evaluated as of its end
+/// (the last, unfinished one as of the query's moment), with activity flags from the calendar
+/// for periods that ended before that moment.
+struct PeriodFrames {
+    frame: DataFrame,
+    as_of: i64,
+    needs_activity: bool,
+}
+
+impl PeriodFrames {
+    fn new(
+        roster: &Roster,
+        states: &States,
+        metrics: &[Metric],
+        as_of: DateTime<Utc>,
+    ) -> Result<Self, QueryError> {
+        Ok(Self {
+            frame: learner_frame(roster, states)?,
+            as_of: as_of.timestamp_micros(),
+            needs_activity: metrics
+                .iter()
+                .any(|m| matches!(m, Metric::Active7d | Metric::Active30d | Metric::Inactive)),
+        })
+    }
+
+    /// The frame and the evaluation moment of the period that ends where `next` begins.
+    fn at(
+        &self,
+        states: &States,
+        next: NaiveDate,
+        from: Option<i64>,
+    ) -> Result<(DataFrame, At), QueryError> {
+        let end = day_start_micros(next) - 1;
+        let past = end < self.as_of;
+        let at = At {
+            as_of: end.min(self.as_of),
+            until: end.min(self.as_of),
+            from,
+            activity_columns: past,
+        };
+        let frame = if past && self.needs_activity {
+            with_activity(&self.frame, states, pakistan_day(end))?
+        } else {
+            self.frame.clone()
+        };
+        Ok((frame, at))
+    }
 }
 
 /// The frame with activity flags for the windows ending on `last_day` (inclusive).
