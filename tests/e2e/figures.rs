@@ -142,6 +142,20 @@ fn a_small_program_gives_the_expected_figures() {
     assert_eq!(rows[2]["province"], Value::Null, "the total row");
     assert_eq!(rows[2]["enrolled"], 4);
 
+    // Urdu labels for dimension values and metrics.
+    let (_, urdu) = server
+        .get_json("/api/v1/breakdown?by=province,cohort&metrics=enrolled&lang=ur&as_of=2026-04-01");
+    let first = &urdu["rows"][0];
+    assert_eq!(first["province_label"], "پنجاب");
+    assert_eq!(first["cohort"], "soft-t");
+    assert_eq!(
+        first["cohort_label"], "Soft T",
+        "a cohort without an Urdu name keeps its English one"
+    );
+    assert_eq!(urdu["metric_labels"]["enrolled"], "داخل شدہ");
+    let (_, english) = server.get_json("/api/v1/breakdown?by=track&metrics=trained&lang=en");
+    assert_eq!(english["rows"][0]["track_label"], "AI Soft Skills");
+
     // As of before A completed the third course, nobody has completed.
     let (_, early) =
         server.get_json("/api/v1/breakdown?metrics=completed,started&as_of=2026-03-11T12:00:00Z");
@@ -257,6 +271,7 @@ fn bad_queries_get_clear_errors() {
         ("/api/v1/funnel?by=planet", "unknown dimension"),
         ("/api/v1/targets?x=1", "unknown parameter"),
         ("/api/v1/breakdown?format=xml", "`format` must be"),
+        ("/api/v1/breakdown?lang=fr", "`lang` must be"),
     ] {
         let (status, body) = server.get_json(path);
         assert_eq!(status, 400, "{path}: {body}");

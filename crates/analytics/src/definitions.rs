@@ -166,6 +166,46 @@ impl Metric {
         }
     }
 
+    /// The label shown to people, in English.
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Metric::Enrolled => "Enrolled",
+            Metric::Started => "Started",
+            Metric::Active7d => "Active in the last 7 days",
+            Metric::Active30d => "Active in the last 30 days",
+            Metric::Inactive => "Inactive",
+            Metric::Completed => "Completed",
+            Metric::Certified => "Certified",
+            Metric::Trained => "Trained",
+            Metric::Withdrawn => "Withdrawn",
+            Metric::CompletionRate => "Completion rate",
+            Metric::CertificationRate => "Certification rate",
+            Metric::AvgProgress => "Average progress",
+            Metric::AvgScore => "Average score",
+            Metric::MedianDaysToComplete => "Median days to complete",
+        }
+    }
+
+    /// The label shown to people, in Urdu.
+    pub fn label_ur(self) -> &'static str {
+        match self {
+            Metric::Enrolled => "داخل شدہ",
+            Metric::Started => "آغاز کرنے والے",
+            Metric::Active7d => "گزشتہ 7 دنوں میں فعال",
+            Metric::Active30d => "گزشتہ 30 دنوں میں فعال",
+            Metric::Inactive => "غیر فعال",
+            Metric::Completed => "مکمل کرنے والے",
+            Metric::Certified => "سند یافتہ",
+            Metric::Trained => "تربیت یافتہ",
+            Metric::Withdrawn => "دستبردار",
+            Metric::CompletionRate => "تکمیل کی شرح",
+            Metric::CertificationRate => "سند کی شرح",
+            Metric::AvgProgress => "اوسط پیش رفت",
+            Metric::AvgScore => "اوسط اسکور",
+            Metric::MedianDaysToComplete => "تکمیل کے درمیانی دن",
+        }
+    }
+
     /// Count or ratio.
     pub fn kind(self) -> MetricKind {
         match self {

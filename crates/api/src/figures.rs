@@ -259,8 +259,10 @@ pub(crate) async fn breakdown(
         query.into_inner(),
         &[
             "by", "metrics", "from", "to", "as_of", "period", "interval", "totals", "format",
+            "lang",
         ],
     )?;
+    let lang = language(&params)?;
     let csv = match params.get("format") {
         Some("csv") => true,
         Some("json") => false,
@@ -364,6 +366,28 @@ pub(crate) async fn breakdown(
             .content_type("text/csv; charset=utf-8")
             .body(breakdown_csv(&result, &hidden)));
     }
+    let mut rows = rows;
+    let mut metric_labels = Map::new();
+    if let Some(lang) = lang {
+        let labels = Labels::load(&state, &snapshot.roster, lang).await?;
+        for row in rows.iter_mut() {
+            let Value::Object(fields) = row else { continue };
+            for d in &result.by {
+                let label = fields
+                    .get(d.as_str())
+                    .and_then(Value::as_str)
+                    .map(|value| labels.of(*d, value));
+                fields.insert(format!("{}_label", d.as_str()), json!(label));
+            }
+        }
+        for m in &result.metrics {
+            let label = match lang {
+                Lang::Ur => m.label_ur(),
+                Lang::En => m.label_en(),
+            };
+            metric_labels.insert(m.as_str().into(), json!(label));
+        }
+    }
     Ok(HttpResponse::Ok().json(json!({
         "by": result.by,
         "period": result.period,
@@ -373,6 +397,7 @@ pub(crate) async fn breakdown(
         "data_as_of": snapshot.published_at,
         "last_seq": snapshot.last_seq,
         "rows": rows,
+        "metric_labels": metric_labels,
         "suppressed": suppressed,
     })))
 }
@@ -413,6 +438,96 @@ fn breakdown_csv(
         out.push('\n');
     }
     out
+}
+
+/// The language of labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    En,
+    Ur,
+}
+
+/// `lang=en|ur`: add people's labels to the answer (none when not asked).
+fn language(params: &Params) -> Result<Option<Lang>, ApiError> {
+    match params.get("lang") {
+        None => Ok(None),
+        Some("en") => Ok(Some(Lang::En)),
+        Some("ur") => Ok(Some(Lang::Ur)),
+        Some(other) => Err(ApiError::new(
+            "invalid_query",
+            format!("`lang` must be `en` or `ur`, not `{other}`"),
+        )),
+    }
+}
+
+/// Labels of dimension values in one language.
+struct Labels {
+    lang: Lang,
+    institutions: std::collections::HashMap<String, (String, String)>,
+    disciplines: std::collections::HashMap<String, (String, String)>,
+    cohorts: std::collections::HashMap<String, (String, String)>,
+}
+
+impl Labels {
+    async fn load(
+        state: &AppState,
+        roster: &nigrani_analytics::state::Roster,
+        lang: Lang,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            lang,
+            institutions: roster
+                .institutions
+                .iter()
+                .map(|i| (i.hec_id.clone(), (i.name.clone(), i.name_ur.clone())))
+                .collect(),
+            disciplines: state
+                .store
+                .disciplines()
+                .await?
+                .into_iter()
+                .map(|d| (d.code, (d.name, d.name_ur)))
+                .collect(),
+            cohorts: roster
+                .cohorts
+                .iter()
+                .map(|c| (c.cohort_id.clone(), (c.name.clone(), c.name_ur.clone())))
+                .collect(),
+        })
+    }
+
+    fn pick<'a>(&self, en: &'a str, ur: &'a str) -> &'a str {
+        match self.lang {
+            Lang::En => en,
+            Lang::Ur => ur,
+        }
+    }
+
+    fn of(&self, dimension: Dimension, value: &str) -> String {
+        use nigrani_domain::{Gender, Province, Role, Sector, Track};
+        fn fixed<T: std::str::FromStr>(
+            value: &str,
+            f: impl Fn(T) -> &'static str,
+        ) -> Option<String> {
+            value.parse::<T>().ok().map(|v| f(v).to_owned())
+        }
+        let table = |map: &std::collections::HashMap<String, (String, String)>| {
+            map.get(value).map(|(en, ur)| self.pick(en, ur).to_owned())
+        };
+        let label = match dimension {
+            Dimension::Province => {
+                fixed(value, |p: Province| self.pick(p.label_en(), p.label_ur()))
+            }
+            Dimension::Track => fixed(value, |t: Track| self.pick(t.label_en(), t.label_ur())),
+            Dimension::Sector => fixed(value, |s: Sector| self.pick(s.label_en(), s.label_ur())),
+            Dimension::Role => fixed(value, |r: Role| self.pick(r.label_en(), r.label_ur())),
+            Dimension::Gender => fixed(value, |g: Gender| self.pick(g.label_en(), g.label_ur())),
+            Dimension::Institution => table(&self.institutions),
+            Dimension::Discipline => table(&self.disciplines),
+            Dimension::Cohort => table(&self.cohorts),
+        };
+        label.unwrap_or_else(|| value.to_owned())
+    }
 }
 
 /// Counts as JSON integers, rates and averages as numbers.
