@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub roster: Arc<Roster>,
     /// One row per learner.
     pub frame: DataFrame,
+    /// The learners added up per combination of dimensions ([`query::cells`]).
+    pub cells: DataFrame,
     /// The last change-feed sequence number included.
     pub last_seq: i64,
     /// The latest `occurred_at` included (microseconds), `i64::MIN` when none.
@@ -340,8 +342,10 @@ impl Engine {
 }
 
 fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
+    let frame = query::learner_frame(&follower.roster, &follower.states)?;
     Ok(Snapshot {
-        frame: query::learner_frame(&follower.roster, &follower.states)?,
+        cells: query::cells(&frame)?,
+        frame,
         roster: Arc::clone(&follower.roster),
         last_seq: follower.last_seq,
         latest_event: follower.states.latest_event,

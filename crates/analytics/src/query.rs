@@ -419,6 +419,18 @@ pub(crate) fn aggregate(
     } else {
         lazy.with_columns(per_learner)
     };
+    grouped_rows(lazy, roster, by, metrics, totals, &aggs)
+}
+
+/// Runs `aggs` per group of `by` (and per leading prefix of it when `totals`), into rows.
+fn grouped_rows(
+    lazy: LazyFrame,
+    roster: &Roster,
+    by: &[Dimension],
+    metrics: &[Metric],
+    totals: bool,
+    aggs: &[Expr],
+) -> Result<Vec<BreakdownRow>, QueryError> {
     let mut groupings: Vec<Vec<Dimension>> = vec![by.to_vec()];
     if totals && !by.is_empty() {
         for prefix in (0..by.len()).rev() {
@@ -429,13 +441,132 @@ pub(crate) fn aggregate(
     let mut rows = Vec::new();
     for grouping in groupings {
         let result = if grouping.is_empty() {
-            lazy.clone().select(aggs.clone()).collect()?
+            lazy.clone().select(aggs.to_vec()).collect()?
         } else {
-            group(lazy.clone(), roster, &grouping, &aggs)?
+            group(lazy.clone(), roster, &grouping, aggs)?
         };
         rows.extend(read_rows(&result, by, metrics, &grouping, &names)?);
     }
     Ok(rows)
+}
+
+/// Metrics a breakdown of the latest data can take from the cells (see [`cells`]).
+pub const CELL_METRICS: &[Metric] = &[
+    Metric::Enrolled,
+    Metric::Started,
+    Metric::Completed,
+    Metric::Certified,
+    Metric::Trained,
+    Metric::Withdrawn,
+    Metric::CompletionRate,
+    Metric::CertificationRate,
+    Metric::AvgProgress,
+    Metric::AvgScore,
+];
+
+/// Column names of the cells.
+mod cell {
+    pub(super) const LEARNERS: &str = "c_learners";
+    pub(super) const STARTED: &str = "c_started";
+    pub(super) const COMPLETED: &str = "c_completed";
+    pub(super) const CERTIFIED: &str = "c_certified";
+    pub(super) const TRAINED: &str = "c_trained";
+    pub(super) const WITHDRAWN: &str = "c_withdrawn";
+    pub(super) const PROGRESS: &str = "c_progress_sum";
+    pub(super) const SCORE: &str = "c_score_sum";
+    pub(super) const SCORED: &str = "c_scored";
+}
+
+/// The learners of a snapshot added up per combination of all dimensions: counts of each
+/// milestone (ever reached) and sums for the averages. A breakdown of the latest data with the
+/// [`CELL_METRICS`] and no `from` groups these few thousand cells instead of every learner.
+pub fn cells(frame: &DataFrame) -> Result<DataFrame, QueryError> {
+    use columns::*;
+    let flag = |e: Expr, name: &str| e.cast(DataType::Int64).alias(name);
+    let completed = || col(COMPLETED_AT).is_not_null();
+    let certified = || col(CERTIFIED_AT).is_not_null();
+    let keys: Vec<Expr> = Dimension::ALL.iter().map(|d| col(d.as_str())).collect();
+    Ok(frame
+        .clone()
+        .lazy()
+        .with_columns([
+            flag(col(STARTED_AT).is_not_null(), cell::STARTED),
+            flag(completed(), cell::COMPLETED),
+            flag(certified(), cell::CERTIFIED),
+            flag(
+                when(col(SOFT)).then(completed()).otherwise(certified()),
+                cell::TRAINED,
+            ),
+            flag(
+                col(WITHDRAWN_AT).is_not_null().and(completed().not()),
+                cell::WITHDRAWN,
+            ),
+            flag(col(SCORE).is_not_null(), cell::SCORED),
+        ])
+        .group_by(keys)
+        .agg([
+            len().cast(DataType::Int64).alias(cell::LEARNERS),
+            col(cell::STARTED).sum(),
+            col(cell::COMPLETED).sum(),
+            col(cell::CERTIFIED).sum(),
+            col(cell::TRAINED).sum(),
+            col(cell::WITHDRAWN).sum(),
+            col(PROGRESS).sum().alias(cell::PROGRESS),
+            col(SCORE).sum().alias(cell::SCORE),
+            col(cell::SCORED).sum(),
+        ])
+        .collect()?)
+}
+
+/// Whether a breakdown can be answered from the cells.
+pub fn cells_answer(query: &BreakdownQuery) -> bool {
+    query.latest
+        && query.from.is_none()
+        && query.period.is_none()
+        && query.metrics.iter().all(|m| CELL_METRICS.contains(m))
+}
+
+/// Answers a breakdown from the cells (only when [`cells_answer`] says so).
+pub fn breakdown_from_cells(
+    cells: &DataFrame,
+    roster: &Roster,
+    query: &BreakdownQuery,
+) -> Result<Breakdown, QueryError> {
+    query.validate()?;
+    let total = |name: &str| col(name).sum();
+    let share = |name: &str| {
+        total(name).cast(DataType::Float64) / total(cell::LEARNERS).cast(DataType::Float64)
+    };
+    let mut aggs = vec![total(cell::LEARNERS).alias("learners")];
+    for metric in &query.metrics {
+        let expr = match metric {
+            Metric::Enrolled => total(cell::LEARNERS),
+            Metric::Started => total(cell::STARTED),
+            Metric::Completed => total(cell::COMPLETED),
+            Metric::Certified => total(cell::CERTIFIED),
+            Metric::Trained => total(cell::TRAINED),
+            Metric::Withdrawn => total(cell::WITHDRAWN),
+            Metric::CompletionRate => share(cell::COMPLETED),
+            Metric::CertificationRate => share(cell::CERTIFIED),
+            Metric::AvgProgress => share(cell::PROGRESS),
+            Metric::AvgScore => total(cell::SCORE) / total(cell::SCORED).cast(DataType::Float64),
+            other => {
+                return Err(QueryError::Engine(format!(
+                    "`{}` is not kept in cells",
+                    other.as_str()
+                )));
+            }
+        };
+        aggs.push(expr.alias(metric.as_str()));
+    }
+    let lazy = filtered(cells.clone().lazy(), roster, &query.filters)?;
+    let rows = grouped_rows(lazy, roster, &query.by, &query.metrics, query.totals, &aggs)?;
+    Ok(Breakdown {
+        period: None,
+        by: query.by.clone(),
+        metrics: query.metrics.clone(),
+        rows,
+    })
 }
 
 /// Answers a breakdown over a learner frame that holds nothing after `query.as_of`.

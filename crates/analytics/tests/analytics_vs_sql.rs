@@ -586,3 +586,56 @@ async fn breakdowns_by_period_agree_with_breakdowns_as_of_each_period_end() {
         }
     }
 }
+
+/// Breakdowns of the latest data are answered from the per-dimension cells; they must agree with
+/// the SQL just like the learner-level path.
+#[tokio::test(flavor = "multi_thread")]
+async fn latest_breakdowns_from_cells_agree_with_sql() {
+    use nigrani_analytics::query::{CELL_METRICS, cells_answer};
+    let Some((_db, engine, client)) = setup("cells").await else {
+        return;
+    };
+    let mut values = BTreeMap::new();
+    let snapshot = engine.snapshot();
+    for d in Dimension::ALL {
+        values.insert(
+            *d,
+            nigrani_analytics::query::dimension_names(&snapshot.roster, *d),
+        );
+    }
+    let mut rng = Rng::new(77);
+    for round in 0..25 {
+        let mut query = random_query(&mut rng, &values);
+        query.as_of = as_of_now();
+        query.from = None;
+        query.latest = true;
+        query.metrics = CELL_METRICS.to_vec();
+        assert!(cells_answer(&query));
+        let ours = engine.breakdown(&query).await.unwrap();
+        let theirs = sql_breakdown(&client, &query).await;
+        let ours: Rows2 = ours
+            .rows
+            .iter()
+            .filter(|r| r.learners > 0 || r.keys.iter().all(Option::is_none))
+            .map(|r| (r.keys.clone(), (r.learners, r.values.clone())))
+            .collect();
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "round {round}"
+        );
+        for (keys, (learners, values)) in &ours {
+            let (sql_learners, sql_values) = &theirs[keys];
+            assert_eq!(learners, sql_learners, "round {round} {keys:?}");
+            for (i, metric) in query.metrics.iter().enumerate() {
+                assert!(
+                    close(values[i], sql_values[i]),
+                    "round {round} {keys:?} {}: cells {:?}, SQL {:?}",
+                    metric.as_str(),
+                    values[i],
+                    sql_values[i]
+                );
+            }
+        }
+    }
+}

@@ -284,7 +284,7 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "scale query {label}, computed each time (no cache): {rows} rows, p50 {:.1} ms, \
+            "scale query {label} over every learner, computed each time (no cache): {rows} rows, p50 {:.1} ms, \
              p99 {:.1} ms over {} runs",
             percentile(&times, 0.5),
             percentile(&times, 0.99),
