@@ -441,7 +441,7 @@ fn grouped_rows(
     let mut rows = Vec::new();
     for grouping in groupings {
         let result = if grouping.is_empty() {
-            lazy.clone().select(aggs.to_vec()).collect()?
+            lazy.clone().select(aggs).collect()?
         } else {
             group(lazy.clone(), roster, &grouping, aggs)?
         };
