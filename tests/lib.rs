@@ -281,17 +281,6 @@ impl TestServer {
         }
     }
 
-    /// Stops the server with SIGTERM and waits for it to exit.
-    pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("server is running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        child.wait().unwrap()
-    }
-
     /// Waits for a server that was sent SIGTERM from elsewhere to exit, and returns its status.
     pub fn terminate_reap(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server was running");

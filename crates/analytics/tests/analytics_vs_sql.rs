@@ -10,10 +10,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use nigrani_analytics::{BreakdownQuery, Dimension, Engine, Metric};
-use nigrani_ingest::demo::{DemoConfig, Generator, Rng};
-use nigrani_ingest::native::Item;
-use nigrani_ingest::roster::{self, Rows};
-use nigrani_ingest::{Ingestor, Limits, seed};
+use nigrani_ingest::demo::{self, DemoConfig, Generator, Rng};
+use nigrani_ingest::{Ingestor, Limits};
 use nigrani_store::testing::TestDatabase;
 use nigrani_store::{Store, StoreConfig};
 use tokio_postgres::NoTls;
@@ -25,29 +23,17 @@ fn as_of_now() -> DateTime<Utc> {
 }
 
 async fn load_demo(store: &Arc<dyn Store>) {
-    seed::install_if_empty(store).await.unwrap();
-    let generator = Generator::new(
-        DemoConfig {
-            learners: LEARNERS,
-            seed: 11,
-            as_of: as_of_now(),
-        },
-        &store.institutions().await.unwrap(),
-        &store.disciplines().await.unwrap(),
-        &store.track_plans().await.unwrap(),
-    );
-    roster::apply(store, &Rows::Cohorts(generator.cohort_rows()))
-        .await
-        .unwrap();
+    let config = DemoConfig {
+        learners: LEARNERS,
+        seed: 11,
+        as_of: as_of_now(),
+    };
+    let generator = Generator::from_store(config, store).await.unwrap();
     let learners: Vec<_> = (0..LEARNERS).map(|i| generator.learner(i)).collect();
-    let rows: Vec<_> = learners.iter().filter_map(|l| l.roster.clone()).collect();
-    roster::apply(store, &Rows::Learners(rows)).await.unwrap();
+    demo::store_roster(store, &learners).await.unwrap();
     let ingestor = Ingestor::new(Arc::clone(store), Limits::default());
     let events: Vec<_> = learners.into_iter().flat_map(|l| l.events).collect();
-    for batch in events.chunks(5000) {
-        let items = batch.iter().cloned().map(Item::Json).collect();
-        ingestor.ingest_items(items, as_of_now()).await.unwrap();
-    }
+    demo::ingest_events(&ingestor, &events, 5000).await.unwrap();
 }
 
 fn sql_dimension(d: Dimension) -> &'static str {
@@ -208,6 +194,44 @@ async fn sql_breakdown(client: &tokio_postgres::Client, q: &BreakdownQuery) -> R
     out
 }
 
+/// Checks a breakdown against the SQL's rows: the same groups, learners exactly, every metric
+/// within rounding. Returns the breakdown's non-empty rows by key.
+fn assert_agrees(
+    ours: &nigrani_analytics::Breakdown,
+    theirs: &Rows2,
+    query: &BreakdownQuery,
+    round: usize,
+) -> Rows2 {
+    let ours: Rows2 = ours
+        .rows
+        .iter()
+        .filter(|r| r.learners > 0 || r.keys.iter().all(Option::is_none))
+        .map(|r| (r.keys.clone(), (r.learners, r.values.clone())))
+        .collect();
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "round {round}: groups differ for {query:?}"
+    );
+    for (keys, (learners, values)) in &ours {
+        let (sql_learners, sql_values) = &theirs[keys];
+        assert_eq!(
+            learners, sql_learners,
+            "round {round} {keys:?} learners, {query:?}"
+        );
+        for (i, metric) in query.metrics.iter().enumerate() {
+            assert!(
+                close(values[i], sql_values[i]),
+                "round {round} {keys:?} {}: nigrani {:?}, SQL {:?}; {query:?}",
+                metric.as_str(),
+                values[i],
+                sql_values[i]
+            );
+        }
+    }
+    ours
+}
+
 fn close(a: Option<f64>, b: Option<f64>) -> bool {
     match (a, b) {
         (None, None) => true,
@@ -286,32 +310,8 @@ async fn every_metric_agrees_with_sql_on_random_slices() {
         let query = random_query(&mut rng, &values);
         let ours = engine.breakdown(&query).await.unwrap();
         let theirs = sql_breakdown(&client, &query).await;
-        let ours_map: Rows2 = ours
-            .rows
-            .iter()
-            .filter(|r| r.learners > 0 || r.keys.iter().all(Option::is_none))
-            .map(|r| (r.keys.clone(), (r.learners, r.values.clone())))
-            .collect();
-        assert_eq!(
-            ours_map.keys().collect::<Vec<_>>(),
-            theirs.keys().collect::<Vec<_>>(),
-            "round {round}: groups differ for {query:?}"
-        );
-        for (keys, (learners, values)) in &ours_map {
-            let (sql_learners, sql_values) = &theirs[keys];
-            assert_eq!(
-                learners, sql_learners,
-                "round {round} {keys:?} learners, {query:?}"
-            );
-            for (i, metric) in query.metrics.iter().enumerate() {
-                assert!(
-                    close(values[i], sql_values[i]),
-                    "round {round} {keys:?} {}: nigrani {:?}, SQL {:?}; {query:?}",
-                    metric.as_str(),
-                    values[i],
-                    sql_values[i]
-                );
-            }
+        let ours_map = assert_agrees(&ours, &theirs, &query, round);
+        for (_, values) in ours_map.values() {
             for (i, value) in values.iter().enumerate() {
                 if value.is_some_and(|v| v > 0.0) {
                     seen_nonzero[i] = true;
@@ -613,29 +613,6 @@ async fn latest_breakdowns_from_cells_agree_with_sql() {
         assert!(cells_answer(&query));
         let ours = engine.breakdown(&query).await.unwrap();
         let theirs = sql_breakdown(&client, &query).await;
-        let ours: Rows2 = ours
-            .rows
-            .iter()
-            .filter(|r| r.learners > 0 || r.keys.iter().all(Option::is_none))
-            .map(|r| (r.keys.clone(), (r.learners, r.values.clone())))
-            .collect();
-        assert_eq!(
-            ours.keys().collect::<Vec<_>>(),
-            theirs.keys().collect::<Vec<_>>(),
-            "round {round}"
-        );
-        for (keys, (learners, values)) in &ours {
-            let (sql_learners, sql_values) = &theirs[keys];
-            assert_eq!(learners, sql_learners, "round {round} {keys:?}");
-            for (i, metric) in query.metrics.iter().enumerate() {
-                assert!(
-                    close(values[i], sql_values[i]),
-                    "round {round} {keys:?} {}: cells {:?}, SQL {:?}",
-                    metric.as_str(),
-                    values[i],
-                    sql_values[i]
-                );
-            }
-        }
+        assert_agrees(&ours, &theirs, &query, round);
     }
 }

@@ -530,6 +530,14 @@ impl Labels {
     }
 }
 
+/// An answer as a JSON value, to edit (e.g. suppress) before sending.
+fn to_json(answer: &impl serde::Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(answer).map_err(|e| {
+        tracing::error!(error = %e, "An answer could not be serialised.");
+        ApiError::new("internal_error", "the answer could not be written")
+    })
+}
+
 /// Counts as JSON integers, rates and averages as numbers.
 fn metric_value(metric: Metric, value: Option<f64>) -> Value {
     match (metric.kind(), value) {
@@ -646,10 +654,7 @@ pub(crate) async fn funnel(
         )
         .await?;
     let as_of = as_of.unwrap_or_else(Utc::now);
-    let mut rows = serde_json::to_value(rows).map_err(|e| {
-        tracing::error!(error = %e, "A funnel could not be serialised.");
-        ApiError::new("internal_error", "the funnel could not be written")
-    })?;
+    let mut rows = to_json(&rows)?;
     if caller.role == Partner {
         let k = state.suppression_k;
         for row in rows.as_array_mut().into_iter().flatten() {
@@ -679,10 +684,7 @@ pub(crate) async fn targets(
     caller.require(&[Admin, Manager, Partner])?;
     Params::new(query.into_inner(), &[])?;
     let now = Utc::now();
-    let mut targets = serde_json::to_value(state.engine.targets(now).await?).map_err(|e| {
-        tracing::error!(error = %e, "Targets could not be serialised.");
-        ApiError::new("internal_error", "the targets could not be written")
-    })?;
+    let mut targets = to_json(&state.engine.targets(now).await?)?;
     if caller.role == Partner {
         for target in targets.as_array_mut().into_iter().flatten() {
             if partner_count(target["attained"].as_f64(), state.suppression_k).is_none() {

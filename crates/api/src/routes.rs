@@ -161,8 +161,8 @@ async fn post_events(
     };
     let limits = state.ingestor.limits();
     let body = read_body(&req, payload, limits.max_body_bytes).await?;
-    let backend = format!("{:?}", state.store.backend()).to_lowercase();
-    let in_flight = state.metrics.in_flight(&backend);
+    let backend = state.store.backend().as_str();
+    let in_flight = state.metrics.in_flight(backend);
     in_flight.inc();
     let started = std::time::Instant::now();
     tracing::Span::current().record("bytes", body.len());
@@ -175,7 +175,7 @@ async fn post_events(
     let report = report?;
     state
         .metrics
-        .observe_batch(&backend, &report, started.elapsed());
+        .observe_batch(backend, &report, started.elapsed());
     tracing::Span::current().record("events", report.results.len());
     Ok(HttpResponse::Ok().json(report))
 }

@@ -14,6 +14,14 @@ use nigrani_domain::{
     Cohort, Discipline, Gender, Institution, Learner, LearnerRef, Province, Role, Track, TrackPlan,
 };
 use serde_json::{Value, json};
+use std::sync::Arc;
+
+use nigrani_store::Store;
+
+use crate::batch::{IngestError, Ingestor, OutcomeCounts};
+use crate::native::Item;
+use crate::roster::{self, RosterError, Rows};
+use crate::seed;
 
 /// What to generate.
 #[derive(Debug, Clone, Copy)]
@@ -225,6 +233,34 @@ impl Generator {
             pakistan: FixedOffset::east_opt(5 * 3600).unwrap_or_else(|| Utc.fix()),
             config,
         }
+    }
+
+    /// A generator over the seed reference data (no store needed).
+    pub fn from_seed(config: DemoConfig) -> Result<Self, RosterError> {
+        let reference = seed::reference()?;
+        Ok(Self::new(
+            config,
+            &reference.institutions,
+            &reference.disciplines,
+            &reference.plans,
+        ))
+    }
+
+    /// A generator over the store's reference data (seeded first where empty), with the demo
+    /// cohorts stored.
+    pub async fn from_store(
+        config: DemoConfig,
+        store: &Arc<dyn Store>,
+    ) -> Result<Self, RosterError> {
+        seed::install_if_empty(store).await?;
+        let generator = Self::new(
+            config,
+            &store.institutions().await?,
+            &store.disciplines().await?,
+            &store.track_plans().await?,
+        );
+        roster::apply(store, &Rows::Cohorts(generator.cohort_rows())).await?;
+        Ok(generator)
     }
 
     /// The cohorts' roster rows.
@@ -462,6 +498,33 @@ impl Generator {
     }
 }
 
+/// Stores the roster rows of generated learners (those on the roster); returns how many.
+pub async fn store_roster(
+    store: &Arc<dyn Store>,
+    learners: &[DemoLearner],
+) -> Result<usize, RosterError> {
+    let rows: Vec<Learner> = learners.iter().filter_map(|l| l.roster.clone()).collect();
+    let count = rows.len();
+    if count > 0 {
+        roster::apply(store, &Rows::Learners(rows)).await?;
+    }
+    Ok(count)
+}
+
+/// Sends events through the ingest pipeline in batches of `batch`; returns the outcome counts.
+pub async fn ingest_events(
+    ingestor: &Ingestor,
+    events: &[Value],
+    batch: usize,
+) -> Result<OutcomeCounts, IngestError> {
+    let mut totals = OutcomeCounts::default();
+    for part in events.chunks(batch.max(1)) {
+        let items = part.iter().cloned().map(Item::Json).collect();
+        totals.add(ingestor.ingest_items(items, Utc::now()).await?.counts);
+    }
+    Ok(totals)
+}
+
 fn noon(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(7, 0, 0)
         .map_or_else(Utc::now, |t| Utc.from_utc_datetime(&t))
@@ -473,27 +536,15 @@ mod tests {
 
     use super::*;
     use crate::native::parse_event;
-    use crate::roster::Rows;
-    use crate::seed;
 
     fn generator(learners: usize, seed: u64) -> Generator {
-        let rows = seed::rows().unwrap();
-        let (Rows::Institutions(i), Rows::Disciplines(d), Rows::Tracks(t)) =
-            (&rows[0], &rows[1], &rows[2])
-        else {
-            panic!("seed order");
-        };
         let as_of = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
-        Generator::new(
-            DemoConfig {
-                learners,
-                seed,
-                as_of,
-            },
-            i,
-            d,
-            t,
-        )
+        Generator::from_seed(DemoConfig {
+            learners,
+            seed,
+            as_of,
+        })
+        .unwrap()
     }
 
     #[test]

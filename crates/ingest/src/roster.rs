@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use nigrani_domain::roster::is_valid_key;
 use nigrani_domain::{Cohort, Discipline, Institution, Learner, LearnerRef, TrackPlan};
-use nigrani_store::{Page, Store, StoreError};
+use nigrani_store::{Store, StoreError};
 use serde::Serialize;
 
 /// How many rows are written per store call, so that a roster of millions streams.
@@ -604,23 +604,6 @@ async fn check_learner_references(
         Ok(())
     } else {
         Err(RosterError::InvalidRows(problems))
-    }
-}
-
-/// Reads every learner, a page at a time.
-pub async fn all_learners(store: &Arc<dyn Store>) -> Result<Vec<Learner>, StoreError> {
-    let mut all = Vec::new();
-    loop {
-        let page = store
-            .learners(Page {
-                after: all.last().map(|l: &Learner| l.learner_id.clone()),
-                limit: CHUNK_ROWS,
-            })
-            .await?;
-        if page.is_empty() {
-            return Ok(all);
-        }
-        all.extend(page);
     }
 }
 

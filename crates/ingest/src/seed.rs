@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use nigrani_domain::{Discipline, Institution, TrackPlan};
 use nigrani_store::Store;
 
 use crate::roster::{self, RosterError, RosterKind, Rows};
@@ -25,6 +26,31 @@ pub fn rows() -> Result<Vec<Rows>, RosterError> {
         roster::parse_csv(RosterKind::Disciplines, DISCIPLINES_CSV.as_bytes())?,
         roster::parse_csv(RosterKind::Tracks, TRACKS_CSV.as_bytes())?,
     ])
+}
+
+/// The seed reference data a demo program is generated over.
+pub struct Reference {
+    pub institutions: Vec<Institution>,
+    pub disciplines: Vec<Discipline>,
+    pub plans: Vec<TrackPlan>,
+}
+
+/// The seed reference data, parsed.
+pub fn reference() -> Result<Reference, RosterError> {
+    let mut reference = Reference {
+        institutions: Vec::new(),
+        disciplines: Vec::new(),
+        plans: Vec::new(),
+    };
+    for rows in rows()? {
+        match rows {
+            Rows::Institutions(rows) => reference.institutions = rows,
+            Rows::Disciplines(rows) => reference.disciplines = rows,
+            Rows::Tracks(rows) => reference.plans = rows,
+            Rows::Cohorts(_) | Rows::Learners(_) => {}
+        }
+    }
+    Ok(reference)
 }
 
 /// Loads each kind of seed data whose table is still empty, so a fresh install has the

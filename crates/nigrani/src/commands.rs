@@ -9,9 +9,8 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use nigrani_api::Application;
-use nigrani_ingest::demo::{DemoConfig, Generator};
-use nigrani_ingest::native::Item;
-use nigrani_ingest::roster::{self, RosterKind, Rows};
+use nigrani_ingest::demo::{self, DemoConfig, Generator};
+use nigrani_ingest::roster::{self, RosterKind};
 use nigrani_ingest::{BodyFormat, Ingestor, seed};
 use nigrani_store::Store;
 
@@ -186,7 +185,7 @@ pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         .await
         .context("cannot open the database")?;
     if applied.is_empty() {
-        println!("{:?} database is up to date", store.backend());
+        println!("the {} database is up to date", store.backend().as_str());
     }
     for migration in applied {
         println!(
@@ -246,13 +245,7 @@ pub(crate) async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<
         seed: args.seed,
         as_of: args.as_of.unwrap_or_else(Utc::now),
     };
-    let generator = Generator::new(
-        config,
-        &store.institutions().await?,
-        &store.disciplines().await?,
-        &store.track_plans().await?,
-    );
-    roster::apply(&store, &Rows::Cohorts(generator.cohort_rows())).await?;
+    let generator = Generator::from_store(config, &store).await?;
     let ingestor = Ingestor::new(Arc::clone(&store), settings.limits());
     let batch_size = settings.limits().max_events;
     let mut ndjson = match &args.ndjson {
@@ -272,11 +265,7 @@ pub(crate) async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<
         let learners: Vec<_> = (first..(first + chunk).min(args.learners))
             .map(|i| generator.learner(i))
             .collect();
-        let rows: Vec<_> = learners.iter().filter_map(|l| l.roster.clone()).collect();
-        on_roster += rows.len();
-        if !rows.is_empty() {
-            roster::apply(&store, &Rows::Learners(rows)).await?;
-        }
+        on_roster += demo::store_roster(&store, &learners).await?;
         let events: Vec<_> = learners.into_iter().flat_map(|l| l.events).collect();
         events_written += events.len();
         if let Some(out) = ndjson.as_mut() {
@@ -285,11 +274,7 @@ pub(crate) async fn demo(settings: &Settings, args: DemoArgs) -> anyhow::Result<
                 out.write_all(b"\n")?;
             }
         } else {
-            for batch in events.chunks(batch_size) {
-                let items = batch.iter().cloned().map(Item::Json).collect();
-                let report = ingestor.ingest_items(items, Utc::now()).await?;
-                totals.add(report.counts);
-            }
+            totals.add(demo::ingest_events(&ingestor, &events, batch_size).await?);
         }
         bar.inc((first + chunk).min(args.learners) as u64 - first as u64);
     }

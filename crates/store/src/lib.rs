@@ -41,6 +41,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend's name, as in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
 /// What went wrong in the store, sorted by what a caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

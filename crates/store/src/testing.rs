@@ -62,16 +62,6 @@ impl TestDatabase {
     pub fn url(&self) -> &str {
         &self.url
     }
-
-    /// URL of the server's maintenance database (the one the variable names).
-    pub fn admin_url(&self) -> &str {
-        &self.admin_url
-    }
-
-    /// Name of the test database.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 impl Drop for TestDatabase {

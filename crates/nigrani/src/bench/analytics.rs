@@ -27,9 +27,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nigrani_analytics::{BreakdownQuery, Dimension, Engine, Metric};
 use nigrani_domain::event::content_hash;
 use nigrani_domain::{EventKind, LearnerRef, LearningEvent};
-use nigrani_ingest::demo::{DemoConfig, Generator};
-use nigrani_ingest::native::Item;
-use nigrani_ingest::roster::{self, Rows};
+use nigrani_ingest::demo::{self, DemoConfig, Generator};
+use nigrani_ingest::roster;
 use nigrani_ingest::{Ingestor, Limits, seed};
 use nigrani_store::{Store, StoreConfig};
 
@@ -193,12 +192,7 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
     use nigrani_analytics::state::{Roster, States};
     use nigrani_ingest::native::parse_event;
 
-    let rows = seed::rows()?;
-    let (Rows::Institutions(institutions), Rows::Disciplines(disciplines), Rows::Tracks(plans)) =
-        (&rows[0], &rows[1], &rows[2])
-    else {
-        anyhow::bail!("the seed data is not in the expected order");
-    };
+    let reference = seed::reference()?;
     let now = Utc::now();
     let generator = Generator::new(
         DemoConfig {
@@ -206,9 +200,9 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
             seed: 42,
             as_of: now,
         },
-        institutions,
-        disciplines,
-        plans,
+        &reference.institutions,
+        &reference.disciplines,
+        &reference.plans,
     );
     let started = Instant::now();
     let learners: Vec<_> = (0..args.learners)
@@ -216,10 +210,14 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
         .collect();
     let roster = Roster::new(
         learners,
-        institutions.clone(),
-        disciplines.iter().map(|d| d.code.clone()).collect(),
+        reference.institutions.clone(),
+        reference
+            .disciplines
+            .iter()
+            .map(|d| d.code.clone())
+            .collect(),
         generator.cohort_rows(),
-        plans,
+        &reference.plans,
     );
     let baseline = self_rss_mib("VmRSS:");
     let mut states = States::new(&roster);
@@ -316,18 +314,15 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
 }
 
 async fn load(store: &Arc<dyn Store>, learners: usize) -> anyhow::Result<()> {
-    seed::install_if_empty(store).await?;
-    let generator = Generator::new(
+    let generator = Generator::from_store(
         DemoConfig {
             learners,
             seed: 42,
             as_of: Utc::now(),
         },
-        &store.institutions().await?,
-        &store.disciplines().await?,
-        &store.track_plans().await?,
-    );
-    roster::apply(store, &Rows::Cohorts(generator.cohort_rows())).await?;
+        store,
+    )
+    .await?;
     let ingestor = Ingestor::new(Arc::clone(store), Limits::default());
     let bar = ProgressBar::new(learners as u64);
     if let Ok(style) = ProgressStyle::with_template(
@@ -341,15 +336,10 @@ async fn load(store: &Arc<dyn Store>, learners: usize) -> anyhow::Result<()> {
         let chunk: Vec<_> = (first..(first + roster::CHUNK_ROWS).min(learners))
             .map(|i| generator.learner(i))
             .collect();
-        let rows: Vec<_> = chunk.iter().filter_map(|l| l.roster.clone()).collect();
-        roster::apply(store, &Rows::Learners(rows)).await?;
+        demo::store_roster(store, &chunk).await?;
         let batch: Vec<_> = chunk.into_iter().flat_map(|l| l.events).collect();
         events += batch.len();
-        for part in batch.chunks(5_000) {
-            ingestor
-                .ingest_items(part.iter().cloned().map(Item::Json).collect(), Utc::now())
-                .await?;
-        }
+        demo::ingest_events(&ingestor, &batch, Limits::default().max_events).await?;
         bar.inc(roster::CHUNK_ROWS.min(learners - first) as u64);
     }
     bar.finish_and_clear();

@@ -52,23 +52,12 @@ struct Workload {
 }
 
 fn workload(events: usize, batch: usize) -> anyhow::Result<Workload> {
-    let rows = seed::rows()?;
-    let (Rows::Institutions(institutions), Rows::Disciplines(disciplines), Rows::Tracks(plans)) =
-        (&rows[0], &rows[1], &rows[2])
-    else {
-        bail!("the seed data is not in the expected order");
-    };
     let learners_needed = events / 15 + 1;
-    let generator = Generator::new(
-        DemoConfig {
-            learners: learners_needed,
-            seed: 7,
-            as_of: Utc::now(),
-        },
-        institutions,
-        disciplines,
-        plans,
-    );
+    let generator = Generator::from_seed(DemoConfig {
+        learners: learners_needed,
+        seed: 7,
+        as_of: Utc::now(),
+    })?;
     let mut out = Workload {
         cohorts: generator.cohort_rows(),
         learners: Vec::new(),
