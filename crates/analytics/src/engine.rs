@@ -60,6 +60,13 @@ struct AnswerCache {
     answers: std::collections::HashMap<String, Breakdown>,
 }
 
+/// Targets computed from one snapshot (by its publication time) as of one moment.
+struct CachedTargets {
+    published_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    answer: Vec<TargetStatus>,
+}
+
 /// Most answers kept per snapshot.
 const MAX_CACHED_ANSWERS: usize = 512;
 
@@ -81,7 +88,34 @@ pub struct Engine {
     /// Answers computed from the current snapshot, by query: dashboards poll the same queries,
     /// and a snapshot never changes, so an answer holds until the next snapshot.
     answers: std::sync::Mutex<AnswerCache>,
+    /// Targets of the current snapshot, with the moment they were computed for.
+    targets: std::sync::Mutex<Option<CachedTargets>>,
     follower: Arc<tokio::sync::Mutex<Follower>>,
+}
+
+/// Where one learner stands, most advanced first: certified, completed, withdrawn (and not
+/// completed), started, or only enrolled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearnerStatus {
+    Enrolled,
+    Started,
+    Withdrawn,
+    Completed,
+    Certified,
+}
+
+/// One cohort member's state, for managers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MemberStatus {
+    pub learner_id: String,
+    pub status: LearnerStatus,
+    /// Mean progress over the track's required courses, 0 to 1.
+    pub progress: f64,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub certified_at: Option<DateTime<Utc>>,
+    pub last_activity: Option<DateTime<Utc>>,
 }
 
 /// What a refresh did.
@@ -111,6 +145,7 @@ impl Engine {
             last_refresh_micros: std::sync::atomic::AtomicU64::new(0),
             published: RwLock::new(Arc::new(snapshot)),
             answers: std::sync::Mutex::new(AnswerCache::default()),
+            targets: std::sync::Mutex::new(None),
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
         }))
     }
@@ -324,10 +359,93 @@ impl Engine {
         .await
     }
 
-    /// Every track's and cohort's target status, as of now.
+    /// Every track's and cohort's target status, as of now. The answer is kept until the next
+    /// snapshot or another `now`: callers round `now` so that pollers share it.
     pub async fn targets(&self, now: DateTime<Utc>) -> Result<Vec<TargetStatus>, AnalyticsError> {
         let snapshot = self.snapshot();
-        compute(move || targets::targets(&snapshot.frame, &snapshot.roster, now)).await
+        let published_at = snapshot.published_at;
+        if let Ok(cache) = self.targets.lock() {
+            if let Some(cached) = cache.as_ref() {
+                if cached.published_at == published_at && cached.now == now {
+                    return Ok(cached.answer.clone());
+                }
+            }
+        }
+        let answer =
+            compute(move || targets::targets(&snapshot.frame, &snapshot.roster, now)).await?;
+        if let Ok(mut cache) = self.targets.lock() {
+            *cache = Some(CachedTargets {
+                published_at,
+                now,
+                answer: answer.clone(),
+            });
+        }
+        Ok(answer)
+    }
+
+    /// Every member of a cohort with where they stand, on the latest data; `None` when there is
+    /// no such cohort.
+    pub fn cohort_members(&self, cohort_id: &str) -> Option<Vec<MemberStatus>> {
+        let snapshot = self.snapshot();
+        let roster = &snapshot.roster;
+        let code = roster
+            .cohorts
+            .iter()
+            .position(|c| c.cohort_id == cohort_id)? as u32;
+        let column = |name: &str| {
+            snapshot
+                .frame
+                .column(name)
+                .ok()
+                .and_then(|c| c.as_materialized_series().i64().ok().cloned())
+        };
+        let started = column(query::columns::STARTED_AT)?;
+        let completed = column(query::columns::COMPLETED_AT)?;
+        let certified = column(query::columns::CERTIFIED_AT)?;
+        let withdrawn = column(query::columns::WITHDRAWN_AT)?;
+        let last = column(query::columns::LAST_ACTIVITY)?;
+        let progress = snapshot
+            .frame
+            .column(query::columns::PROGRESS)
+            .ok()?
+            .as_materialized_series()
+            .f64()
+            .ok()?
+            .clone();
+        let moment = |v: Option<i64>| v.and_then(DateTime::from_timestamp_micros);
+        let members = roster
+            .cohort
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == code)
+            .map(|(row, _)| {
+                let completed_at = moment(completed.get(row));
+                let certified_at = moment(certified.get(row));
+                let withdrawn_at = moment(withdrawn.get(row));
+                let started_at = moment(started.get(row));
+                let status = if certified_at.is_some() {
+                    LearnerStatus::Certified
+                } else if completed_at.is_some() {
+                    LearnerStatus::Completed
+                } else if withdrawn_at.is_some() {
+                    LearnerStatus::Withdrawn
+                } else if started_at.is_some() {
+                    LearnerStatus::Started
+                } else {
+                    LearnerStatus::Enrolled
+                };
+                MemberStatus {
+                    learner_id: roster.ids[row].to_string(),
+                    status,
+                    progress: progress.get(row).unwrap_or(0.0),
+                    started_at,
+                    completed_at,
+                    certified_at,
+                    last_activity: moment(last.get(row)),
+                }
+            })
+            .collect();
+        Some(members)
     }
 
     /// The first day of the earliest cohort, where `since_start` begins.

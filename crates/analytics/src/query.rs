@@ -125,16 +125,16 @@ pub struct Breakdown {
 }
 
 /// Column names of the learner frame.
-mod columns {
-    pub(super) const STARTED_AT: &str = "started_at";
-    pub(super) const COMPLETED_AT: &str = "completed_at";
-    pub(super) const CERTIFIED_AT: &str = "certified_at";
-    pub(super) const WITHDRAWN_AT: &str = "withdrawn_at";
-    pub(super) const LAST_ACTIVITY: &str = "last_activity";
-    pub(super) const PROGRESS: &str = "progress";
-    pub(super) const SCORE: &str = "score";
-    pub(super) const DAYS_TO_COMPLETE: &str = "days_to_complete";
-    pub(super) const SOFT: &str = "soft";
+pub(crate) mod columns {
+    pub(crate) const STARTED_AT: &str = "started_at";
+    pub(crate) const COMPLETED_AT: &str = "completed_at";
+    pub(crate) const CERTIFIED_AT: &str = "certified_at";
+    pub(crate) const WITHDRAWN_AT: &str = "withdrawn_at";
+    pub(crate) const LAST_ACTIVITY: &str = "last_activity";
+    pub(crate) const PROGRESS: &str = "progress";
+    pub(crate) const SCORE: &str = "score";
+    pub(crate) const DAYS_TO_COMPLETE: &str = "days_to_complete";
+    pub(crate) const SOFT: &str = "soft";
 }
 
 fn at(value: i64) -> Option<i64> {
@@ -466,15 +466,15 @@ pub const CELL_METRICS: &[Metric] = &[
 
 /// Column names of the cells.
 mod cell {
-    pub(super) const LEARNERS: &str = "c_learners";
-    pub(super) const STARTED: &str = "c_started";
-    pub(super) const COMPLETED: &str = "c_completed";
-    pub(super) const CERTIFIED: &str = "c_certified";
-    pub(super) const TRAINED: &str = "c_trained";
-    pub(super) const WITHDRAWN: &str = "c_withdrawn";
-    pub(super) const PROGRESS: &str = "c_progress_sum";
-    pub(super) const SCORE: &str = "c_score_sum";
-    pub(super) const SCORED: &str = "c_scored";
+    pub(crate) const LEARNERS: &str = "c_learners";
+    pub(crate) const STARTED: &str = "c_started";
+    pub(crate) const COMPLETED: &str = "c_completed";
+    pub(crate) const CERTIFIED: &str = "c_certified";
+    pub(crate) const TRAINED: &str = "c_trained";
+    pub(crate) const WITHDRAWN: &str = "c_withdrawn";
+    pub(crate) const PROGRESS: &str = "c_progress_sum";
+    pub(crate) const SCORE: &str = "c_score_sum";
+    pub(crate) const SCORED: &str = "c_scored";
 }
 
 /// The learners of a snapshot added up per combination of all dimensions: counts of each

@@ -20,8 +20,46 @@ use crate::auth::Authenticated;
 use crate::{ApiError, AppState};
 use nigrani_domain::AccessRole::{Admin, Manager, Partner};
 
+/// The filters every figures route takes: one parameter per dimension, values comma-separated.
+/// Only documents the query (the handlers read it as pairs, to reject unknown parameters).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "documents the query; handlers read it as pairs")]
+pub(crate) struct DimensionFilters {
+    /// Keep these provinces, e.g. `punjab,sindh` (`punjab`, `sindh`, `khyber_pakhtunkhwa`,
+    /// `balochistan`, `islamabad`, `gilgit_baltistan`, `azad_kashmir`).
+    province: Option<String>,
+    /// Keep these institutions (HEC ids).
+    institution: Option<String>,
+    /// Keep these sectors (`public`, `private`).
+    sector: Option<String>,
+    /// Keep these disciplines (codes).
+    discipline: Option<String>,
+    /// Keep these tracks (`soft`, `hard`).
+    track: Option<String>,
+    /// Keep these cohorts (ids).
+    cohort: Option<String>,
+    /// Keep these genders (`female`, `male`, `other`, `unknown`).
+    gender: Option<String>,
+    /// Keep these roles.
+    role: Option<String>,
+}
+
+/// `format=rows`: answer a flat JSON array of rows (for Grafana's Infinity datasource) instead of
+/// the full object; `format=json` (the default) answers the object.
+pub(crate) fn flat_rows(params: &Params) -> Result<bool, ApiError> {
+    match params.get("format") {
+        None | Some("json") => Ok(false),
+        Some("rows") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            "invalid_query",
+            format!("`format` must be `json` or `rows`, not `{other}`"),
+        )),
+    }
+}
+
 /// A count a partner may see: 0, or at least `k`.
-fn partner_count(value: Option<f64>, k: u64) -> Option<f64> {
+pub(crate) fn partner_count(value: Option<f64>, k: u64) -> Option<f64> {
     value.filter(|v| *v == 0.0 || *v >= k as f64)
 }
 
@@ -61,12 +99,12 @@ struct Range {
 }
 
 /// Query parameters, each given at most once.
-struct Params {
+pub(crate) struct Params {
     pairs: BTreeMap<String, String>,
 }
 
 impl Params {
-    fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+    pub(crate) fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
         let mut map = BTreeMap::new();
         for (key, value) in pairs {
             let is_dimension = key.parse::<Dimension>().is_ok();
@@ -95,14 +133,14 @@ impl Params {
         Ok(Self { pairs: map })
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .get(key)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
 
-    fn list(&self, key: &str) -> Vec<&str> {
+    pub(crate) fn list(&self, key: &str) -> Vec<&str> {
         self.get(key)
             .map(|v| {
                 v.split(',')
@@ -113,7 +151,10 @@ impl Params {
             .unwrap_or_default()
     }
 
-    fn parse<T: std::str::FromStr<Err = String>>(&self, key: &str) -> Result<Option<T>, ApiError> {
+    pub(crate) fn parse<T: std::str::FromStr<Err = String>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, ApiError> {
         self.get(key)
             .map(|v| {
                 v.parse()
@@ -122,7 +163,7 @@ impl Params {
             .transpose()
     }
 
-    fn flag(&self, key: &str) -> Result<bool, ApiError> {
+    pub(crate) fn flag(&self, key: &str) -> Result<bool, ApiError> {
         match self.get(key) {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") => Ok(true),
@@ -133,7 +174,7 @@ impl Params {
         }
     }
 
-    fn moment(&self, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    pub(crate) fn moment(&self, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         let Some(text) = self.get(key) else {
             return Ok(None);
         };
@@ -156,7 +197,7 @@ impl Params {
         Ok(DateTime::from_timestamp_micros(micros))
     }
 
-    fn filters(&self) -> Result<BTreeMap<Dimension, Vec<String>>, ApiError> {
+    pub(crate) fn filters(&self) -> Result<BTreeMap<Dimension, Vec<String>>, ApiError> {
         let mut filters = BTreeMap::new();
         for d in Dimension::ALL {
             let values = self.list(d.as_str());
@@ -226,7 +267,7 @@ impl Params {
 
 /// "Now" for figures: rounded down to 10 seconds, so that dashboards polling every few seconds
 /// ask the same question and share one computed answer per data snapshot.
-fn rounded_now(now: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn rounded_now(now: DateTime<Utc>) -> DateTime<Utc> {
     const STEP: i64 = 10_000_000;
     let micros = now.timestamp_micros();
     DateTime::from_timestamp_micros(micros - micros.rem_euclid(STEP)).unwrap_or(now)
@@ -247,6 +288,37 @@ fn metrics(params: &Params) -> Result<Vec<Metric>, ApiError> {
 }
 
 /// A breakdown: learners grouped by dimensions (and optionally by period), with metrics.
+#[utoipa::path(
+    get,
+    path = "/api/v1/breakdown",
+    tag = "figures",
+    params(
+        ("by" = Option<String>, Query, description = "Dimensions to group by, comma-separated (at most 4), and optionally `period`", example = "province,track"),
+        ("metrics" = Option<String>, Query, description = "Metrics, comma-separated: enrolled, started, active_7d, active_30d, inactive, completed, certified, trained, withdrawn, completion_rate, certification_rate, avg_progress, avg_score, median_days_to_complete (default: enrolled, started, completed, certified, trained)", example = "enrolled,completed,completion_rate"),
+        ("from" = Option<String>, Query, description = "Count only events from this moment (RFC 3339, or a date: its start in Pakistan)", example = "2026-09-01"),
+        ("to" = Option<String>, Query, description = "Figures as of this moment (RFC 3339, or a date: its end in Pakistan); default now"),
+        ("as_of" = Option<String>, Query, description = "Same as `to`"),
+        ("period" = Option<String>, Query, description = "A relative range instead of from/to: last_7_days, last_30_days, last_12_weeks, last_12_months, this_fiscal_year, since_start"),
+        ("interval" = Option<String>, Query, description = "With `by=period`: day, week, month (default), quarter or fiscal_year"),
+        ("totals" = Option<bool>, Query, description = "Add a total row and subtotals"),
+        ("format" = Option<String>, Query, description = "`json` (default), `csv` (also with `Accept: text/csv`) or `rows` (a flat JSON array)"),
+        ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels of dimension values and metrics"),
+        DimensionFilters,
+    ),
+    responses(
+        (status = 200, description = "The groups and their figures; partner keys get small cells as null, listed in `suppressed`",
+         content(
+            (Object = "application/json", example = json!({
+                "by": ["province", "track"], "metrics": ["enrolled", "completed", "completion_rate"],
+                "from": null, "as_of": "2026-11-30T10:00:00Z", "data_as_of": "2026-11-30T10:00:03Z", "last_seq": 981234,
+                "rows": [{"province": "punjab", "track": "soft", "learners": 412, "enrolled": 412, "completed": 170, "completion_rate": 0.4126}],
+                "metric_labels": {}, "suppressed": []})),
+            (String = "text/csv", example = "province,track,learners,enrolled,completed,completion_rate\npunjab,soft,412,412,170,0.4126\n"),
+         )),
+        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn breakdown(
     Authenticated(caller): Authenticated,
@@ -263,13 +335,14 @@ pub(crate) async fn breakdown(
         ],
     )?;
     let lang = language(&params)?;
+    let rows_only = params.get("format") == Some("rows");
     let csv = match params.get("format") {
         Some("csv") => true,
-        Some("json") => false,
+        Some("json" | "rows") => false,
         Some(other) => {
             return Err(ApiError::new(
                 "invalid_query",
-                format!("`format` must be `json` or `csv`, not `{other}`"),
+                format!("`format` must be `json`, `csv` or `rows`, not `{other}`"),
             ));
         }
         None => req
@@ -388,6 +461,9 @@ pub(crate) async fn breakdown(
             metric_labels.insert(m.as_str().into(), json!(label));
         }
     }
+    if rows_only {
+        return Ok(HttpResponse::Ok().json(rows));
+    }
     Ok(HttpResponse::Ok().json(json!({
         "by": result.by,
         "period": result.period,
@@ -442,13 +518,13 @@ fn breakdown_csv(
 
 /// The language of labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lang {
+pub(crate) enum Lang {
     En,
     Ur,
 }
 
 /// `lang=en|ur`: add people's labels to the answer (none when not asked).
-fn language(params: &Params) -> Result<Option<Lang>, ApiError> {
+pub(crate) fn language(params: &Params) -> Result<Option<Lang>, ApiError> {
     match params.get("lang") {
         None => Ok(None),
         Some("en") => Ok(Some(Lang::En)),
@@ -461,7 +537,7 @@ fn language(params: &Params) -> Result<Option<Lang>, ApiError> {
 }
 
 /// Labels of dimension values in one language.
-struct Labels {
+pub(crate) struct Labels {
     lang: Lang,
     institutions: std::collections::HashMap<String, (String, String)>,
     disciplines: std::collections::HashMap<String, (String, String)>,
@@ -469,7 +545,7 @@ struct Labels {
 }
 
 impl Labels {
-    async fn load(
+    pub(crate) async fn load(
         state: &AppState,
         roster: &nigrani_analytics::state::Roster,
         lang: Lang,
@@ -496,14 +572,14 @@ impl Labels {
         })
     }
 
-    fn pick<'a>(&self, en: &'a str, ur: &'a str) -> &'a str {
+    pub(crate) fn pick<'a>(&self, en: &'a str, ur: &'a str) -> &'a str {
         match self.lang {
             Lang::En => en,
             Lang::Ur => ur,
         }
     }
 
-    fn of(&self, dimension: Dimension, value: &str) -> String {
+    pub(crate) fn of(&self, dimension: Dimension, value: &str) -> String {
         use nigrani_domain::{Gender, Province, Role, Sector, Track};
         fn fixed<T: std::str::FromStr>(
             value: &str,
@@ -531,7 +607,7 @@ impl Labels {
 }
 
 /// An answer as a JSON value, to edit (e.g. suppress) before sending.
-fn to_json(answer: &impl serde::Serialize) -> Result<Value, ApiError> {
+pub(crate) fn to_json(answer: &impl serde::Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(answer).map_err(|e| {
         tracing::error!(error = %e, "An answer could not be serialised.");
         ApiError::new("internal_error", "the answer could not be written")
@@ -539,14 +615,39 @@ fn to_json(answer: &impl serde::Serialize) -> Result<Value, ApiError> {
 }
 
 /// Counts as JSON integers, rates and averages as numbers.
-fn metric_value(metric: Metric, value: Option<f64>) -> Value {
+pub(crate) fn metric_value(metric: Metric, value: Option<f64>) -> Value {
     match (metric.kind(), value) {
         (MetricKind::Count, Some(v)) => json!(v.round() as i64),
         (_, value) => json!(value),
     }
 }
 
-/// A time series of one metric.
+/// A time series of one metric, per day, week or month, optionally split by a dimension.
+#[utoipa::path(
+    get,
+    path = "/api/v1/timeseries",
+    tag = "figures",
+    params(
+        ("metric" = String, Query, description = "The metric (averages of progress and score are not kept over time)", example = "completed"),
+        ("interval" = Option<String>, Query, description = "day, week (default), month, quarter or fiscal_year"),
+        ("split" = Option<String>, Query, description = "A dimension: one series per value", example = "track"),
+        ("cumulative" = Option<bool>, Query, description = "Each point as of its period's end (true), or what happened within the period (false, default)"),
+        ("from" = Option<String>, Query, description = "First moment (default: the program's start)"),
+        ("to" = Option<String>, Query, description = "Last moment (default now)"),
+        ("as_of" = Option<String>, Query, description = "Same as `to`"),
+        ("period" = Option<String>, Query, description = "A relative range instead of from/to"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: a flat array `{period, starts_on, series, value}`"),
+        DimensionFilters,
+    ),
+    responses(
+        (status = 200, description = "The points; a series of one track or cohort carries its target trajectory", body = Object,
+         example = json!({"from": "2026-09-01T00:00:00Z", "as_of": "2026-11-30T10:00:00Z", "data_as_of": "2026-11-30T10:00:03Z",
+            "series": {"metric": "completed", "interval": "week", "cumulative": true, "split": "track",
+                       "points": [{"period": "2026-W36", "starts_on": "2026-08-31", "values": {"soft": 12, "hard": 0}}]}})),
+        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn timeseries(
     Authenticated(caller): Authenticated,
@@ -565,8 +666,10 @@ pub(crate) async fn timeseries(
             "to",
             "as_of",
             "period",
+            "format",
         ],
     )?;
+    let rows_only = flat_rows(&params)?;
     let now = Utc::now();
     let metric: Metric = params
         .parse("metric")?
@@ -611,6 +714,24 @@ pub(crate) async fn timeseries(
             }
         }
     }
+    if rows_only {
+        let rows: Vec<Value> = series
+            .points
+            .iter()
+            .flat_map(|point| {
+                point.values.iter().map(move |(key, value)| {
+                    json!({
+                        "period": point.period,
+                        "starts_on": point.starts_on,
+                        "series": key,
+                        "value": metric_value(metric, *value),
+                        "target": point.targets.get(key),
+                    })
+                })
+            })
+            .collect();
+        return Ok(HttpResponse::Ok().json(rows));
+    }
     Ok(HttpResponse::Ok().json(json!({
         "from": query.from,
         "as_of": query.as_of,
@@ -619,7 +740,26 @@ pub(crate) async fn timeseries(
     })))
 }
 
-/// The funnel per slice.
+/// The funnel per slice — enrolled, started, half-way, completed, certified — with the time to
+/// completion (median, p75, p90).
+#[utoipa::path(
+    get,
+    path = "/api/v1/funnel",
+    tag = "figures",
+    params(
+        ("by" = Option<String>, Query, description = "Dimensions to group by, comma-separated", example = "track"),
+        ("as_of" = Option<String>, Query, description = "As of this moment (default now)"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the rows, as a flat array"),
+        DimensionFilters,
+    ),
+    responses(
+        (status = 200, description = "One row per slice", body = Object,
+         example = json!({"by": ["track"], "as_of": "2026-11-30T10:00:00Z", "rows": [{"keys": ["soft"], "enrolled": 1012, "started": 920,
+            "half_way": 610, "completed": 388, "certified": 0, "days_to_complete": {"median": 31.5, "p75": 40.1, "p90": 52.0}}]})),
+        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn funnel(
     Authenticated(caller): Authenticated,
@@ -627,7 +767,8 @@ pub(crate) async fn funnel(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin, Manager, Partner])?;
-    let params = Params::new(query.into_inner(), &["by", "as_of"])?;
+    let params = Params::new(query.into_inner(), &["by", "as_of", "format"])?;
+    let rows_only = flat_rows(&params)?;
     let by = params
         .list("by")
         .into_iter()
@@ -671,10 +812,29 @@ pub(crate) async fn funnel(
             }
         }
     }
+    if rows_only {
+        return Ok(HttpResponse::Ok().json(rows));
+    }
     Ok(HttpResponse::Ok().json(json!({ "by": by, "as_of": as_of, "rows": rows })))
 }
 
-/// Targets of every track and cohort.
+/// Targets of every track and cohort: attainment, the pace of the last 14 days and the date the
+/// target is met at that pace.
+#[utoipa::path(
+    get,
+    path = "/api/v1/targets",
+    tag = "figures",
+    params(
+        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the targets, as a flat array"),
+    ),
+    responses(
+        (status = 200, description = "Every track's and cohort's target status", body = Object,
+         example = json!({"as_of": "2026-11-30T10:00:00Z", "targets": [{"scope": "track", "id": "hard", "attained": 96, "target": 250,
+            "stretch_target": 500, "attainment": 0.384, "pace_per_day": 2.1, "projected_date": "2027-01-12", "projected_stretch_date": "2027-07-16"}]})),
+        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn targets(
     Authenticated(caller): Authenticated,
@@ -682,8 +842,15 @@ pub(crate) async fn targets(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin, Manager, Partner])?;
-    Params::new(query.into_inner(), &[])?;
-    let now = Utc::now();
+    let params = Params::new(query.into_inner(), &["format"])?;
+    let rows_only = flat_rows(&params)?;
+    if let Some(filter) = params.filters()?.keys().next() {
+        return Err(ApiError::new(
+            "invalid_query",
+            format!("targets take no filters (`{}`)", filter.as_str()),
+        ));
+    }
+    let now = rounded_now(Utc::now());
     let mut targets = to_json(&state.engine.targets(now).await?)?;
     if caller.role == Partner {
         for target in targets.as_array_mut().into_iter().flatten() {
@@ -702,6 +869,9 @@ pub(crate) async fn targets(
                 }
             }
         }
+    }
+    if rows_only {
+        return Ok(HttpResponse::Ok().json(targets));
     }
     Ok(HttpResponse::Ok().json(json!({ "as_of": now, "targets": targets })))
 }

@@ -2,13 +2,17 @@
 //!
 //! This crate owns HTTP only — status codes, content types, body limits, routing and the
 //! server's life cycle. Validation and storage happen in `nigrani-ingest` and `nigrani-store`;
-//! figures will come from `nigrani-analytics`. It must not reach into a database directly.
+//! every figure comes from `nigrani-analytics`. It must not reach into a database directly.
 //!
 //! Modules:
 //! - [`auth`]: API keys, roles, rate limits; the caller of a request.
 //! - [`error`]: [`ApiError`], the one error contract, and the table of codes.
 //! - [`routes`]: the handlers under `/api/v1`, `/healthz` and `/readyz`.
 //! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets).
+//! - `summary`: the program at a glance per track, and one cohort in detail.
+//! - `stream`: server-sent events whenever the figures change.
+//! - `grafana`: Grafana's JSON datasource protocol under `/grafana`.
+//! - [`openapi`]: the OpenAPI document (utoipa), served at `/api/openapi.json` and `/api/docs/`.
 //! - [`metrics`]: Prometheus metrics, served at `/metrics`.
 //!
 //! [`Application::build`] binds the listener (port 0 picks a free one, for tests) and reports the
@@ -19,8 +23,12 @@
 pub mod auth;
 pub mod error;
 mod figures;
+mod grafana;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
+mod stream;
+mod summary;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

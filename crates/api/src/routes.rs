@@ -9,7 +9,7 @@ use nigrani_ingest::BodyFormat;
 use nigrani_ingest::roster::{self, RosterKind, Rows};
 use nigrani_store::Page;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::auth::{Authenticated, Caller};
 use crate::{ApiError, AppState};
@@ -29,6 +29,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(prometheus_metrics))
+    .route(
+        "/api/openapi.json",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(crate::openapi::document_json())
+        }),
+    )
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi-ui.json", {
+            use utoipa::OpenApi;
+            crate::openapi::ApiDoc::openapi()
+        }),
+    )
+    .configure(crate::grafana::configure)
     .service(
         web::scope("/api/v1")
             .route("/events", web::post().to(post_events))
@@ -39,6 +54,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/timeseries", web::get().to(crate::figures::timeseries))
             .route("/funnel", web::get().to(crate::figures::funnel))
             .route("/targets", web::get().to(crate::figures::targets))
+            .route("/summary", web::get().to(crate::summary::summary))
+            .route("/stream", web::get().to(crate::stream::stream))
+            .route(
+                "/cohorts/{cohort_id}",
+                web::get().to(crate::summary::cohort),
+            )
             .route("/{kind}", web::post().to(upsert_roster))
             .route("/{kind}", web::get().to(list_roster)),
     )
@@ -53,20 +74,31 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// Liveness: the process answers.
-async fn healthz() -> HttpResponse {
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"}))))]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// Readiness: the database answers too.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "The database answers", body = Object, example = json!({"status": "ready"})),
+              (status = 503, description = "The database cannot be reached (`store_unavailable`)", body = crate::openapi::ErrorBody)))]
 #[tracing::instrument(skip_all)]
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
 }
 
 /// What the store holds: counts of events, unmatched events, learners and rejections.
+#[utoipa::path(get, path = "/api/v1/status", tag = "admin",
+    responses((status = 200, description = "The store's counts and the ingest limits", body = Object,
+               example = json!({"backend": "sqlite", "stats": {"events": 31000, "unmatched_events": 310, "learners": 1000, "rejections": 4},
+                                "limits": {"max_events": 5000, "max_body_bytes": 10485760}})),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip_all)]
-async fn status(
+pub(crate) async fn status(
     Authenticated(caller): Authenticated,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -130,8 +162,22 @@ async fn read_body(
 
 /// Ingests a batch of events (a JSON array, or NDJSON) and answers for each one. Every outcome
 /// in the answer is durable.
+#[utoipa::path(post, path = "/api/v1/events", tag = "ingest",
+    request_body(description = "Up to 5,000 events (10 MiB) as a JSON array or NDJSON", content(
+        ("application/json", example = json!([{"event_id": "evt-0001", "source": "coursera", "kind": "course_completed",
+            "occurred_at": "2026-11-30T09:15:00+05:00", "learner": {"learner_id": "L000123"}, "course_id": "ai-for-everyone", "progress": 1.0}])),
+        ("application/x-ndjson"),
+    )),
+    responses((status = 200, description = "One outcome per event, in order: accepted, unmatched, duplicate, conflict, or rejected with a reason. Every outcome is durable.", body = Object,
+               example = json!({"counts": {"accepted": 1, "unmatched": 0, "duplicate": 0, "conflict": 0, "rejected": 0},
+                                "results": [{"index": 0, "event_id": "evt-0001", "outcome": "accepted"}]})),
+              (status = 413, description = "Too many events or bytes (`batch_too_large`, `payload_too_large`)", body = crate::openapi::ErrorBody),
+              (status = 415, description = "Not JSON or NDJSON (`unsupported_media_type`)", body = crate::openapi::ErrorBody),
+              (status = 503, description = "The database cannot be reached; nothing was stored (`store_unavailable`)", body = crate::openapi::ErrorBody),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(bytes, events))]
-async fn post_events(
+pub(crate) async fn post_events(
     Authenticated(caller): Authenticated,
     req: HttpRequest,
     payload: web::Payload,
@@ -187,8 +233,19 @@ fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
 
 /// Upserts roster rows of one kind from CSV (`text/csv`) or a JSON array. The file is checked
 /// whole first; nothing is written when any row is invalid.
+#[utoipa::path(post, path = "/api/v1/{kind}", tag = "roster",
+    params(("kind" = String, Path, description = "institutions, disciplines, tracks, cohorts or learners", example = "cohorts")),
+    request_body(description = "Rows as CSV with a header, or a JSON array of objects (up to 64 MiB)", content(
+        ("text/csv", example = "cohort_id,name,name_ur,track,starts_on,ends_on,target\nsoft-2026-c1,AI Soft Skills cohort 1,اے آئی سافٹ اسکلز گروپ 1,soft,2026-09-01,2026-12-15,300\n"),
+        ("application/json"),
+    )),
+    responses((status = 200, description = "Rows upserted, and events attributed to learners they made known", body = Object,
+               example = json!({"kind": "cohorts", "rows": 1, "attributed_events": 0})),
+              (status = 422, description = "Invalid rows, listed by line in `details`; nothing was written (`invalid_rows`)", body = crate::openapi::ErrorBody),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip(caller, req, payload, state))]
-async fn upsert_roster(
+pub(crate) async fn upsert_roster(
     Authenticated(caller): Authenticated,
     kind: web::Path<String>,
     req: HttpRequest,
@@ -226,13 +283,15 @@ async fn upsert_roster(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     /// `json` (default) or `csv`.
     format: Option<String>,
     /// Learners only: return those whose id sorts after this one.
     after: Option<String>,
     /// Learners only: page size (default 1,000, at most 10,000).
     limit: Option<usize>,
+    /// `en` or `ur`: add a `label` (and `province_label` or `track_label`) to each row.
+    lang: Option<String>,
 }
 
 fn wants_csv(req: &HttpRequest, format: Option<&str>) -> Result<bool, ApiError> {
@@ -263,8 +322,20 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 }
 
 /// Lists roster rows of one kind, as JSON or CSV. Learners come a page at a time.
+#[utoipa::path(get, path = "/api/v1/{kind}", tag = "roster",
+    params(("kind" = String, Path, description = "institutions, disciplines, tracks, cohorts or learners (learners: admin and manager keys only)", example = "institutions"),
+           ("format" = Option<String>, Query, description = "`json` (default) or `csv` (also with `Accept: text/csv`)"),
+           ("after" = Option<String>, Query, description = "Learners only: those whose id sorts after this one"),
+           ("limit" = Option<usize>, Query, description = "Learners only: page size (default 1,000, at most 10,000)"),
+           ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels")),
+    responses((status = 200, description = "The rows", content(
+                 (Object = "application/json", example = json!({"institutions": [{"hec_id": "HEC-0001", "name": "University of the Punjab",
+                    "name_ur": "جامعہ پنجاب", "province": "punjab", "city": "Lahore", "sector": "public", "label": "جامعہ پنجاب", "province_label": "پنجاب"}]})),
+                 (String = "text/csv"))),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip(caller, req, state))]
-async fn list_roster(
+pub(crate) async fn list_roster(
     Authenticated(caller): Authenticated,
     kind: web::Path<String>,
     query: web::Query<ListQuery>,
@@ -308,11 +379,48 @@ async fn list_roster(
             .content_type("text/csv; charset=utf-8")
             .body(roster::to_csv(&rows)));
     }
+    let lang = match query.lang.as_deref() {
+        None => None,
+        Some("en") => Some(crate::figures::Lang::En),
+        Some("ur") => Some(crate::figures::Lang::Ur),
+        Some(other) => {
+            return Err(ApiError::new(
+                "invalid_query",
+                format!("`lang` must be `en` or `ur`, not `{other}`"),
+            ));
+        }
+    };
+    let pick = |en: &str, ur: &str| match lang {
+        Some(crate::figures::Lang::Ur) => ur.to_owned(),
+        _ => en.to_owned(),
+    };
+    // Each row as JSON, with labels added when a language was asked.
+    let labelled = |row: Value, labels: &[(&str, String)]| {
+        let mut row = row;
+        if lang.is_some() {
+            for (field, label) in labels {
+                row[*field] = json!(label);
+            }
+        }
+        row
+    };
     let body = match &rows {
-        Rows::Institutions(rows) => json!({ "institutions": rows }),
-        Rows::Disciplines(rows) => json!({ "disciplines": rows }),
-        Rows::Tracks(rows) => json!({ "tracks": rows }),
-        Rows::Cohorts(rows) => json!({ "cohorts": rows }),
+        Rows::Institutions(rows) => {
+            json!({ "institutions": rows.iter().map(|i| labelled(json!(i), &[
+            ("label", pick(&i.name, &i.name_ur)),
+            ("province_label", pick(i.province.label_en(), i.province.label_ur())),
+        ])).collect::<Vec<_>>() })
+        }
+        Rows::Disciplines(rows) => json!({ "disciplines": rows.iter().map(|d| labelled(json!(d), &[
+            ("label", pick(&d.name, &d.name_ur)),
+        ])).collect::<Vec<_>>() }),
+        Rows::Tracks(rows) => json!({ "tracks": rows.iter().map(|t| labelled(json!(t), &[
+            ("label", pick(t.track.label_en(), t.track.label_ur())),
+        ])).collect::<Vec<_>>() }),
+        Rows::Cohorts(rows) => json!({ "cohorts": rows.iter().map(|c| labelled(json!(c), &[
+            ("label", pick(&c.name, &c.name_ur)),
+            ("track_label", pick(c.track.label_en(), c.track.label_ur())),
+        ])).collect::<Vec<_>>() }),
         Rows::Learners(rows) => json!({
             "learners": rows,
             "next_after": rows.last().map(|l| l.learner_id.clone()),
@@ -325,7 +433,7 @@ async fn list_roster(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RejectionQuery {
+pub(crate) struct RejectionQuery {
     /// Return rejections with an id greater than this one.
     after: Option<i64>,
     /// Page size (default 1,000, at most 10,000).
@@ -333,8 +441,16 @@ struct RejectionQuery {
 }
 
 /// Lists what was received and refused, oldest first, with the reason and the payload.
+#[utoipa::path(get, path = "/api/v1/rejections", tag = "admin",
+    params(("after" = Option<i64>, Query, description = "Rejections with an id greater than this one"),
+           ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000)")),
+    responses((status = 200, description = "A page of rejections and the `after` of the next page", body = Object,
+               example = json!({"rejections": [{"id": 7, "received_at": "2026-11-30T10:00:00Z", "source": "coursera", "event_id": "evt-9",
+                                 "reason": "unknown_kind", "message": "unknown event kind `finished`", "payload": {}}], "next_after": 7})),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip(caller, state))]
-async fn list_rejections(
+pub(crate) async fn list_rejections(
     Authenticated(caller): Authenticated,
     query: web::Query<RejectionQuery>,
     state: web::Data<AppState>,
@@ -352,8 +468,16 @@ async fn list_rejections(
 }
 
 /// The audit log of partner requests, oldest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin",
+    params(("after" = Option<i64>, Query, description = "Entries with an id greater than this one"),
+           ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000)")),
+    responses((status = 200, description = "A page of the audit log and the `after` of the next page", body = Object,
+               example = json!({"audit": [{"id": 1, "at": "2026-11-30T10:00:00Z", "key_id": "3fa2b1c0", "method": "GET",
+                                 "path": "/api/v1/breakdown", "query": "by=province", "status": 200}], "next_after": 1})),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip(caller, state))]
-async fn list_audit(
+pub(crate) async fn list_audit(
     Authenticated(caller): Authenticated,
     query: web::Query<RejectionQuery>,
     state: web::Data<AppState>,
@@ -414,7 +538,10 @@ pub(crate) async fn conditional_get(
     use actix_web::body::{BoxBody, to_bytes};
     use actix_web::http::{Method, StatusCode};
 
-    let eligible = req.method() == Method::GET && req.path().starts_with("/api/v1/");
+    // The live stream never ends, so it cannot be buffered for a tag.
+    let eligible = req.method() == Method::GET
+        && req.path().starts_with("/api/v1/")
+        && req.path() != "/api/v1/stream";
     let if_none_match = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -455,7 +582,9 @@ pub(crate) async fn conditional_get(
 }
 
 /// Prometheus metrics in the text format (no key: scrapers reach it on the private network).
-async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub(crate) async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(&state.engine).await)

@@ -41,6 +41,8 @@ enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(commands::KeysCommand),
+    /// Print the OpenAPI document (the checked-in copy is openapi/openapi.json).
+    Openapi,
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -73,6 +75,10 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => commands::demo(&settings, args).await,
             Command::Import(args) => commands::import(&settings, args).await,
             Command::Keys(command) => commands::keys(&settings, command).await,
+            Command::Openapi => {
+                print!("{}", nigrani_api::openapi::document_json());
+                Ok(())
+            }
             Command::Bench(command) => bench::run(command).await,
         }
     });

@@ -1,0 +1,538 @@
+//! Grafana's JSON datasource protocol under `/grafana`, over the same analytics queries as the
+//! read API.
+//!
+//! A panel's *metric* is one of nigrani's metrics; its *payload* chooses the shape: `format`
+//! `timeseries` (default; optional `split` by a dimension, `interval`, `cumulative`) or `table`
+//! (a breakdown, grouped `by` dimensions). The dashboard's time range is the query's `from`/`to`,
+//! and ad-hoc filters (`key = value`, keys are dimensions) filter the learners. Variables list a
+//! dimension's values; tag keys and values feed the ad-hoc filter picker. Keys and roles are those
+//! of the API: partner keys get small cells suppressed.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use nigrani_analytics::definitions::MetricKind;
+use nigrani_analytics::period::{Interval, day_start_micros};
+use nigrani_analytics::query::{MAX_BY, dimension_names};
+use nigrani_analytics::series::SeriesQuery;
+use nigrani_analytics::{BreakdownQuery, Dimension, Metric};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Authenticated, Caller};
+use crate::figures::{Labels, Lang, metric_value, partner_count, rounded_now};
+use crate::{ApiError, AppState};
+use nigrani_domain::AccessRole::{Admin, Manager, Partner};
+
+/// Registers the datasource's routes under `/grafana`.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/grafana")
+            .app_data(web::JsonConfig::default().error_handler(|e, _| {
+                use actix_web::error::JsonPayloadError;
+                match e {
+                    JsonPayloadError::ContentType => ApiError::new(
+                        "unsupported_media_type",
+                        "send the body as `application/json`",
+                    ),
+                    JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
+                        "invalid_body",
+                        format!("the body is not what this route takes: {e}"),
+                    ),
+                    JsonPayloadError::Deserialize(e) => {
+                        ApiError::new("malformed_json", format!("the body is not JSON: {e}"))
+                    }
+                    JsonPayloadError::Overflow { .. }
+                    | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
+                        "payload_too_large",
+                        "the body is larger than the limit of 2 MiB",
+                    ),
+                    other => ApiError::new(
+                        "invalid_body",
+                        format!("the body could not be read: {other}"),
+                    ),
+                }
+                .into()
+            }))
+            .route("", web::get().to(connection_test))
+            .route("/", web::get().to(connection_test))
+            .route("/metrics", web::post().to(metrics))
+            .route("/metric-payload-options", web::post().to(payload_options))
+            .route("/query", web::post().to(query))
+            .route("/variable", web::post().to(variable))
+            .route("/tag-keys", web::post().to(tag_keys))
+            .route("/tag-values", web::post().to(tag_values)),
+    );
+}
+
+fn reader(caller: &Caller) -> Result<(), ApiError> {
+    caller.require(&[Admin, Manager, Partner])
+}
+
+/// Connection test: answers 200 when the key may read figures.
+#[utoipa::path(get, path = "/grafana", tag = "grafana",
+    responses((status = 200, description = "The key may read figures", body = Object, example = json!({"status": "ok"})),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn connection_test(
+    Authenticated(caller): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    reader(&caller)?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
+}
+
+/// The options of one payload field, as `[{label, value}]`.
+fn options(name: &str) -> Option<Vec<Value>> {
+    let option = |label: &str, value: &str| json!({ "label": label, "value": value });
+    let dimensions = || {
+        Dimension::ALL
+            .iter()
+            .map(|d| option(d.as_str(), d.as_str()))
+            .collect()
+    };
+    Some(match name {
+        "format" => vec![
+            option("Time series", "timeseries"),
+            option("Table", "table"),
+        ],
+        "split" | "by" => dimensions(),
+        "interval" => Interval::ALL
+            .iter()
+            .map(|i| option(i.as_str(), i.as_str()))
+            .collect(),
+        "cumulative" => vec![option("No", "false"), option("Yes", "true")],
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct MetricsRequest {
+    /// The metric being edited, if any (ignored: every metric takes the same payload).
+    #[allow(
+        dead_code,
+        reason = "part of the protocol; every metric takes the same payload"
+    )]
+    metric: Option<String>,
+}
+
+/// Lists the metrics a panel can show, each with its payload fields.
+#[utoipa::path(post, path = "/grafana/metrics", tag = "grafana",
+    request_body(content_type = "application/json", content = Object, example = json!({"metric": "completed"})),
+    responses((status = 200, description = "Metrics and their payload fields", body = Object,
+               example = json!([{"label": "Completed", "value": "completed", "payloads": [{"label": "Format", "name": "format", "type": "select", "options": [{"label": "Time series", "value": "timeseries"}]}]}])),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn metrics(
+    Authenticated(caller): Authenticated,
+    _body: Option<web::Json<MetricsRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    reader(&caller)?;
+    let field = |label: &str, name: &str, kind: &str| json!({ "label": label, "name": name, "type": kind, "options": options(name) });
+    let payloads = vec![
+        field("Format", "format", "select"),
+        field("Split by (time series)", "split", "select"),
+        field("Interval (time series)", "interval", "select"),
+        field("Cumulative (time series)", "cumulative", "select"),
+        field("Group by (table)", "by", "multi-select"),
+    ];
+    let list: Vec<Value> = Metric::ALL
+        .iter()
+        .map(|m| json!({ "label": m.label_en(), "value": m.as_str(), "payloads": payloads }))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PayloadOptionsRequest {
+    /// The payload field whose options are asked.
+    name: String,
+}
+
+/// The options of one payload field.
+#[utoipa::path(post, path = "/grafana/metric-payload-options", tag = "grafana",
+    request_body(content_type = "application/json", content = Object, example = json!({"metric": "completed", "payload": {}, "name": "split"})),
+    responses((status = 200, description = "The field's options", body = Object, example = json!([{"label": "province", "value": "province"}])),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn payload_options(
+    Authenticated(caller): Authenticated,
+    body: web::Json<PayloadOptionsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    reader(&caller)?;
+    let list = options(&body.name).ok_or_else(|| {
+        ApiError::new(
+            "invalid_body",
+            format!(
+                "no payload field `{}`; fields are format, split, interval, cumulative and by",
+                body.name
+            ),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TimeRange {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Target {
+    /// The metric.
+    target: Option<String>,
+    #[serde(rename = "refId")]
+    ref_id: Option<String>,
+    #[serde(default)]
+    payload: Value,
+    #[serde(default)]
+    hide: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AdhocFilter {
+    key: String,
+    operator: String,
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct QueryRequest {
+    range: TimeRange,
+    #[serde(default)]
+    targets: Vec<Target>,
+    #[serde(rename = "adhocFilters", default)]
+    adhoc_filters: Vec<AdhocFilter>,
+    #[serde(rename = "intervalMs")]
+    interval_ms: Option<u64>,
+}
+
+/// A payload field as text (Grafana sends selects as strings, multi-selects as arrays).
+fn payload_text(payload: &Value, name: &str) -> Result<Option<String>, ApiError> {
+    match payload.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+        Some(Value::Array(items)) => Ok(Some(
+            items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| i.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        Some(other) => Err(ApiError::new(
+            "invalid_body",
+            format!("payload field `{name}` must be text, not {other}"),
+        )),
+    }
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new("invalid_query", message)
+}
+
+/// Ad-hoc filters as dimension filters. Two filters on one key must both hold, so their values
+/// intersect.
+fn adhoc_filters(filters: &[AdhocFilter]) -> Result<BTreeMap<Dimension, Vec<String>>, ApiError> {
+    let mut out: BTreeMap<Dimension, Vec<String>> = BTreeMap::new();
+    for filter in filters {
+        let dimension: Dimension = filter.key.parse().map_err(invalid)?;
+        if filter.operator != "=" {
+            return Err(invalid(format!(
+                "ad-hoc filter operator `{}` is not supported; use `=`",
+                filter.operator
+            )));
+        }
+        match out.get_mut(&dimension) {
+            Some(values) => values.retain(|v| *v == filter.value),
+            None => {
+                out.insert(dimension, vec![filter.value.clone()]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The interval of a time series: the payload's, or one that suits Grafana's bucket width.
+fn interval_for(payload: &Value, interval_ms: Option<u64>) -> Result<Interval, ApiError> {
+    if let Some(text) = payload_text(payload, "interval")? {
+        return text.parse().map_err(invalid);
+    }
+    const DAY_MS: u64 = 86_400_000;
+    Ok(match interval_ms.unwrap_or(DAY_MS) {
+        ms if ms >= 28 * DAY_MS => Interval::Month,
+        ms if ms >= 7 * DAY_MS => Interval::Week,
+        _ => Interval::Day,
+    })
+}
+
+/// Answers a panel's targets: time series `[{target, datapoints}]` and tables
+/// `{type: "table", columns, rows}`, in the order asked.
+#[utoipa::path(post, path = "/grafana/query", tag = "grafana",
+    request_body(content_type = "application/json", content = Object, example = json!({
+        "range": {"from": "2026-09-01T00:00:00Z", "to": "2026-11-30T00:00:00Z"}, "intervalMs": 86400000,
+        "targets": [{"refId": "A", "target": "completed", "payload": {"split": "track", "cumulative": "true"}},
+                    {"refId": "B", "target": "completion_rate", "payload": {"format": "table", "by": ["province"]}}],
+        "adhocFilters": [{"key": "sector", "operator": "=", "value": "public"}]})),
+    responses((status = 200, description = "One answer per target", body = Object, example = json!([
+        {"target": "completed soft", "datapoints": [[120, 1756666800000i64], [180, 1757271600000i64]]},
+        {"type": "table", "columns": [{"text": "province", "type": "string"}, {"text": "learners", "type": "number"}, {"text": "completion_rate", "type": "number"}],
+         "rows": [["punjab", 512, 0.41]]}])),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn query(
+    Authenticated(caller): Authenticated,
+    body: web::Json<QueryRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    reader(&caller)?;
+    let request = body.into_inner();
+    let now = Utc::now();
+    if request.range.from > request.range.to {
+        return Err(invalid("the range's `from` lies after its `to`".into()));
+    }
+    let latest = request.range.to >= now;
+    let as_of = if latest {
+        rounded_now(now)
+    } else {
+        request.range.to
+    };
+    let from = request.range.from.min(as_of);
+    let filters = adhoc_filters(&request.adhoc_filters)?;
+    let partner = caller.role == Partner;
+    let k = state.suppression_k;
+    let mut answers = Vec::new();
+    for target in request.targets.iter().filter(|t| !t.hide) {
+        let Some(name) = target.target.as_deref().filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        let metric: Metric = name.parse().map_err(invalid)?;
+        let payload = &target.payload;
+        let format = payload_text(payload, "format")?;
+        match format.as_deref() {
+            None | Some("timeseries") => {
+                if partner && metric.kind() == MetricKind::Ratio {
+                    return Err(ApiError::new(
+                        "forbidden",
+                        "rates and averages over time are not available to partner keys; use a \
+                         table",
+                    ));
+                }
+                let split = payload_text(payload, "split")?
+                    .map(|s| s.parse::<Dimension>().map_err(invalid))
+                    .transpose()?;
+                let cumulative = match payload_text(payload, "cumulative")?.as_deref() {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => {
+                        return Err(invalid(format!(
+                            "`cumulative` must be true or false, not `{other}`"
+                        )));
+                    }
+                };
+                let series = state
+                    .engine
+                    .series(&SeriesQuery {
+                        metric,
+                        interval: interval_for(payload, request.interval_ms)?,
+                        from,
+                        as_of,
+                        split,
+                        filters: filters.clone(),
+                        cumulative,
+                        latest,
+                    })
+                    .await?;
+                let mut lines: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+                for point in &series.points {
+                    let at = day_start_micros(point.starts_on) / 1000;
+                    for (key, value) in &point.values {
+                        let value = if partner {
+                            partner_count(*value, k)
+                        } else {
+                            *value
+                        };
+                        let name = if key == "all" {
+                            metric.as_str().to_owned()
+                        } else {
+                            format!("{} {key}", metric.as_str())
+                        };
+                        lines.entry(name).or_default().push(json!([value, at]));
+                    }
+                    for (key, value) in &point.targets {
+                        lines
+                            .entry(format!("{key} target"))
+                            .or_default()
+                            .push(json!([value, at]));
+                    }
+                }
+                answers.extend(
+                    lines
+                        .into_iter()
+                        .map(|(name, points)| json!({ "target": name, "refId": target.ref_id, "datapoints": points })),
+                );
+            }
+            Some("table") => {
+                let by = payload_text(payload, "by")?
+                    .map(|list| {
+                        list.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.parse::<Dimension>().map_err(invalid))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?
+                    .unwrap_or_default();
+                if by.len() > MAX_BY {
+                    return Err(invalid(format!("group by at most {MAX_BY} dimensions")));
+                }
+                let mut result = state
+                    .engine
+                    .breakdown(&BreakdownQuery {
+                        by: by.clone(),
+                        filters: filters.clone(),
+                        metrics: vec![metric],
+                        from: Some(from),
+                        as_of,
+                        totals: false,
+                        period: None,
+                        latest,
+                    })
+                    .await?;
+                let hidden = if partner {
+                    nigrani_analytics::suppress::apply(&mut result, k)
+                } else {
+                    Default::default()
+                };
+                let mut columns: Vec<Value> = by
+                    .iter()
+                    .map(|d| json!({ "text": d.as_str(), "type": "string" }))
+                    .collect();
+                columns.push(json!({ "text": "learners", "type": "number" }));
+                columns.push(json!({ "text": metric.as_str(), "type": "number" }));
+                let rows: Vec<Value> = result
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        let mut cells: Vec<Value> = row.keys.iter().map(|k| json!(k)).collect();
+                        let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
+                        cells.push(json!(learners));
+                        cells.push(metric_value(metric, row.values[0]));
+                        Value::Array(cells)
+                    })
+                    .collect();
+                answers.push(json!({
+                    "type": "table",
+                    "refId": target.ref_id,
+                    "columns": columns,
+                    "rows": rows,
+                }));
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "payload `format` must be `timeseries` or `table`, not `{other}`"
+                )));
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(answers))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct VariableRequest {
+    payload: VariablePayload,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct VariablePayload {
+    /// A dimension, or `metric`.
+    target: String,
+}
+
+/// A dashboard variable's values: a dimension's values with English labels, or the metrics.
+#[utoipa::path(post, path = "/grafana/variable", tag = "grafana",
+    request_body(content_type = "application/json", content = Object, example = json!({"payload": {"target": "province"}})),
+    responses((status = 200, description = "The values", body = Object, example = json!([{"__text": "Punjab", "__value": "punjab"}])),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn variable(
+    Authenticated(caller): Authenticated,
+    body: web::Json<VariableRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    reader(&caller)?;
+    let target = body.payload.target.as_str();
+    if target == "metric" {
+        let list: Vec<Value> = Metric::ALL
+            .iter()
+            .map(|m| json!({ "__text": m.label_en(), "__value": m.as_str() }))
+            .collect();
+        return Ok(HttpResponse::Ok().json(list));
+    }
+    let dimension: Dimension = target.parse().map_err(|e: String| {
+        ApiError::new(
+            "invalid_body",
+            format!("{e}; a variable lists a dimension's values, or `metric`"),
+        )
+    })?;
+    let snapshot = state.engine.snapshot();
+    let labels = Labels::load(&state, &snapshot.roster, Lang::En).await?;
+    let list: Vec<Value> = dimension_names(&snapshot.roster, dimension)
+        .into_iter()
+        .map(|v| json!({ "__text": labels.of(dimension, &v), "__value": v }))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// The keys ad-hoc filters take: the dimensions.
+#[utoipa::path(post, path = "/grafana/tag-keys", tag = "grafana",
+    responses((status = 200, description = "The dimensions", body = Object, example = json!([{"type": "string", "text": "province"}])),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn tag_keys(
+    Authenticated(caller): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    reader(&caller)?;
+    let list: Vec<Value> = Dimension::ALL
+        .iter()
+        .map(|d| json!({ "type": "string", "text": d.as_str() }))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TagValuesRequest {
+    key: String,
+}
+
+/// The values an ad-hoc filter on one dimension can take.
+#[utoipa::path(post, path = "/grafana/tag-values", tag = "grafana",
+    request_body(content_type = "application/json", content = Object, example = json!({"key": "province"})),
+    responses((status = 200, description = "The dimension's values", body = Object, example = json!([{"text": "punjab"}])),
+              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn tag_values(
+    Authenticated(caller): Authenticated,
+    body: web::Json<TagValuesRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    reader(&caller)?;
+    let dimension: Dimension = body
+        .key
+        .parse()
+        .map_err(|e: String| ApiError::new("invalid_body", e))?;
+    let snapshot = state.engine.snapshot();
+    let list: Vec<Value> = dimension_names(&snapshot.roster, dimension)
+        .into_iter()
+        .map(|v| json!({ "text": v }))
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
+}

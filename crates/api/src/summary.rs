@@ -1,0 +1,296 @@
+//! The program at a glance: the summary per track against its target, and one cohort in detail.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use nigrani_analytics::targets::TargetStatus;
+use nigrani_analytics::{BreakdownQuery, Dimension, Metric};
+use serde_json::{Map, Value, json};
+
+use crate::auth::Authenticated;
+use crate::figures::{Labels, Lang, Params, language, metric_value, rounded_now, to_json};
+use crate::{ApiError, AppState};
+use nigrani_domain::AccessRole::{Admin, Manager, Partner};
+
+/// The figures the summary gives per track.
+pub(crate) const SUMMARY_METRICS: &[Metric] = &[
+    Metric::Enrolled,
+    Metric::Started,
+    Metric::Active7d,
+    Metric::Completed,
+    Metric::Certified,
+    Metric::Trained,
+];
+
+/// Target fields a partner may not see when the attained count is suppressed.
+const TARGET_FIELDS: &[&str] = &[
+    "attained",
+    "attainment",
+    "pace_per_day",
+    "projected_date",
+    "projected_stretch_date",
+    "on_track",
+];
+
+/// A track's or cohort's target status as JSON; for partners, hidden when `attained` is a small
+/// cell.
+fn target_json(target: &TargetStatus, partner: bool, k: u64) -> Result<Value, ApiError> {
+    let mut value = to_json(target)?;
+    if partner && crate::figures::partner_count(Some(target.attained as f64), k).is_none() {
+        for field in TARGET_FIELDS {
+            if value.get(*field).is_some() {
+                value[*field] = Value::Null;
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// Figures per track and for the whole program, with each track's target. Partners get small
+/// cells suppressed. Shared by `GET /api/v1/summary` and the live stream.
+pub(crate) async fn summary_value(
+    state: &AppState,
+    partner: bool,
+    lang: Option<Lang>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    let as_of = rounded_now(now);
+    let snapshot = state.engine.snapshot();
+    let query = BreakdownQuery {
+        by: vec![Dimension::Track],
+        filters: Default::default(),
+        metrics: SUMMARY_METRICS.to_vec(),
+        from: None,
+        as_of,
+        totals: true,
+        period: None,
+        latest: true,
+    };
+    let mut result = state.engine.breakdown(&query).await?;
+    let hidden = if partner {
+        nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
+    } else {
+        Default::default()
+    };
+    let targets = state.engine.targets(as_of).await?;
+    let figures = |i: usize| {
+        let row = &result.rows[i];
+        let mut out = Map::new();
+        let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
+        out.insert("learners".into(), json!(learners));
+        for (m, value) in result.metrics.iter().zip(&row.values) {
+            out.insert(m.as_str().into(), metric_value(*m, *value));
+        }
+        out
+    };
+    let mut tracks = Vec::new();
+    let mut program = Map::new();
+    for (i, row) in result.rows.iter().enumerate() {
+        let Some(track) = row.keys.first().cloned().flatten() else {
+            program = figures(i);
+            continue;
+        };
+        let mut out = Map::new();
+        out.insert("track".into(), json!(track));
+        if let Some(lang) = lang {
+            let label = track
+                .parse::<nigrani_domain::Track>()
+                .map(|t| match lang {
+                    Lang::En => t.label_en(),
+                    Lang::Ur => t.label_ur(),
+                })
+                .unwrap_or_default();
+            out.insert("track_label".into(), json!(label));
+        }
+        out.extend(figures(i));
+        if let Some(target) = targets.iter().find(|t| t.scope == "track" && t.id == track) {
+            out.insert(
+                "target".into(),
+                target_json(target, partner, state.suppression_k)?,
+            );
+        }
+        tracks.push(Value::Object(out));
+    }
+    let mut answer = json!({
+        "as_of": as_of,
+        "data_as_of": snapshot.published_at,
+        "last_seq": snapshot.last_seq,
+        "tracks": tracks,
+        "program": program,
+    });
+    if let Some(lang) = lang {
+        let labels: Map<String, Value> = SUMMARY_METRICS
+            .iter()
+            .map(|m| {
+                let label = match lang {
+                    Lang::En => m.label_en(),
+                    Lang::Ur => m.label_ur(),
+                };
+                (m.as_str().to_owned(), json!(label))
+            })
+            .collect();
+        answer["metric_labels"] = Value::Object(labels);
+    }
+    Ok(answer)
+}
+
+/// `GET /api/v1/summary`: per track, enrolled, started, active, completed, certified and
+/// trained learners against the track's target.
+#[utoipa::path(
+    get,
+    path = "/api/v1/summary",
+    tag = "figures",
+    params(
+        ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels in that language"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the per-track rows, as a flat array (for Grafana's Infinity datasource)"),
+    ),
+    responses(
+        (status = 200, description = "Figures per track and for the program, as of now",
+         body = Object, example = json!({
+            "as_of": "2026-11-30T10:00:00Z", "data_as_of": "2026-11-30T10:00:03Z", "last_seq": 981234,
+            "tracks": [{"track": "soft", "learners": 1012, "enrolled": 1012, "started": 920,
+                        "active_7d": 410, "completed": 388, "certified": 0, "trained": 388,
+                        "target": {"scope": "track", "id": "soft", "attained": 388, "target": 1000,
+                                   "attainment": 0.388, "pace_per_day": 9.5,
+                                   "projected_date": "2027-01-04"}}],
+            "program": {"learners": 1400, "enrolled": 1400, "started": 1270, "active_7d": 530,
+                        "completed": 480, "certified": 70, "trained": 458}})),
+        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn summary(
+    Authenticated(caller): Authenticated,
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin, Manager, Partner])?;
+    let params = Params::new(query.into_inner(), &["lang", "format"])?;
+    let rows_only = crate::figures::flat_rows(&params)?;
+    let lang = language(&params)?;
+    if let Some(filter) = params.filters()?.keys().next() {
+        return Err(ApiError::new(
+            "invalid_query",
+            format!(
+                "the summary takes no filters (`{}`); ask a breakdown for a slice",
+                filter.as_str()
+            ),
+        ));
+    }
+    let answer = summary_value(&state, caller.role == Partner, lang, Utc::now()).await?;
+    if rows_only {
+        return Ok(HttpResponse::Ok().json(&answer["tracks"]));
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `GET /api/v1/cohorts/{cohort_id}`: one cohort, its figures and target; for managers and
+/// admins also every member's status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cohorts/{cohort_id}",
+    tag = "roster",
+    params(
+        ("cohort_id" = String, Path, description = "The cohort's id", example = "soft-2026-c1"),
+        ("lang" = Option<String>, Query, description = "`en` or `ur`: add the cohort's and track's label"),
+    ),
+    responses(
+        (status = 200, description = "The cohort; `members` only for manager and admin keys",
+         body = Object, example = json!({
+            "cohort": {"cohort_id": "soft-2026-c1", "name": "AI Soft Skills, cohort 1",
+                       "name_ur": "اے آئی سافٹ اسکلز، گروپ 1", "track": "soft",
+                       "starts_on": "2026-09-01", "ends_on": "2026-12-15", "target": 300},
+            "figures": {"learners": 310, "enrolled": 310, "started": 290, "active_7d": 120,
+                        "completed": 140, "certified": 0, "trained": 140},
+            "target": {"scope": "cohort", "id": "soft-2026-c1", "attained": 140, "target": 300,
+                       "attainment": 0.467, "pace_per_day": 4.2, "projected_date": "2026-12-08",
+                       "ends_on": "2026-12-15", "on_track": true},
+            "members": [{"learner_id": "L000123", "status": "completed", "progress": 1.0,
+                         "started_at": "2026-09-03T08:00:00Z",
+                         "completed_at": "2026-10-20T12:30:00Z", "certified_at": null,
+                         "last_activity": "2026-10-20T12:30:00Z"}]})),
+        (status = 404, description = "No such cohort", body = crate::openapi::ErrorBody),
+        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+#[tracing::instrument(skip(caller, query, state))]
+pub(crate) async fn cohort(
+    Authenticated(caller): Authenticated,
+    cohort_id: web::Path<String>,
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Admin, Manager, Partner])?;
+    let params = Params::new(query.into_inner(), &["lang"])?;
+    if let Some(filter) = params.filters()?.keys().next() {
+        return Err(ApiError::new(
+            "invalid_query",
+            format!("unknown parameter `{}` for a cohort", filter.as_str()),
+        ));
+    }
+    let lang = language(&params)?;
+    let snapshot = state.engine.snapshot();
+    let not_found = || ApiError::new("not_found", format!("no cohort `{cohort_id}`"));
+    let row = snapshot
+        .roster
+        .cohorts
+        .iter()
+        .find(|c| c.cohort_id == *cohort_id)
+        .cloned()
+        .ok_or_else(not_found)?;
+    let partner = caller.role == Partner;
+    let as_of = rounded_now(Utc::now());
+    let query = BreakdownQuery {
+        by: Vec::new(),
+        filters: [(Dimension::Cohort, vec![cohort_id.to_string()])].into(),
+        metrics: SUMMARY_METRICS.to_vec(),
+        from: None,
+        as_of,
+        totals: false,
+        period: None,
+        latest: true,
+    };
+    let mut result = state.engine.breakdown(&query).await?;
+    let hidden = if partner {
+        nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
+    } else {
+        Default::default()
+    };
+    let mut figures = Map::new();
+    if let Some(row) = result.rows.first() {
+        let learners = (!hidden.contains(&(0, 0))).then_some(row.learners);
+        figures.insert("learners".into(), json!(learners));
+        for (m, value) in result.metrics.iter().zip(&row.values) {
+            figures.insert(m.as_str().into(), metric_value(*m, *value));
+        }
+    }
+    let targets = state.engine.targets(as_of).await?;
+    let target = targets
+        .iter()
+        .find(|t| t.scope == "cohort" && t.id == *cohort_id)
+        .map(|t| target_json(t, partner, state.suppression_k))
+        .transpose()?;
+    let mut cohort = to_json(&row)?;
+    if let Some(lang) = lang {
+        let labels = Labels::load(&state, &snapshot.roster, lang).await?;
+        cohort["label"] = json!(labels.of(Dimension::Cohort, &row.cohort_id));
+        cohort["track_label"] = json!(labels.of(Dimension::Track, row.track.as_str()));
+    }
+    let mut answer = json!({
+        "as_of": as_of,
+        "data_as_of": snapshot.published_at,
+        "cohort": cohort,
+        "figures": figures,
+        "target": target,
+    });
+    // Learner-level rows never leave through a partner key.
+    if !partner {
+        let members = state
+            .engine
+            .cohort_members(&cohort_id)
+            .ok_or_else(not_found)?;
+        answer["members"] = to_json(&members)?;
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
