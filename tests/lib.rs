@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nigrani_store::testing::TestDatabase;
 use nigrani_store::{Store, StoreConfig};
@@ -347,4 +347,127 @@ pub fn event(id: &str, learner: &str) -> Value {
 /// Events as an NDJSON body.
 pub fn ndjson(events: &[Value]) -> String {
     events.iter().map(|e| format!("{e}\n")).collect()
+}
+
+/// The soft track's required courses.
+pub const COURSES: [&str; 3] = [
+    "ai-fundamentals-for-educators",
+    "genai-in-teaching-and-learning",
+    "ai-ethics-in-academia",
+];
+
+/// An event of `kind` for `learner` on `course` at `at`, with `extra` fields.
+pub fn course_event(
+    id: &str,
+    learner: &str,
+    course: &str,
+    kind: &str,
+    extra: Value,
+    at: &str,
+) -> Value {
+    let mut e = serde_json::json!({
+        "source": "coursera", "event_id": id, "learner": learner, "course_id": course,
+        "kind": kind, "occurred_at": at,
+    });
+    if let (Value::Object(fields), Value::Object(more)) = (&mut e, extra) {
+        fields.extend(more);
+    }
+    e
+}
+
+/// Four soft-track learners at two universities: one completes all three courses, one is half
+/// way, one only enrolled, one withdrew.
+pub fn load_small_program(server: &TestServer) {
+    let cohorts = "cohort_id,name,track,starts_on,ends_on,target\nsoft-t,Soft T,soft,2026-01-01,2026-12-31,4\n";
+    assert_eq!(server.post("/api/v1/cohorts", "text/csv", cohorts).0, 200);
+    let learners = "learner_id,institution,discipline,track,cohort,role,identities,gender\n\
+        A,PK-PB-001,education,soft,soft-t,faculty,coursera:a,female\n\
+        B,PK-PB-001,education,soft,soft-t,faculty,coursera:b,male\n\
+        C,PK-SD-001,law,soft,soft-t,faculty,coursera:c,female\n\
+        D,PK-SD-001,law,soft,soft-t,faculty,coursera:d,\n";
+    let (status, body) = server.post("/api/v1/learners", "text/csv", learners);
+    assert_eq!(status, 200, "{body}");
+    let mut events = Vec::new();
+    for (i, course) in COURSES.iter().enumerate() {
+        events.push(course_event(
+            &format!("a-{i}"),
+            "coursera:a",
+            course,
+            "course_completed",
+            serde_json::json!({"progress": 1.0}),
+            &format!("2026-03-{:02}T10:00:00Z", 10 + i),
+        ));
+    }
+    events.push(course_event(
+        "a-start",
+        "coursera:a",
+        COURSES[0],
+        "started",
+        serde_json::json!({}),
+        "2026-03-01T10:00:00Z",
+    ));
+    events.push(course_event(
+        "b-1",
+        "coursera:b",
+        COURSES[0],
+        "progressed",
+        serde_json::json!({"progress": 0.9, "score": 0.8}),
+        "2026-03-05T10:00:00Z",
+    ));
+    events.push(course_event(
+        "b-2",
+        "coursera:b",
+        COURSES[1],
+        "progressed",
+        serde_json::json!({"progress": 0.6}),
+        "2026-03-06T10:00:00Z",
+    ));
+    events.push(course_event(
+        "c-1",
+        "coursera:c",
+        COURSES[0],
+        "enrolled",
+        serde_json::json!({}),
+        "2026-03-01T10:00:00Z",
+    ));
+    events.push(course_event(
+        "d-1",
+        "coursera:d",
+        COURSES[0],
+        "progressed",
+        serde_json::json!({"progress": 0.3}),
+        "2026-03-02T10:00:00Z",
+    ));
+    events.push(course_event(
+        "d-2",
+        "coursera:d",
+        COURSES[0],
+        "withdrawn",
+        serde_json::json!({}),
+        "2026-03-03T10:00:00Z",
+    ));
+    let (status, report) = server.post("/api/v1/events", "application/x-ndjson", ndjson(&events));
+    assert_eq!(status, 200);
+    assert_eq!(report["counts"]["accepted"], events.len());
+}
+
+/// GETs `path` as admin until `ready` holds of the answer (10 s at most).
+pub fn wait_for(
+    server: &TestServer,
+    path: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = server.get_json(path);
+        assert_eq!(status, 200, "{body}");
+        if ready(&body) {
+            return (body, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never ready: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -82,27 +82,38 @@ pub(crate) async fn summary_value(
         }
         out
     };
-    let mut tracks = Vec::new();
-    let mut program = Map::new();
-    for (i, row) in result.rows.iter().enumerate() {
-        let Some(track) = row.keys.first().cloned().flatten() else {
-            program = figures(i);
-            continue;
-        };
+    // Every track is listed, with zeros when nobody is on it yet (its target still counts).
+    let zeros = || {
         let mut out = Map::new();
-        out.insert("track".into(), json!(track));
+        out.insert("learners".into(), json!(0));
+        for m in &result.metrics {
+            out.insert(m.as_str().into(), metric_value(*m, Some(0.0)));
+        }
+        out
+    };
+    let row_of = |key: Option<&str>| {
+        result
+            .rows
+            .iter()
+            .position(|r| r.keys.first().and_then(|k| k.as_deref()) == key)
+    };
+    let program = row_of(None).map_or_else(zeros, figures);
+    let mut tracks = Vec::new();
+    for track in nigrani_domain::Track::ALL {
+        let mut out = Map::new();
+        out.insert("track".into(), json!(track.as_str()));
         if let Some(lang) = lang {
-            let label = track
-                .parse::<nigrani_domain::Track>()
-                .map(|t| match lang {
-                    Lang::En => t.label_en(),
-                    Lang::Ur => t.label_ur(),
-                })
-                .unwrap_or_default();
+            let label = match lang {
+                Lang::En => track.label_en(),
+                Lang::Ur => track.label_ur(),
+            };
             out.insert("track_label".into(), json!(label));
         }
-        out.extend(figures(i));
-        if let Some(target) = targets.iter().find(|t| t.scope == "track" && t.id == track) {
+        out.extend(row_of(Some(track.as_str())).map_or_else(zeros, figures));
+        if let Some(target) = targets
+            .iter()
+            .find(|t| t.scope == "track" && t.id == track.as_str())
+        {
             out.insert(
                 "target".into(),
                 target_json(target, partner, state.suppression_k)?,

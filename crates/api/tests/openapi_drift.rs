@@ -24,7 +24,9 @@ fn the_document_is_openapi_3_1_and_lists_every_error_code() {
     let codes = &document["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"];
     for (code, _, _) in nigrani_api::error::CODES {
         assert!(
-            codes.as_array().is_some_and(|c| c.contains(&(*code).into())),
+            codes
+                .as_array()
+                .is_some_and(|c| c.contains(&(*code).into())),
             "error code `{code}` is missing from the document"
         );
     }
@@ -35,6 +37,9 @@ fn the_document_is_openapi_3_1_and_lists_every_error_code() {
         "/grafana/query",
         "/api/v1/events",
     ] {
-        assert!(document["paths"].get(path).is_some(), "{path} is not documented");
+        assert!(
+            document["paths"].get(path).is_some(),
+            "{path} is not documented"
+        );
     }
 }
