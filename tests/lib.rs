@@ -33,6 +33,8 @@ pub struct TestServer {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub address: String,
+    /// The metrics-only server's URL, when `NIGRANI_METRICS_LISTEN` was given.
+    pub metrics_url: Option<String>,
     data: Data,
     env: Vec<(String, String)>,
     agent: ureq::Agent,
@@ -97,6 +99,7 @@ impl TestServer {
         let mut server = Self {
             child: None,
             address: String::new(),
+            metrics_url: None,
             data,
             env,
             agent,
@@ -121,15 +124,19 @@ impl TestServer {
             .stderr(Stdio::inherit());
         let mut child = command.spawn().expect("cannot start nigrani serve");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let address = line
             .trim()
             .strip_prefix("nigrani listening on ")
             .unwrap_or_else(|| panic!("nigrani serve did not start: `{line}`"))
             .to_owned();
         self.address = address;
+        if self.env.iter().any(|(k, _)| k == "NIGRANI_METRICS_LISTEN") {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            self.metrics_url = line.trim().strip_prefix("metrics on ").map(str::to_owned);
+        }
         self.child = Some(child);
     }
 

@@ -76,3 +76,28 @@ fn metrics_are_bounded_and_pass_promtool() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn metrics_can_have_their_own_port() {
+    let server = TestServer::sqlite_with(&[("NIGRANI_METRICS_LISTEN", "127.0.0.1:0")]);
+    let url = server
+        .metrics_url
+        .clone()
+        .expect("the metrics address is printed");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(&url).call().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.body_mut().read_to_string().unwrap();
+    assert!(text.contains("nigrani_analytics_refreshes"), "{text}");
+    // Only `/metrics` is there: the API stays on the main port.
+    let other = url.replace("/metrics", "/api/v1/summary");
+    assert_eq!(agent.get(&other).call().unwrap().status().as_u16(), 404);
+    assert_eq!(
+        server.get_as(None, "/metrics").0.0,
+        200,
+        "and on the main port too"
+    );
+}

@@ -47,6 +47,8 @@ pub use error::ApiError;
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// A second address that serves only `/metrics`, for a scraper on another network.
+    pub metrics_listen: Option<SocketAddr>,
     /// Limits on one ingest request.
     pub limits: Limits,
     /// Worker threads; 0 means one per core.
@@ -80,6 +82,8 @@ pub struct AppState {
 pub struct Application {
     address: SocketAddr,
     server: Server,
+    /// The metrics-only server, when asked for.
+    metrics: Option<(SocketAddr, Server)>,
 }
 
 impl Application {
@@ -102,6 +106,10 @@ impl Application {
             store,
             engine,
         };
+        let metrics = match config.metrics_listen {
+            Some(listen) => Some(metrics_server(listen, state.clone(), config)?),
+            None => None,
+        };
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
@@ -116,7 +124,11 @@ impl Application {
             server = server.workers(config.workers);
         }
         let server = server.listen(listener)?.run();
-        Ok(Self { address, server })
+        Ok(Self {
+            address,
+            server,
+            metrics,
+        })
     }
 
     /// The address the server is bound to.
@@ -124,8 +136,40 @@ impl Application {
         self.address
     }
 
+    /// The address of the metrics-only server, when there is one.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(address, _)| *address)
+    }
+
     /// Serves until a stop signal; requests in flight finish first.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        match self.metrics {
+            Some((_, metrics)) => {
+                futures_util::future::try_join(self.server, metrics).await?;
+                Ok(())
+            }
+            None => self.server.await,
+        }
     }
+}
+
+/// A one-worker server answering only `GET /metrics`.
+fn metrics_server(
+    listen: SocketAddr,
+    state: AppState,
+    config: &ServerConfig,
+) -> std::io::Result<(SocketAddr, Server)> {
+    let listener = TcpListener::bind(listen)?;
+    let address = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .route("/metrics", web::get().to(routes::prometheus_metrics))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .shutdown_timeout(config.shutdown_timeout.as_secs())
+    .listen(listener)?
+    .run();
+    Ok((address, server))
 }

@@ -62,6 +62,9 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let new_admin_key = bootstrap_admin(settings, &store).await?;
     // Tests and scripts read this line to learn the port when they ask for port 0.
     println!("nigrani listening on http://{}", app.address());
+    if let Some(address) = app.metrics_address() {
+        println!("metrics on http://{address}/metrics");
+    }
     if let Some(key) = new_admin_key {
         println!("admin key (shown once; keep it safe): {key}");
     }

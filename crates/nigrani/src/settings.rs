@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct Settings {
     /// Address the HTTP server listens on.
     pub(crate) listen: SocketAddr,
+    /// Optionally a second address serving only `/metrics` (e.g. `0.0.0.0:9464` on the private
+    /// network, while `listen` faces the internet). `/metrics` stays on `listen` too.
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// Folder of the embedded SQLite database (used when `database_url` is not set).
     pub(crate) data_dir: PathBuf,
     /// PostgreSQL URL; when set, PostgreSQL is used instead of SQLite.
@@ -87,6 +90,7 @@ impl Default for Settings {
         let limits = nigrani_ingest::Limits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             data_dir: PathBuf::from("data"),
             database_url: None,
             pool_size: 16,
@@ -181,6 +185,7 @@ impl Settings {
     pub(crate) fn server(&self) -> nigrani_api::ServerConfig {
         nigrani_api::ServerConfig {
             listen: self.listen,
+            metrics_listen: self.metrics_listen,
             limits: self.limits(),
             workers: self.workers,
             rate_limit_per_second: self.rate_limit_per_second,
