@@ -114,7 +114,7 @@ impl Modify for Security {
         crate::grafana::tag_keys,
         crate::grafana::tag_values,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::routes::RosterKindParam)),
     modifiers(&Security),
     tags(
         (name = "health", description = "Liveness, readiness and Prometheus metrics; no key"),

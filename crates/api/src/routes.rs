@@ -226,6 +226,18 @@ pub(crate) async fn post_events(
     Ok(HttpResponse::Ok().json(report))
 }
 
+/// The kinds of roster rows, as the OpenAPI document names them in paths.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documents the path; handlers parse it as text")]
+pub(crate) enum RosterKindParam {
+    Institutions,
+    Disciplines,
+    Tracks,
+    Cohorts,
+    Learners,
+}
+
 fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
     path.parse()
         .map_err(|_| ApiError::new("not_found", format!("no resource `/api/v1/{path}`")))
@@ -234,7 +246,7 @@ fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
 /// Upserts roster rows of one kind from CSV (`text/csv`) or a JSON array. The file is checked
 /// whole first; nothing is written when any row is invalid.
 #[utoipa::path(post, path = "/api/v1/{kind}", tag = "roster",
-    params(("kind" = String, Path, description = "institutions, disciplines, tracks, cohorts or learners", example = "cohorts")),
+    params(("kind" = RosterKindParam, Path, description = "institutions, disciplines, tracks, cohorts or learners", example = "cohorts")),
     request_body(description = "Rows as CSV with a header, or a JSON array of objects (up to 64 MiB)", content(
         ("text/csv", example = "cohort_id,name,name_ur,track,starts_on,ends_on,target\nsoft-2026-c1,AI Soft Skills cohort 1,اے آئی سافٹ اسکلز گروپ 1,soft,2026-09-01,2026-12-15,300\n"),
         ("application/json"),
@@ -323,7 +335,7 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 
 /// Lists roster rows of one kind, as JSON or CSV. Learners come a page at a time.
 #[utoipa::path(get, path = "/api/v1/{kind}", tag = "roster",
-    params(("kind" = String, Path, description = "institutions, disciplines, tracks, cohorts or learners (learners: admin and manager keys only)", example = "institutions"),
+    params(("kind" = RosterKindParam, Path, description = "institutions, disciplines, tracks, cohorts or learners (learners: admin and manager keys only)", example = "institutions"),
            ("format" = Option<String>, Query, description = "`json` (default) or `csv` (also with `Accept: text/csv`)"),
            ("after" = Option<String>, Query, description = "Learners only: those whose id sorts after this one"),
            ("limit" = Option<usize>, Query, description = "Learners only: page size (default 1,000, at most 10,000)"),

@@ -202,7 +202,7 @@ pub(crate) async fn summary(
     path = "/api/v1/cohorts/{cohort_id}",
     tag = "roster",
     params(
-        ("cohort_id" = String, Path, description = "The cohort's id", example = "soft-2026-c1"),
+        ("cohort_id" = String, Path, description = "The cohort's id", example = "soft-c1"),
         ("lang" = Option<String>, Query, description = "`en` or `ur`: add the cohort's and track's label"),
     ),
     responses(

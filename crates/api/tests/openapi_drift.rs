@@ -43,3 +43,26 @@ fn the_document_is_openapi_3_1_and_lists_every_error_code() {
         );
     }
 }
+
+#[test]
+fn every_reference_in_the_document_resolves() {
+    fn walk(value: &serde_json::Value, document: &serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                if let Some(reference) = fields.get("$ref").and_then(|r| r.as_str()) {
+                    let pointer = reference.trim_start_matches('#');
+                    assert!(
+                        document.pointer(pointer).is_some(),
+                        "`{reference}` does not resolve"
+                    );
+                }
+                fields.values().for_each(|v| walk(v, document));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, document)),
+            _ => {}
+        }
+    }
+    let document: serde_json::Value =
+        serde_json::from_str(&nigrani_api::openapi::document_json()).unwrap();
+    walk(&document, &document);
+}
