@@ -17,6 +17,7 @@ use nigrani_store::{FeedEvent, Page, Store, StoreError};
 use polars::prelude::DataFrame;
 use tokio::task::JoinHandle;
 
+use crate::answers::{Answers, Stamped};
 use crate::funnel::{self, FunnelQuery, FunnelRow};
 use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
 use crate::series::{self, Series, SeriesQuery};
@@ -53,23 +54,6 @@ pub struct Snapshot {
     pub published_at: DateTime<Utc>,
 }
 
-/// Breakdowns of one snapshot.
-#[derive(Default)]
-struct AnswerCache {
-    snapshot: Option<DateTime<Utc>>,
-    answers: std::collections::HashMap<String, Breakdown>,
-}
-
-/// Targets computed from one snapshot (by its publication time) as of one moment.
-struct CachedTargets {
-    published_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-    answer: Vec<TargetStatus>,
-}
-
-/// Most answers kept per snapshot.
-const MAX_CACHED_ANSWERS: usize = 512;
-
 /// The mutable side, owned by whoever refreshes.
 struct Follower {
     roster: Arc<Roster>,
@@ -85,11 +69,10 @@ pub struct Engine {
     refreshes: std::sync::atomic::AtomicU64,
     last_refresh_micros: std::sync::atomic::AtomicU64,
     published: RwLock<Arc<Snapshot>>,
-    /// Answers computed from the current snapshot, by query: dashboards poll the same queries,
-    /// and a snapshot never changes, so an answer holds until the next snapshot.
-    answers: std::sync::Mutex<AnswerCache>,
-    /// Targets of the current snapshot, with the moment they were computed for.
-    targets: std::sync::Mutex<Option<CachedTargets>>,
+    /// The latest answer per breakdown query ([`Answers`]).
+    breakdowns: Answers<Breakdown>,
+    /// The latest target statuses.
+    targets: Answers<Vec<TargetStatus>>,
     follower: Arc<tokio::sync::Mutex<Follower>>,
 }
 
@@ -128,8 +111,18 @@ pub struct Refresh {
 }
 
 impl Engine {
-    /// Builds the state from the store.
+    /// Builds the state from the store. Answers are always exact.
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, AnalyticsError> {
+        Self::start_with_staleness(store, Duration::ZERO).await
+    }
+
+    /// Builds the state from the store. Answers to the latest data may lag the newest snapshot
+    /// by up to `max_staleness` while their successors are computed in the background (see
+    /// [`crate::answers`]): a server under ingest then answers polling dashboards at once.
+    pub async fn start_with_staleness(
+        store: Arc<dyn Store>,
+        max_staleness: Duration,
+    ) -> Result<Arc<Self>, AnalyticsError> {
         let started = Instant::now();
         let (follower, _) = build(&store, None).await?;
         let snapshot = publish(&follower)?;
@@ -144,8 +137,8 @@ impl Engine {
             refreshes: std::sync::atomic::AtomicU64::new(0),
             last_refresh_micros: std::sync::atomic::AtomicU64::new(0),
             published: RwLock::new(Arc::new(snapshot)),
-            answers: std::sync::Mutex::new(AnswerCache::default()),
-            targets: std::sync::Mutex::new(None),
+            breakdowns: Answers::new(max_staleness),
+            targets: Answers::new(max_staleness),
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
         }))
     }
@@ -243,61 +236,72 @@ impl Engine {
     /// Answers a breakdown. Queries as of now (or after the latest event) use the snapshot;
     /// queries as of an earlier moment replay the store's events up to it.
     pub async fn breakdown(&self, query: &BreakdownQuery) -> Result<Breakdown, AnalyticsError> {
+        Ok(self.breakdown_stamped(query).await?.value.clone())
+    }
+
+    /// A breakdown with the data it reflects. Breakdowns of the latest data that need only
+    /// counts, rates and averages group the snapshot's cells instead of every learner.
+    pub async fn breakdown_stamped(
+        &self,
+        query: &BreakdownQuery,
+    ) -> Result<Arc<Stamped<Breakdown>>, AnalyticsError> {
         query.validate()?;
+        let snapshot = self.snapshot();
+        let stamp = |value: Breakdown| {
+            Arc::new(Stamped {
+                value,
+                data_as_of: snapshot.published_at,
+                last_seq: snapshot.last_seq,
+                as_of: query.as_of,
+            })
+        };
         if query.period.is_some() {
             let query = query.clone();
-            return self
+            let answer = self
                 .with_state(query.as_of, query.latest, move |roster, states| {
                     series::period_breakdown(roster, states, &query)
                 })
-                .await;
+                .await?;
+            return Ok(stamp(answer));
         }
-        let snapshot = self.snapshot();
         let as_of = query.as_of.timestamp_micros();
         if query.latest || as_of >= snapshot.latest_event {
-            let key = format!("{query:?}");
-            if let Some(answer) = self.cached_answer(&snapshot, &key) {
-                return Ok(answer);
+            // Queries of the latest data differ only by "now" from one poll to the next: one
+            // answer per shape, so that the previous one can stand in while the next is computed.
+            let mut shape = query.clone();
+            if shape.latest {
+                shape.as_of = DateTime::UNIX_EPOCH;
             }
             let query = query.clone();
-            let published_at = snapshot.published_at;
-            let answer =
-                compute(move || query::breakdown(&snapshot.frame, &snapshot.roster, &query))
-                    .await?;
-            self.cache_answer(published_at, key, &answer);
-            return Ok(answer);
+            return self
+                .breakdowns
+                .get(
+                    format!("{shape:?}"),
+                    Arc::clone(&snapshot),
+                    query.as_of,
+                    move |snapshot| {
+                        if query::cells_answer(&query) {
+                            query::breakdown_from_cells(&snapshot.cells, &snapshot.roster, &query)
+                        } else {
+                            query::breakdown(&snapshot.frame, &snapshot.roster, &query)
+                        }
+                    },
+                )
+                .await;
         }
-        let query = query.clone();
-        self.with_state(query.as_of, false, move |roster, states| {
-            query::breakdown(&query::learner_frame(roster, states)?, roster, &query)
-        })
-        .await
-    }
-}
-
-impl Engine {
-    fn cached_answer(&self, snapshot: &Snapshot, key: &str) -> Option<Breakdown> {
-        let cache = self.answers.lock().ok()?;
-        (cache.snapshot == Some(snapshot.published_at))
-            .then(|| cache.answers.get(key).cloned())
-            .flatten()
-    }
-
-    fn cache_answer(&self, published_at: DateTime<Utc>, key: String, answer: &Breakdown) {
-        let Ok(mut cache) = self.answers.lock() else {
-            return;
-        };
-        if cache.snapshot != Some(published_at) || cache.answers.len() >= MAX_CACHED_ANSWERS {
-            cache.answers.clear();
-            cache.snapshot = Some(published_at);
-        }
-        cache.answers.insert(key, answer.clone());
+        let replayed = query.clone();
+        let answer = self
+            .with_state(query.as_of, false, move |roster, states| {
+                query::breakdown(&query::learner_frame(roster, states)?, roster, &replayed)
+            })
+            .await?;
+        Ok(stamp(answer))
     }
 }
 
 /// Runs polars work on the blocking pool: it is CPU-bound, and polars must not run on a
 /// current-thread runtime (HTTP workers are).
-async fn compute<R: Send + 'static>(
+pub(crate) async fn compute<R: Send + 'static>(
     work: impl FnOnce() -> Result<R, QueryError> + Send + 'static,
 ) -> Result<R, AnalyticsError> {
     tokio::task::spawn_blocking(work)
@@ -359,28 +363,25 @@ impl Engine {
         .await
     }
 
-    /// Every track's and cohort's target status, as of now. The answer is kept until the next
-    /// snapshot or another `now`: callers round `now` so that pollers share it.
+    /// Every track's and cohort's target status, as of `now` (callers round it, so that pollers
+    /// share answers).
     pub async fn targets(&self, now: DateTime<Utc>) -> Result<Vec<TargetStatus>, AnalyticsError> {
-        let snapshot = self.snapshot();
-        let published_at = snapshot.published_at;
-        if let Ok(cache) = self.targets.lock() {
-            if let Some(cached) = cache.as_ref() {
-                if cached.published_at == published_at && cached.now == now {
-                    return Ok(cached.answer.clone());
-                }
-            }
-        }
-        let answer =
-            compute(move || targets::targets(&snapshot.frame, &snapshot.roster, now)).await?;
-        if let Ok(mut cache) = self.targets.lock() {
-            *cache = Some(CachedTargets {
-                published_at,
+        Ok(self.targets_stamped(now).await?.value.clone())
+    }
+
+    /// The target statuses with the data they reflect.
+    pub async fn targets_stamped(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Stamped<Vec<TargetStatus>>>, AnalyticsError> {
+        self.targets
+            .get(
+                "targets".to_owned(),
+                self.snapshot(),
                 now,
-                answer: answer.clone(),
-            });
-        }
-        Ok(answer)
+                move |snapshot| targets::targets(&snapshot.frame, &snapshot.roster, now),
+            )
+            .await
     }
 
     /// Every member of a cohort with where they stand, on the latest data; `None` when there is

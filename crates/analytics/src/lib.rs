@@ -15,8 +15,11 @@
 //! - [`targets`]: attainment, pace and projections against track and cohort targets.
 //! - [`engine`]: [`engine::Engine`], which follows the store's change feed by sequence number
 //!   (each committed event once, in commit order) and answers queries.
+//! - [`answers`]: the latest answer per query for polling dashboards, refreshed in the
+//!   background.
 //! - [`suppress`]: small-cell suppression, primary and complementary.
 
+pub mod answers;
 pub mod definitions;
 pub mod engine;
 pub mod funnel;

@@ -397,7 +397,8 @@ pub(crate) async fn breakdown(
         period: period_grouped.then(|| interval.unwrap_or(Interval::Month)),
     };
     let snapshot = state.engine.snapshot();
-    let mut result = state.engine.breakdown(&query).await?;
+    let answer = state.engine.breakdown_stamped(&query).await?;
+    let mut result = answer.value.clone();
     let hidden = if caller.role == Partner {
         nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
     } else {
@@ -470,8 +471,8 @@ pub(crate) async fn breakdown(
         "metrics": result.metrics,
         "from": query.from,
         "as_of": query.as_of,
-        "data_as_of": snapshot.published_at,
-        "last_seq": snapshot.last_seq,
+        "data_as_of": answer.data_as_of,
+        "last_seq": answer.last_seq,
         "rows": rows,
         "metric_labels": metric_labels,
         "suppressed": suppressed,

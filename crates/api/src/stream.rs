@@ -54,13 +54,18 @@ impl Connection {
             let snapshot = self.state.engine.snapshot();
             if self.sent_seq != Some(snapshot.last_seq) {
                 match self.update().await {
-                    Ok(data) => {
-                        self.sent_seq = Some(snapshot.last_seq);
+                    // An answer may lag the newest snapshot by a moment (see
+                    // `nigrani_analytics::answers`); its own position is the message's id, so
+                    // that its successor is sent once ready.
+                    Ok(None) => continue,
+                    Ok(Some((last_seq, data))) => {
+                        let unchanged = self.sent_seq == Some(last_seq);
+                        self.sent_seq = Some(last_seq);
+                        if unchanged {
+                            continue;
+                        }
                         self.last_write = Instant::now();
-                        return format!(
-                            "id: {}\nevent: update\ndata: {data}\n\n",
-                            snapshot.last_seq
-                        );
+                        return format!("id: {last_seq}\nevent: update\ndata: {data}\n\n");
                     }
                     Err(e) => {
                         self.last_write = Instant::now();
@@ -76,8 +81,10 @@ impl Connection {
         }
     }
 
-    /// The summary and the slices that changed, as one line of JSON.
-    async fn update(&mut self) -> Result<String, ApiError> {
+    /// The summary and the slices that changed, as one line of JSON, with the change-feed
+    /// position of the summary's data.
+    /// `None` while the two answers come from different snapshots (one is being refreshed).
+    async fn update(&mut self) -> Result<Option<(i64, String)>, ApiError> {
         let now = Utc::now();
         let summary = summary_value(&self.state, self.partner, self.lang, now).await?;
         let by = vec![Dimension::Province, Dimension::Track];
@@ -91,7 +98,12 @@ impl Connection {
             period: None,
             latest: true,
         };
-        let mut result = self.state.engine.breakdown(&query).await?;
+        let answer = self.state.engine.breakdown_stamped(&query).await?;
+        let last_seq = summary["last_seq"].as_i64().unwrap_or_default();
+        if answer.last_seq != last_seq {
+            return Ok(None);
+        }
+        let mut result = answer.value.clone();
         let hidden = if self.partner {
             nigrani_analytics::suppress::apply(&mut result, self.state.suppression_k)
         } else {
@@ -120,11 +132,14 @@ impl Connection {
                 changed.push(value);
             }
         }
-        Ok(json!({
-            "summary": summary,
-            "slices": { "by": by, "rows": changed },
-        })
-        .to_string())
+        Ok(Some((
+            last_seq,
+            json!({
+                "summary": summary,
+                "slices": { "by": by, "rows": changed },
+            })
+            .to_string(),
+        )))
     }
 }
 

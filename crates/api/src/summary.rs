@@ -54,7 +54,6 @@ pub(crate) async fn summary_value(
     now: DateTime<Utc>,
 ) -> Result<Value, ApiError> {
     let as_of = rounded_now(now);
-    let snapshot = state.engine.snapshot();
     let query = BreakdownQuery {
         by: vec![Dimension::Track],
         filters: Default::default(),
@@ -65,13 +64,14 @@ pub(crate) async fn summary_value(
         period: None,
         latest: true,
     };
-    let mut result = state.engine.breakdown(&query).await?;
+    let answer = state.engine.breakdown_stamped(&query).await?;
+    let mut result = answer.value.clone();
     let hidden = if partner {
         nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
     } else {
         Default::default()
     };
-    let targets = state.engine.targets(as_of).await?;
+    let targets = &state.engine.targets_stamped(as_of).await?.value;
     let figures = |i: usize| {
         let row = &result.rows[i];
         let mut out = Map::new();
@@ -123,8 +123,8 @@ pub(crate) async fn summary_value(
     }
     let mut answer = json!({
         "as_of": as_of,
-        "data_as_of": snapshot.published_at,
-        "last_seq": snapshot.last_seq,
+        "data_as_of": answer.data_as_of,
+        "last_seq": answer.last_seq,
         "tracks": tracks,
         "program": program,
     });
@@ -262,7 +262,8 @@ pub(crate) async fn cohort(
         period: None,
         latest: true,
     };
-    let mut result = state.engine.breakdown(&query).await?;
+    let answer = state.engine.breakdown_stamped(&query).await?;
+    let mut result = answer.value.clone();
     let hidden = if partner {
         nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
     } else {
@@ -276,7 +277,7 @@ pub(crate) async fn cohort(
             figures.insert(m.as_str().into(), metric_value(*m, *value));
         }
     }
-    let targets = state.engine.targets(as_of).await?;
+    let targets = &state.engine.targets_stamped(as_of).await?.value;
     let target = targets
         .iter()
         .find(|t| t.scope == "cohort" && t.id == *cohort_id)
@@ -290,7 +291,7 @@ pub(crate) async fn cohort(
     }
     let mut answer = json!({
         "as_of": as_of,
-        "data_as_of": snapshot.published_at,
+        "data_as_of": answer.data_as_of,
         "cohort": cohort,
         "figures": figures,
         "target": target,

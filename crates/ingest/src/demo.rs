@@ -268,6 +268,11 @@ impl Generator {
         self.cohorts.iter().map(|c| c.cohort.clone()).collect()
     }
 
+    /// How many learners the program has.
+    pub fn learners(&self) -> usize {
+        self.config.learners
+    }
+
     /// Generates learner `index` (0-based).
     pub fn learner(&self, index: usize) -> DemoLearner {
         let mut rng = Rng::for_item(self.config.seed, index as u64);

@@ -52,9 +52,12 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     let backend = store.backend();
-    let engine = nigrani_analytics::Engine::start(Arc::clone(&store))
-        .await
-        .context("cannot build the analytics state")?;
+    let engine = nigrani_analytics::Engine::start_with_staleness(
+        Arc::clone(&store),
+        std::time::Duration::from_millis(settings.answer_staleness_millis),
+    )
+    .await
+    .context("cannot build the analytics state")?;
     let follower = engine.spawn_follower(std::time::Duration::from_millis(settings.refresh_millis));
     let app = Application::build(&settings.server(), Arc::clone(&store), engine)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -48,6 +48,9 @@ pub(crate) struct Settings {
     /// Milliseconds between analytics refreshes from the change feed (new data shows in queries
     /// within about this long).
     pub(crate) refresh_millis: u64,
+    /// Milliseconds an answer to a polled query may lag the newest data while its successor is
+    /// computed in the background (0: always compute on the request path).
+    pub(crate) answer_staleness_millis: u64,
 }
 
 /// Limits on one `POST /api/v1/events`.
@@ -104,6 +107,7 @@ impl Default for Settings {
                 max_body_bytes: limits.max_body_bytes,
             },
             refresh_millis: 250,
+            answer_staleness_millis: 1_000,
             admin_key: None,
             rate_limit_per_second: 200,
             suppression_k: 5,

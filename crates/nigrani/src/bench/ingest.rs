@@ -3,15 +3,14 @@
 //! server's resident memory. Its peer is `psql \copy` of the same normalised rows into a table of
 //! the same shape (the real `events` table, created by nigrani's migrations in a fresh database).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::ensure;
 
-use super::{BenchDatabase, memory_kib, percentile, psql};
+use super::{BENCH_KEY, BenchDatabase, Server, memory_kib, percentile, psql};
 use chrono::Utc;
 use nigrani_ingest::demo::{DemoConfig, Generator};
 use nigrani_ingest::native::parse_event;
@@ -39,9 +38,6 @@ pub(crate) struct IngestArgs {
     #[arg(long)]
     skip_sqlite: bool,
 }
-
-/// The admin key the benchmark's servers are started with (their databases are throw-away).
-const BENCH_KEY: &str = "nk_00be0c00_00000000000000000000000000000b0c";
 
 /// The generated workload: roster and events, the events as NDJSON request bodies.
 struct Workload {
@@ -200,64 +196,13 @@ async fn load_roster(config: &StoreConfig, work: &Workload) -> anyhow::Result<()
     Ok(())
 }
 
-/// A running `nigrani serve`, stopped with SIGTERM when dropped.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(config: &StoreConfig) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the nigrani binary")?;
-        let mut command = Command::new(exe);
-        command
-            .arg("serve")
-            .env("NIGRANI_LISTEN", "127.0.0.1:0")
-            .env("NIGRANI_LOG", "warn")
-            .env("NIGRANI_ADMIN_KEY", BENCH_KEY)
-            .env("NIGRANI_RATE_LIMIT_PER_SECOND", "1000000")
-            .env("NIGRANI_DATA_DIR", &config.data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        match &config.database_url {
-            Some(url) => command.env("NIGRANI_DATABASE_URL", url),
-            None => command.env_remove("NIGRANI_DATABASE_URL"),
-        };
-        let mut child = command.spawn().context("cannot start nigrani serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let Some(address) = line.trim().strip_prefix("nigrani listening on ") else {
-            let _ = child.kill();
-            bail!("nigrani serve did not start (it printed `{}`)", line.trim());
-        };
-        Ok(Self {
-            address: address.to_owned(),
-            child,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve_and_load(
     label: &str,
     config: &StoreConfig,
     work: &Workload,
     clients: usize,
 ) -> anyhow::Result<Measured> {
-    let server = Server::start(config)?;
+    let server = Server::start(config, &[])?;
     let url = format!("{}/api/v1/events", server.address);
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::<String>::new());

@@ -2,11 +2,14 @@
 //! run (absolute times drift on a shared machine; ratios hold).
 
 mod analytics;
+mod api;
 mod ingest;
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail, ensure};
+use nigrani_store::StoreConfig;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BenchCommand {
@@ -15,12 +18,73 @@ pub(crate) enum BenchCommand {
     /// Analytics at scale: rebuild time and memory, query latency, cold group-bys against DuckDB,
     /// freshness under load.
     Analytics(analytics::AnalyticsArgs),
+    /// Read throughput and latency (wrk) of the summary and a breakdown under ingest, against a
+    /// bare actix-web handler.
+    Api(api::ApiArgs),
 }
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest::run(args).await,
         BenchCommand::Analytics(args) => analytics::run(args).await,
+        BenchCommand::Api(args) => api::run(args).await,
+    }
+}
+
+/// The admin key the benchmark's servers are started with (their data is the benchmark's own).
+pub(crate) const BENCH_KEY: &str = "nk_00be0c00_00000000000000000000000000000b0c";
+
+/// A running `nigrani serve`, stopped with SIGTERM when dropped.
+pub(crate) struct Server {
+    child: Child,
+    pub(crate) address: String,
+}
+
+impl Server {
+    /// Starts `nigrani serve` on a free port with the bench key as admin and no rate limit;
+    /// `env` adds settings.
+    pub(crate) fn start(config: &StoreConfig, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the nigrani binary")?;
+        let mut command = Command::new(exe);
+        command
+            .arg("serve")
+            .env("NIGRANI_LISTEN", "127.0.0.1:0")
+            .env("NIGRANI_LOG", "warn")
+            .env("NIGRANI_ADMIN_KEY", BENCH_KEY)
+            .env("NIGRANI_RATE_LIMIT_PER_SECOND", "1000000")
+            .env("NIGRANI_DATA_DIR", &config.data_dir)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        match &config.database_url {
+            Some(url) => command.env("NIGRANI_DATABASE_URL", url),
+            None => command.env_remove("NIGRANI_DATABASE_URL"),
+        };
+        let mut child = command.spawn().context("cannot start nigrani serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(address) = line.trim().strip_prefix("nigrani listening on ") else {
+            let _ = child.kill();
+            bail!("nigrani serve did not start (it printed `{}`)", line.trim());
+        };
+        Ok(Self {
+            address: address.to_owned(),
+            child,
+        })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 }
 
