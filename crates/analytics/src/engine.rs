@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::answers::{Answers, Stamped};
 use crate::funnel::{self, FunnelQuery, FunnelRow};
+use crate::live::LiveFrame;
 use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
 use crate::series::{self, Series, SeriesQuery};
 use crate::state::{Roster, States};
@@ -58,6 +59,8 @@ pub struct Snapshot {
 struct Follower {
     roster: Arc<Roster>,
     states: States,
+    /// The frame and cells kept current (the live follower only; replays have none).
+    live: Option<LiveFrame>,
     last_seq: i64,
     roster_version: i64,
 }
@@ -193,8 +196,18 @@ impl Engine {
                 let Some(last) = page.last() else { break };
                 follower.last_seq = last.seq;
                 outcome.events += page.len();
-                let Follower { roster, states, .. } = &mut *follower;
-                apply_page(roster, states, &page, None);
+                let Follower {
+                    roster,
+                    states,
+                    live,
+                    ..
+                } = &mut *follower;
+                let mut touched = apply_page(roster, states, &page, None);
+                if let Some(live) = live {
+                    touched.sort_unstable();
+                    touched.dedup();
+                    live.update(roster, states, &touched);
+                }
                 if page.len() < FEED_PAGE {
                     break;
                 }
@@ -461,9 +474,15 @@ impl Engine {
 }
 
 fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
-    let frame = query::learner_frame(&follower.roster, &follower.states)?;
+    let (frame, cells) = match &follower.live {
+        Some(live) => (live.frame()?, live.cells()?),
+        None => {
+            let frame = query::learner_frame(&follower.roster, &follower.states)?;
+            (query::cells(&frame)?, frame)
+        }
+    };
     Ok(Snapshot {
-        cells: query::cells(&frame)?,
+        cells,
         frame,
         roster: Arc::clone(&follower.roster),
         last_seq: follower.last_seq,
@@ -472,7 +491,14 @@ fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
     })
 }
 
-fn apply_page(roster: &Roster, states: &mut States, page: &[FeedEvent], as_of: Option<i64>) {
+/// Applies a page of the feed; returns the rows it touched (with repeats).
+fn apply_page(
+    roster: &Roster,
+    states: &mut States,
+    page: &[FeedEvent],
+    as_of: Option<i64>,
+) -> Vec<u32> {
+    let mut touched = Vec::with_capacity(page.len());
     for event in page {
         // Events of learners the roster does not know yet wait in the store; a roster change
         // rebuilds the state and picks them up.
@@ -484,7 +510,9 @@ fn apply_page(roster: &Roster, states: &mut States, page: &[FeedEvent], as_of: O
             continue;
         }
         states.apply(row, &effect);
+        touched.push(row as u32);
     }
+    touched
 }
 
 /// Reads the roster and replays the change feed (up to `as_of`, if given).
@@ -529,9 +557,14 @@ async fn build(
         events += page.len();
         apply_page(&roster, &mut states, &page, as_of);
     }
+    // The live follower keeps its frame current; a replay answers one query and is dropped.
+    let live = as_of
+        .is_none()
+        .then(|| LiveFrame::new(&roster, &states, true));
     Ok((
         Follower {
             roster: Arc::new(roster),
+            live,
             states,
             last_seq,
             roster_version,

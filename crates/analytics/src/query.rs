@@ -8,7 +8,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::definitions::{DAY_MICROS, Dimension, INACTIVE_AFTER_DAYS, Metric};
-use crate::state::{NEVER, Roster, States};
+use crate::state::{Roster, States};
 
 /// Most dimensions one breakdown may group by.
 pub const MAX_BY: usize = 4;
@@ -137,88 +137,10 @@ pub(crate) mod columns {
     pub(crate) const SOFT: &str = "soft";
 }
 
-fn at(value: i64) -> Option<i64> {
-    (value != NEVER).then_some(value)
-}
-
-/// Builds the learner frame: one row per learner, dimension codes and the per-learner figures.
+/// Builds the learner frame: one row per learner, dimension codes and the per-learner figures
+/// (see [`crate::live`], which also keeps it current).
 pub fn learner_frame(roster: &Roster, states: &States) -> Result<DataFrame, QueryError> {
-    let n = roster.len();
-    let province: Vec<u32> = roster
-        .institution
-        .iter()
-        .map(|&i| {
-            code(
-                nigrani_domain::Province::ALL,
-                roster.institutions[i as usize].province,
-            )
-        })
-        .collect();
-    let sector: Vec<u32> = roster
-        .institution
-        .iter()
-        .map(|&i| {
-            code(
-                nigrani_domain::Sector::ALL,
-                roster.institutions[i as usize].sector,
-            )
-        })
-        .collect();
-    let mut started_at = Vec::with_capacity(n);
-    let mut completed_at = Vec::with_capacity(n);
-    let mut certified_at = Vec::with_capacity(n);
-    let mut withdrawn_at = Vec::with_capacity(n);
-    let mut last_activity = Vec::with_capacity(n);
-    let mut progress = Vec::with_capacity(n);
-    let mut score = Vec::with_capacity(n);
-    let mut days = Vec::with_capacity(n);
-    let mut soft = Vec::with_capacity(n);
-    for row in 0..n {
-        let learner = &states.learners[row];
-        let completed = states.completed_at(roster, row);
-        started_at.push(at(learner.started_at));
-        completed_at.push(completed);
-        certified_at.push(at(learner.certified_at));
-        withdrawn_at.push(at(learner.withdrawn_at));
-        last_activity.push((learner.last_activity != i64::MIN).then_some(learner.last_activity));
-        progress.push(states.progress(roster, row));
-        score.push((!learner.best_score.is_nan()).then_some(learner.best_score));
-        days.push(completed.map(|c| (c - learner.first_activity) as f64 / DAY_MICROS as f64));
-        soft.push(roster.track_of(row) == nigrani_domain::Track::Soft);
-    }
-    let frame = DataFrame::new(
-        n,
-        vec![
-            Column::new(Dimension::Province.as_str().into(), province),
-            Column::new(
-                Dimension::Institution.as_str().into(),
-                roster.institution.clone(),
-            ),
-            Column::new(Dimension::Sector.as_str().into(), sector),
-            Column::new(
-                Dimension::Discipline.as_str().into(),
-                roster.discipline.clone(),
-            ),
-            Column::new(Dimension::Track.as_str().into(), roster.track.clone()),
-            Column::new(Dimension::Cohort.as_str().into(), roster.cohort.clone()),
-            Column::new(Dimension::Gender.as_str().into(), roster.gender.clone()),
-            Column::new(Dimension::Role.as_str().into(), roster.role.clone()),
-            Column::new(columns::STARTED_AT.into(), started_at),
-            Column::new(columns::COMPLETED_AT.into(), completed_at),
-            Column::new(columns::CERTIFIED_AT.into(), certified_at),
-            Column::new(columns::WITHDRAWN_AT.into(), withdrawn_at),
-            Column::new(columns::LAST_ACTIVITY.into(), last_activity),
-            Column::new(columns::PROGRESS.into(), progress),
-            Column::new(columns::SCORE.into(), score),
-            Column::new(columns::DAYS_TO_COMPLETE.into(), days),
-            Column::new(columns::SOFT.into(), soft),
-        ],
-    )?;
-    Ok(frame)
-}
-
-fn code<T: PartialEq>(all: &[T], value: T) -> u32 {
-    all.iter().position(|v| *v == value).unwrap_or(0) as u32
+    crate::live::LiveFrame::new(roster, states, false).frame()
 }
 
 /// The names of a dimension's codes, in code order.
@@ -465,7 +387,7 @@ pub const CELL_METRICS: &[Metric] = &[
 ];
 
 /// Column names of the cells.
-mod cell {
+pub(crate) mod cell {
     pub(crate) const LEARNERS: &str = "c_learners";
     pub(crate) const STARTED: &str = "c_started";
     pub(crate) const COMPLETED: &str = "c_completed";

@@ -1,0 +1,311 @@
+//! The learner frame and the cells, kept current row by row.
+//!
+//! Rebuilding the frame and regrouping the cells from a million learners at every publish takes
+//! about a third of a second, several times a second under ingest. A batch touches a few
+//! thousand learners, so [`LiveFrame`] keeps each learner's figures in plain vectors, recomputes
+//! only the touched rows, and re-adds only the cells those rows belong to (from their members,
+//! so sums never drift). A publish then only copies the vectors into polars columns; the columns
+//! that depend on the roster alone are built once per roster.
+
+use std::collections::HashMap;
+
+use polars::prelude::*;
+
+use crate::definitions::{DAY_MICROS, Dimension};
+use crate::query::{QueryError, cell, columns};
+use crate::state::{NEVER, Roster, States};
+
+/// Every learner's code of each dimension, in [`Dimension::ALL`] order.
+fn dimension_codes(roster: &Roster) -> Vec<Vec<u32>> {
+    Dimension::ALL
+        .iter()
+        .map(|d| match d {
+            Dimension::Province => roster
+                .institution
+                .iter()
+                .map(|&i| {
+                    code(
+                        nigrani_domain::Province::ALL,
+                        roster.institutions[i as usize].province,
+                    )
+                })
+                .collect(),
+            Dimension::Sector => roster
+                .institution
+                .iter()
+                .map(|&i| {
+                    code(
+                        nigrani_domain::Sector::ALL,
+                        roster.institutions[i as usize].sector,
+                    )
+                })
+                .collect(),
+            Dimension::Institution => roster.institution.clone(),
+            Dimension::Discipline => roster.discipline.clone(),
+            Dimension::Track => roster.track.clone(),
+            Dimension::Cohort => roster.cohort.clone(),
+            Dimension::Gender => roster.gender.clone(),
+            Dimension::Role => roster.role.clone(),
+        })
+        .collect()
+}
+
+fn code<T: PartialEq>(all: &[T], value: T) -> u32 {
+    all.iter().position(|v| *v == value).unwrap_or(0) as u32
+}
+
+fn at(value: i64) -> Option<i64> {
+    (value != NEVER).then_some(value)
+}
+
+/// One learner's figures (see [`crate::definitions`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RowFigures {
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+    certified_at: Option<i64>,
+    withdrawn_at: Option<i64>,
+    last_activity: Option<i64>,
+    progress: f64,
+    score: Option<f64>,
+    days_to_complete: Option<f64>,
+}
+
+impl RowFigures {
+    fn of(roster: &Roster, states: &States, row: usize) -> Self {
+        let learner = &states.learners[row];
+        let completed_at = states.completed_at(roster, row);
+        Self {
+            started_at: at(learner.started_at),
+            completed_at,
+            certified_at: at(learner.certified_at),
+            withdrawn_at: at(learner.withdrawn_at),
+            last_activity: (learner.last_activity != i64::MIN).then_some(learner.last_activity),
+            progress: states.progress(roster, row),
+            score: (!learner.best_score.is_nan()).then_some(learner.best_score),
+            days_to_complete: completed_at
+                .map(|c| (c - learner.first_activity) as f64 / DAY_MICROS as f64),
+        }
+    }
+}
+
+/// Per cell (a combination of every dimension): its members and what they add up to.
+struct Cells {
+    /// Per dimension (in [`Dimension::ALL`] order), the cell's code.
+    keys: Vec<Vec<u32>>,
+    /// Per learner row: its cell.
+    cell_of: Vec<u32>,
+    /// Per cell: its learner rows.
+    members: Vec<Vec<u32>>,
+    started: Vec<i64>,
+    completed: Vec<i64>,
+    certified: Vec<i64>,
+    trained: Vec<i64>,
+    withdrawn: Vec<i64>,
+    progress: Vec<f64>,
+    score: Vec<f64>,
+    scored: Vec<i64>,
+}
+
+/// The learner frame's per-learner figures as vectors, and the cells over them.
+pub(crate) struct LiveFrame {
+    rows: usize,
+    fixed: Vec<Column>,
+    soft: Vec<bool>,
+    started_at: Vec<Option<i64>>,
+    completed_at: Vec<Option<i64>>,
+    certified_at: Vec<Option<i64>>,
+    withdrawn_at: Vec<Option<i64>>,
+    last_activity: Vec<Option<i64>>,
+    progress: Vec<f64>,
+    score: Vec<Option<f64>>,
+    days_to_complete: Vec<Option<f64>>,
+    cells: Option<Cells>,
+}
+
+impl LiveFrame {
+    /// The frame of every learner; with `cells`, the cells too.
+    pub(crate) fn new(roster: &Roster, states: &States, cells: bool) -> Self {
+        let rows = roster.len();
+        let codes = dimension_codes(roster);
+        let soft: Vec<bool> = (0..rows)
+            .map(|row| roster.track_of(row) == nigrani_domain::Track::Soft)
+            .collect();
+        let mut fixed: Vec<Column> = Dimension::ALL
+            .iter()
+            .zip(&codes)
+            .map(|(d, values)| Column::new(d.as_str().into(), values.clone()))
+            .collect();
+        fixed.push(Column::new(columns::SOFT.into(), soft.clone()));
+        let mut live = Self {
+            rows,
+            fixed,
+            soft,
+            started_at: vec![None; rows],
+            completed_at: vec![None; rows],
+            certified_at: vec![None; rows],
+            withdrawn_at: vec![None; rows],
+            last_activity: vec![None; rows],
+            progress: vec![0.0; rows],
+            score: vec![None; rows],
+            days_to_complete: vec![None; rows],
+            cells: None,
+        };
+        for row in 0..rows {
+            live.set(row, RowFigures::of(roster, states, row));
+        }
+        if cells {
+            live.cells = Some(live.group_cells(&codes));
+        }
+        live
+    }
+
+    fn set(&mut self, row: usize, figures: RowFigures) {
+        self.started_at[row] = figures.started_at;
+        self.completed_at[row] = figures.completed_at;
+        self.certified_at[row] = figures.certified_at;
+        self.withdrawn_at[row] = figures.withdrawn_at;
+        self.last_activity[row] = figures.last_activity;
+        self.progress[row] = figures.progress;
+        self.score[row] = figures.score;
+        self.days_to_complete[row] = figures.days_to_complete;
+    }
+
+    /// Recomputes the given rows (after their states changed) and the cells they belong to.
+    pub(crate) fn update(&mut self, roster: &Roster, states: &States, rows: &[u32]) {
+        for &row in rows {
+            self.set(row as usize, RowFigures::of(roster, states, row as usize));
+        }
+        let Some(mut cells) = self.cells.take() else {
+            return;
+        };
+        let mut touched: Vec<u32> = rows.iter().map(|&r| cells.cell_of[r as usize]).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for cell in touched {
+            self.add_up(&mut cells, cell as usize);
+        }
+        self.cells = Some(cells);
+    }
+
+    /// Groups every learner into its cell and adds the cells up.
+    fn group_cells(&self, codes: &[Vec<u32>]) -> Cells {
+        let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut keys: Vec<Vec<u32>> = vec![Vec::new(); Dimension::ALL.len()];
+        let mut cell_of = Vec::with_capacity(self.rows);
+        let mut members: Vec<Vec<u32>> = Vec::new();
+        for row in 0..self.rows {
+            let key: Vec<u32> = codes.iter().map(|c| c[row]).collect();
+            let next = members.len() as u32;
+            let cell = *index.entry(key.clone()).or_insert_with(|| {
+                for (d, value) in key.iter().enumerate() {
+                    keys[d].push(*value);
+                }
+                next
+            });
+            if cell == next {
+                members.push(Vec::new());
+            }
+            members[cell as usize].push(row as u32);
+            cell_of.push(cell);
+        }
+        let n = members.len();
+        let mut cells = Cells {
+            keys,
+            cell_of,
+            members,
+            started: vec![0; n],
+            completed: vec![0; n],
+            certified: vec![0; n],
+            trained: vec![0; n],
+            withdrawn: vec![0; n],
+            progress: vec![0.0; n],
+            score: vec![0.0; n],
+            scored: vec![0; n],
+        };
+        for cell in 0..n {
+            self.add_up(&mut cells, cell);
+        }
+        cells
+    }
+
+    /// Adds up one cell from its members.
+    fn add_up(&self, cells: &mut Cells, cell: usize) {
+        let (mut started, mut completed, mut certified, mut trained, mut withdrawn) =
+            (0, 0, 0, 0, 0);
+        let (mut progress, mut score, mut scored) = (0.0, 0.0, 0);
+        for &row in &cells.members[cell] {
+            let row = row as usize;
+            let is_completed = self.completed_at[row].is_some();
+            let is_certified = self.certified_at[row].is_some();
+            started += i64::from(self.started_at[row].is_some());
+            completed += i64::from(is_completed);
+            certified += i64::from(is_certified);
+            trained += i64::from(if self.soft[row] {
+                is_completed
+            } else {
+                is_certified
+            });
+            withdrawn += i64::from(self.withdrawn_at[row].is_some() && !is_completed);
+            progress += self.progress[row];
+            if let Some(s) = self.score[row] {
+                score += s;
+                scored += 1;
+            }
+        }
+        cells.started[cell] = started;
+        cells.completed[cell] = completed;
+        cells.certified[cell] = certified;
+        cells.trained[cell] = trained;
+        cells.withdrawn[cell] = withdrawn;
+        cells.progress[cell] = progress;
+        cells.score[cell] = score;
+        cells.scored[cell] = scored;
+    }
+
+    /// The learner frame: one row per learner, dimension codes and the per-learner figures.
+    pub(crate) fn frame(&self) -> Result<DataFrame, QueryError> {
+        let mut all: Vec<Column> = self.fixed[..Dimension::ALL.len()].to_vec();
+        all.extend([
+            Column::new(columns::STARTED_AT.into(), self.started_at.clone()),
+            Column::new(columns::COMPLETED_AT.into(), self.completed_at.clone()),
+            Column::new(columns::CERTIFIED_AT.into(), self.certified_at.clone()),
+            Column::new(columns::WITHDRAWN_AT.into(), self.withdrawn_at.clone()),
+            Column::new(columns::LAST_ACTIVITY.into(), self.last_activity.clone()),
+            Column::new(columns::PROGRESS.into(), self.progress.clone()),
+            Column::new(columns::SCORE.into(), self.score.clone()),
+            Column::new(
+                columns::DAYS_TO_COMPLETE.into(),
+                self.days_to_complete.clone(),
+            ),
+        ]);
+        all.extend(self.fixed[Dimension::ALL.len()..].iter().cloned());
+        Ok(DataFrame::new(self.rows, all)?)
+    }
+
+    /// The cells: per combination of every dimension, its learners and their sums (the columns
+    /// [`crate::query::breakdown_from_cells`] reads). Empty without cells.
+    pub(crate) fn cells(&self) -> Result<DataFrame, QueryError> {
+        let Some(cells) = &self.cells else {
+            return Ok(DataFrame::empty());
+        };
+        let learners: Vec<i64> = cells.members.iter().map(|m| m.len() as i64).collect();
+        let mut all: Vec<Column> = Dimension::ALL
+            .iter()
+            .zip(&cells.keys)
+            .map(|(d, codes)| Column::new(d.as_str().into(), codes.clone()))
+            .collect();
+        all.extend([
+            Column::new(cell::LEARNERS.into(), learners),
+            Column::new(cell::STARTED.into(), cells.started.clone()),
+            Column::new(cell::COMPLETED.into(), cells.completed.clone()),
+            Column::new(cell::CERTIFIED.into(), cells.certified.clone()),
+            Column::new(cell::TRAINED.into(), cells.trained.clone()),
+            Column::new(cell::WITHDRAWN.into(), cells.withdrawn.clone()),
+            Column::new(cell::PROGRESS.into(), cells.progress.clone()),
+            Column::new(cell::SCORE.into(), cells.score.clone()),
+            Column::new(cell::SCORED.into(), cells.scored.clone()),
+        ]);
+        Ok(DataFrame::new(cells.members.len(), all)?)
+    }
+}
