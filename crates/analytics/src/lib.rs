@@ -9,7 +9,7 @@
 //! - [`definitions`]: metrics and dimensions — names and meanings, in one place.
 //! - [`state`]: the roster as codes, and per-learner / per-course state built from events.
 //! - [`query`]: the learner frame (polars) and breakdowns over it.
-//! - `live`: the learner frame and its cells, kept current row by row as batches arrive.
+//! - [`live`]: the learner frame and its cells, kept current row by row as batches arrive.
 //! - [`period`]: days, weeks, months, quarters and fiscal years in Pakistan time; relative periods.
 //! - [`series`]: time series of a metric, with target trajectories.
 //! - [`funnel`]: the funnel and time-to-completion distribution.
@@ -24,7 +24,7 @@ pub mod answers;
 pub mod definitions;
 pub mod engine;
 pub mod funnel;
-mod live;
+pub mod live;
 pub mod period;
 pub mod query;
 pub mod series;

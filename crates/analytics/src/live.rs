@@ -108,7 +108,7 @@ struct Cells {
 }
 
 /// The learner frame's per-learner figures as vectors, and the cells over them.
-pub(crate) struct LiveFrame {
+pub struct LiveFrame {
     rows: usize,
     fixed: Vec<Column>,
     soft: Vec<bool>,
@@ -125,7 +125,7 @@ pub(crate) struct LiveFrame {
 
 impl LiveFrame {
     /// The frame of every learner; with `cells`, the cells too.
-    pub(crate) fn new(roster: &Roster, states: &States, cells: bool) -> Self {
+    pub fn new(roster: &Roster, states: &States, cells: bool) -> Self {
         let rows = roster.len();
         let codes = dimension_codes(roster);
         let soft: Vec<bool> = (0..rows)
@@ -172,7 +172,7 @@ impl LiveFrame {
     }
 
     /// Recomputes the given rows (after their states changed) and the cells they belong to.
-    pub(crate) fn update(&mut self, roster: &Roster, states: &States, rows: &[u32]) {
+    pub fn update(&mut self, roster: &Roster, states: &States, rows: &[u32]) {
         for &row in rows {
             self.set(row as usize, RowFigures::of(roster, states, row as usize));
         }
@@ -264,7 +264,7 @@ impl LiveFrame {
     }
 
     /// The learner frame: one row per learner, dimension codes and the per-learner figures.
-    pub(crate) fn frame(&self) -> Result<DataFrame, QueryError> {
+    pub fn frame(&self) -> Result<DataFrame, QueryError> {
         let mut all: Vec<Column> = self.fixed[..Dimension::ALL.len()].to_vec();
         all.extend([
             Column::new(columns::STARTED_AT.into(), self.started_at.clone()),
@@ -285,7 +285,7 @@ impl LiveFrame {
 
     /// The cells: per combination of every dimension, its learners and their sums (the columns
     /// [`crate::query::breakdown_from_cells`] reads). Empty without cells.
-    pub(crate) fn cells(&self) -> Result<DataFrame, QueryError> {
+    pub fn cells(&self) -> Result<DataFrame, QueryError> {
         let Some(cells) = &self.cells else {
             return Ok(DataFrame::empty());
         };
