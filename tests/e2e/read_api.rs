@@ -236,6 +236,25 @@ fn the_stream_pushes_changed_slices_and_resumes() {
     }
 }
 
+#[test]
+fn open_streams_do_not_hold_up_a_shutdown() {
+    let mut server = TestServer::sqlite();
+    let mut stream = EventStream::open(&server, ADMIN_KEY, None);
+    assert!(stream.next_update(Duration::from_secs(5)).is_some());
+    let started = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    let status = server.terminate_reap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?} with a stream open",
+        started.elapsed()
+    );
+}
+
 fn grafana(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
     server.post(path, "application/json", body.to_string())
 }
@@ -358,6 +377,21 @@ fn flat_rows_and_labels_for_infinity() {
     assert!(rows.as_array().unwrap().iter().any(|t| t["id"] == "soft-t"));
     let (_, rows) = server.get_json("/api/v1/funnel?by=track&format=rows");
     assert_eq!(rows[0]["enrolled"], 4);
+
+    let (_, series) = server.get_json(
+        "/api/v1/timeseries?metric=completed&split=track&from=2026-03-01&to=2026-03-31&lang=ur",
+    );
+    assert_eq!(series["labels"]["soft"], "اے آئی سافٹ اسکلز", "{series}");
+    let (_, targets) = server.get_json("/api/v1/targets?lang=en");
+    let soft_t = targets["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "soft-t")
+        .unwrap();
+    assert_eq!(soft_t["label"], "Soft T");
+    let (_, funnel) = server.get_json("/api/v1/funnel?by=province&lang=en");
+    assert_eq!(funnel["rows"][0]["labels"], json!(["Punjab"]));
 
     let (_, list) = server.get_json("/api/v1/institutions?lang=ur");
     let first = &list["institutions"][0];

@@ -638,6 +638,7 @@ pub(crate) fn metric_value(metric: Metric, value: Option<f64>) -> Value {
         ("as_of" = Option<String>, Query, description = "Same as `to`"),
         ("period" = Option<String>, Query, description = "A relative range instead of from/to"),
         ("format" = Option<String>, Query, description = "`json` (default) or `rows`: a flat array `{period, starts_on, series, value}`"),
+        ("lang" = Option<String>, Query, description = "`en` or `ur`: add `labels` of the series keys and the metric's label"),
         DimensionFilters,
     ),
     responses(
@@ -668,9 +669,11 @@ pub(crate) async fn timeseries(
             "as_of",
             "period",
             "format",
+            "lang",
         ],
     )?;
     let rows_only = flat_rows(&params)?;
+    let lang = language(&params)?;
     let now = Utc::now();
     let metric: Metric = params
         .parse("metric")?
@@ -733,12 +736,31 @@ pub(crate) async fn timeseries(
             .collect();
         return Ok(HttpResponse::Ok().json(rows));
     }
-    Ok(HttpResponse::Ok().json(json!({
+    let mut answer = json!({
         "from": query.from,
         "as_of": query.as_of,
         "data_as_of": state.engine.snapshot().published_at,
         "series": series,
-    })))
+    });
+    if let Some(lang) = lang {
+        let snapshot = state.engine.snapshot();
+        let labels = Labels::load(&state, &snapshot.roster, lang).await?;
+        let keys: std::collections::BTreeSet<&String> =
+            series.points.iter().flat_map(|p| p.values.keys()).collect();
+        let names: Map<String, Value> = keys
+            .into_iter()
+            .map(|key| {
+                let label = match series.split {
+                    Some(d) => labels.of(d, key),
+                    None => labels.pick(metric.label_en(), metric.label_ur()).to_owned(),
+                };
+                (key.clone(), json!(label))
+            })
+            .collect();
+        answer["labels"] = Value::Object(names);
+        answer["metric_label"] = json!(labels.pick(metric.label_en(), metric.label_ur()));
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// The funnel per slice — enrolled, started, half-way, completed, certified — with the time to
@@ -751,6 +773,7 @@ pub(crate) async fn timeseries(
         ("by" = Option<String>, Query, description = "Dimensions to group by, comma-separated", example = "track"),
         ("as_of" = Option<String>, Query, description = "As of this moment (default now)"),
         ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the rows, as a flat array"),
+        ("lang" = Option<String>, Query, description = "`en` or `ur`: add `labels` of each row's keys"),
         DimensionFilters,
     ),
     responses(
@@ -768,8 +791,9 @@ pub(crate) async fn funnel(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin, Manager, Partner])?;
-    let params = Params::new(query.into_inner(), &["by", "as_of", "format"])?;
+    let params = Params::new(query.into_inner(), &["by", "as_of", "format", "lang"])?;
     let rows_only = flat_rows(&params)?;
+    let lang = language(&params)?;
     let by = params
         .list("by")
         .into_iter()
@@ -796,7 +820,21 @@ pub(crate) async fn funnel(
         )
         .await?;
     let as_of = as_of.unwrap_or_else(Utc::now);
+    let labels = match lang {
+        Some(lang) => Some(Labels::load(&state, &state.engine.snapshot().roster, lang).await?),
+        None => None,
+    };
     let mut rows = to_json(&rows)?;
+    if let Some(labels) = &labels {
+        for row in rows.as_array_mut().into_iter().flatten() {
+            let names: Vec<Value> = by
+                .iter()
+                .zip(row["keys"].as_array().cloned().unwrap_or_default())
+                .map(|(d, key)| json!(key.as_str().map(|k| labels.of(*d, k))))
+                .collect();
+            row["labels"] = Value::Array(names);
+        }
+    }
     if caller.role == Partner {
         let k = state.suppression_k;
         for row in rows.as_array_mut().into_iter().flatten() {
@@ -827,6 +865,7 @@ pub(crate) async fn funnel(
     tag = "figures",
     params(
         ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the targets, as a flat array"),
+        ("lang" = Option<String>, Query, description = "`en` or `ur`: add each track's or cohort's `label`"),
     ),
     responses(
         (status = 200, description = "Every track's and cohort's target status", body = Object,
@@ -843,8 +882,9 @@ pub(crate) async fn targets(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin, Manager, Partner])?;
-    let params = Params::new(query.into_inner(), &["format"])?;
+    let params = Params::new(query.into_inner(), &["format", "lang"])?;
     let rows_only = flat_rows(&params)?;
+    let lang = language(&params)?;
     if let Some(filter) = params.filters()?.keys().next() {
         return Err(ApiError::new(
             "invalid_query",
@@ -853,6 +893,18 @@ pub(crate) async fn targets(
     }
     let now = rounded_now(Utc::now());
     let mut targets = to_json(&state.engine.targets(now).await?)?;
+    if let Some(lang) = lang {
+        let labels = Labels::load(&state, &state.engine.snapshot().roster, lang).await?;
+        for target in targets.as_array_mut().into_iter().flatten() {
+            let dimension = if target["scope"] == "track" {
+                Dimension::Track
+            } else {
+                Dimension::Cohort
+            };
+            let label = target["id"].as_str().map(|id| labels.of(dimension, id));
+            target["label"] = json!(label);
+        }
+    }
     if caller.role == Partner {
         for target in targets.as_array_mut().into_iter().flatten() {
             if partner_count(target["attained"].as_f64(), state.suppression_k).is_none() {

@@ -76,6 +76,9 @@ pub struct AppState {
     pub suppression_k: u64,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// Cancelled when the server is asked to stop, so that endless answers (the live stream)
+    /// end and the shutdown is not held up by them.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// A bound, not yet running server.
@@ -84,6 +87,7 @@ pub struct Application {
     server: Server,
     /// The metrics-only server, when asked for.
     metrics: Option<(SocketAddr, Server)>,
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Application {
@@ -105,7 +109,9 @@ impl Application {
             metrics: Arc::new(metrics::Metrics::new().map_err(std::io::Error::other)?),
             store,
             engine,
+            stopping: tokio_util::sync::CancellationToken::new(),
         };
+        let stopping = state.stopping.clone();
         let metrics = match config.metrics_listen {
             Some(listen) => Some(metrics_server(listen, state.clone(), config)?),
             None => None,
@@ -119,7 +125,9 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(routes::observe_http))
                 .wrap(tracing_actix_web::TracingLogger::default())
         })
-        .shutdown_timeout(config.shutdown_timeout.as_secs());
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        // Signals are handled in `run_until_stopped`, which first ends the live streams.
+        .disable_signals();
         if config.workers > 0 {
             server = server.workers(config.workers);
         }
@@ -128,6 +136,7 @@ impl Application {
             address,
             server,
             metrics,
+            stopping,
         })
     }
 
@@ -141,8 +150,20 @@ impl Application {
         self.metrics.as_ref().map(|(address, _)| *address)
     }
 
-    /// Serves until a stop signal; requests in flight finish first.
+    /// Serves until SIGTERM or Ctrl-C: then live streams end, the listeners close, and requests
+    /// in flight finish first.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let mut handles = vec![self.server.handle()];
+        handles.extend(self.metrics.as_ref().map(|(_, server)| server.handle()));
+        let stopping = self.stopping.clone();
+        tokio::spawn(async move {
+            stop_signal().await;
+            tracing::info!("Stopping: finishing requests in flight.");
+            stopping.cancel();
+            for handle in handles {
+                handle.stop(true).await;
+            }
+        });
         match self.metrics {
             Some((_, metrics)) => {
                 futures_util::future::try_join(self.server, metrics).await?;
@@ -150,6 +171,25 @@ impl Application {
             }
             None => self.server.await,
         }
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot listen for SIGTERM; only Ctrl-C stops.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }
 
@@ -168,6 +208,7 @@ fn metrics_server(
             .default_service(web::to(routes::not_found))
     })
     .workers(1)
+    .disable_signals()
     .shutdown_timeout(config.shutdown_timeout.as_secs())
     .listen(listener)?
     .run();

@@ -43,8 +43,16 @@ struct Connection {
 }
 
 impl Connection {
-    /// Waits until there is something to send and returns it.
-    async fn next_message(&mut self) -> String {
+    /// Waits until there is something to send and returns it; `None` when the server stops.
+    async fn next_message(&mut self) -> Option<String> {
+        let stopping = self.state.stopping.clone();
+        tokio::select! {
+            message = self.wait_for_message() => Some(message),
+            () = stopping.cancelled() => None,
+        }
+    }
+
+    async fn wait_for_message(&mut self) -> String {
         if !self.greeted {
             self.greeted = true;
             return "retry: 3000\n\n".to_owned();
@@ -208,13 +216,15 @@ pub(crate) async fn stream(
         greeted: false,
     };
     let events = futures_util::stream::unfold(connection, |mut connection| async move {
-        let message = connection.next_message().await;
+        let message = connection.next_message().await?;
         Some((
             Ok::<_, actix_web::Error>(web::Bytes::from(message)),
             connection,
         ))
     });
+    // The connection closes with the stream (at shutdown): it would never be reused anyway.
     Ok(HttpResponse::Ok()
+        .force_close()
         .content_type("text/event-stream")
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
