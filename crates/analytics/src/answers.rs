@@ -8,7 +8,8 @@
 //! - an answer from the current snapshot (and the same "now") is returned as is;
 //! - an out-of-date answer younger than the allowed staleness is returned at once while one
 //!   background task computes its successor (never more than one per query);
-//! - otherwise the caller computes the answer itself.
+//! - otherwise the caller computes the answer itself — one caller per query: others asking the
+//!   same meanwhile wait for its answer instead of computing it again.
 //!
 //! With a staleness of zero (the default) answers are always exact.
 
@@ -38,6 +39,18 @@ pub struct Stamped<T> {
 struct Slot<T> {
     answer: Option<Arc<Stamped<T>>>,
     refreshing: bool,
+    /// Held by the caller computing this query's answer on the request path.
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self {
+            answer: None,
+            refreshing: false,
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
 }
 
 /// The latest answer per query.
@@ -51,7 +64,8 @@ enum Plan<T> {
     Done(Arc<Stamped<T>>),
     /// Return this one and refresh in the background.
     Stale(Arc<Stamped<T>>),
-    Compute,
+    /// Compute it here, behind the query's gate.
+    Compute(Arc<tokio::sync::Mutex<()>>),
 }
 
 impl<T: Send + Sync + 'static> Answers<T> {
@@ -73,7 +87,7 @@ impl<T: Send + Sync + 'static> Answers<T> {
     where
         F: Fn(&Snapshot) -> Result<T, QueryError> + Send + Sync + 'static,
     {
-        let plan = self.plan(&key, &snapshot, as_of);
+        let plan = self.plan(&key, &snapshot, as_of, false);
         match plan {
             Plan::Done(answer) => Ok(answer),
             Plan::Stale(answer) => {
@@ -91,16 +105,15 @@ impl<T: Send + Sync + 'static> Answers<T> {
                 });
                 Ok(answer)
             }
-            Plan::Compute => {
+            Plan::Compute(gate) => {
+                let _computing = gate.lock().await;
+                // Whoever held the gate before may have just computed it.
+                if let Plan::Done(answer) = self.plan(&key, &snapshot, as_of, true) {
+                    return Ok(answer);
+                }
                 let outcome = run(snapshot, as_of, work).await;
                 if let Ok(mut slots) = self.slots.lock() {
-                    if slots.len() >= MAX_QUERIES && !slots.contains_key(&key) {
-                        slots.clear();
-                    }
-                    let slot = slots.entry(key).or_insert(Slot {
-                        answer: None,
-                        refreshing: false,
-                    });
+                    let slot = slots.entry(key).or_default();
                     slot.refreshing = false;
                     if let Ok(fresh) = &outcome {
                         slot.answer = Some(Arc::clone(fresh));
@@ -111,21 +124,31 @@ impl<T: Send + Sync + 'static> Answers<T> {
         }
     }
 
-    fn plan(&self, key: &str, snapshot: &Snapshot, as_of: DateTime<Utc>) -> Plan<T> {
+    /// Decides how to answer; `exact_only` after waiting at the gate (only an answer from this
+    /// very snapshot will do).
+    fn plan(
+        &self,
+        key: &str,
+        snapshot: &Snapshot,
+        as_of: DateTime<Utc>,
+        exact_only: bool,
+    ) -> Plan<T> {
         let Ok(mut slots) = self.slots.lock() else {
-            return Plan::Compute;
+            return Plan::Compute(Arc::default());
         };
-        let Some(slot) = slots.get_mut(key) else {
-            return Plan::Compute;
-        };
+        if slots.len() >= MAX_QUERIES && !slots.contains_key(key) {
+            slots.clear();
+        }
+        let slot = slots.entry(key.to_owned()).or_default();
+        let gate = Arc::clone(&slot.gate);
         let Some(answer) = slot.answer.clone() else {
-            return Plan::Compute;
+            return Plan::Compute(gate);
         };
         if answer.data_as_of == snapshot.published_at && answer.as_of == as_of {
             return Plan::Done(answer);
         }
-        if self.max_staleness.is_zero() {
-            return Plan::Compute;
+        if self.max_staleness.is_zero() || exact_only {
+            return Plan::Compute(gate);
         }
         let age = (Utc::now() - answer.data_as_of)
             .to_std()
@@ -138,7 +161,7 @@ impl<T: Send + Sync + 'static> Answers<T> {
         if age <= self.max_staleness {
             Plan::Stale(answer)
         } else {
-            Plan::Compute
+            Plan::Compute(gate)
         }
     }
 }
@@ -158,4 +181,79 @@ async fn run<T: Send + Sync + 'static>(
     })
     .await?;
     Ok(Arc::new(stamped))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn snapshot(last_seq: i64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            roster: Arc::default(),
+            frame: polars::prelude::DataFrame::empty(),
+            cells: polars::prelude::DataFrame::empty(),
+            last_seq,
+            latest_event: 0,
+            published_at: Utc::now(),
+        })
+    }
+
+    /// A computation that counts its runs and answers the snapshot's position.
+    fn counted(
+        runs: &Arc<AtomicUsize>,
+    ) -> impl Fn(&Snapshot) -> Result<i64, QueryError> + Send + Sync + 'static {
+        let runs = Arc::clone(runs);
+        move |snapshot| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(snapshot.last_seq)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_answer_stands_in_while_one_task_refreshes_it() {
+        let answers = Answers::new(Duration::from_secs(1));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let as_of = Utc::now();
+        let first = snapshot(1);
+        let answer = answers.get("q".into(), Arc::clone(&first), as_of, counted(&runs));
+        assert_eq!(answer.await.unwrap().value, 1);
+        let again = answers.get("q".into(), first, as_of, counted(&runs)).await;
+        assert_eq!((again.unwrap().value, runs.load(Ordering::SeqCst)), (1, 1));
+
+        let second = snapshot(2);
+        for _ in 0..5 {
+            let stale = answers.get("q".into(), Arc::clone(&second), as_of, counted(&runs));
+            assert_eq!(
+                stale.await.unwrap().value,
+                1,
+                "the previous answer, at once"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let fresh = answers.get("q".into(), second, as_of, counted(&runs)).await;
+        assert_eq!(fresh.unwrap().value, 2);
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "one background refresh");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_asking_the_same_at_once_share_one_computation() {
+        let answers = Arc::new(Answers::new(Duration::ZERO));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let current = snapshot(7);
+        let as_of = Utc::now();
+        let waiting: Vec<_> = (0..8)
+            .map(|_| {
+                let (answers, current, work) =
+                    (Arc::clone(&answers), Arc::clone(&current), counted(&runs));
+                tokio::spawn(async move { answers.get("q".into(), current, as_of, work).await })
+            })
+            .collect();
+        for task in waiting {
+            assert_eq!(task.await.unwrap().unwrap().value, 7);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
 }

@@ -313,10 +313,18 @@ impl Engine {
 }
 
 /// Runs polars work on the blocking pool: it is CPU-bound, and polars must not run on a
-/// current-thread runtime (HTTP workers are).
+/// current-thread runtime (HTTP workers are). At most one computation per core runs at once —
+/// polars parallelises each one already, and many at once would only add up their memory.
 pub(crate) async fn compute<R: Send + 'static>(
     work: impl FnOnce() -> Result<R, QueryError> + Send + 'static,
 ) -> Result<R, AnalyticsError> {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _permit = permits.acquire().await.map_err(|e| {
+        AnalyticsError::Query(QueryError::Engine(format!("no computation slot: {e}")))
+    })?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| {
