@@ -398,6 +398,11 @@ pub(crate) async fn breakdown(
     };
     let snapshot = state.engine.snapshot();
     let answer = state.engine.breakdown_stamped(&query).await?;
+    let request = format!("breakdown|{:?}|{csv}|{}", caller.role, req.query_string());
+    let stamp = crate::rendered::stamp_of(&answer).to_vec();
+    if let Some(rendering) = state.rendered.get(&request, &stamp) {
+        return Ok(rendering.respond());
+    }
     let mut result = answer.value.clone();
     let hidden = if caller.role == Partner {
         nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
@@ -436,9 +441,11 @@ pub(crate) async fn breakdown(
         })
         .collect();
     if csv {
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .body(breakdown_csv(&result, &hidden)));
+        let body = breakdown_csv(&result, &hidden).into_bytes();
+        let rendering = state
+            .rendered
+            .put(request, stamp, "text/csv; charset=utf-8", body);
+        return Ok(rendering.respond());
     }
     let mut rows = rows;
     let mut metric_labels = Map::new();
@@ -462,21 +469,32 @@ pub(crate) async fn breakdown(
             metric_labels.insert(m.as_str().into(), json!(label));
         }
     }
-    if rows_only {
-        return Ok(HttpResponse::Ok().json(rows));
-    }
-    Ok(HttpResponse::Ok().json(json!({
-        "by": result.by,
-        "period": result.period,
-        "metrics": result.metrics,
-        "from": query.from,
-        "as_of": query.as_of,
-        "data_as_of": answer.data_as_of,
-        "last_seq": answer.last_seq,
-        "rows": rows,
-        "metric_labels": metric_labels,
-        "suppressed": suppressed,
-    })))
+    let body = if rows_only {
+        json_bytes(&rows)?
+    } else {
+        json_bytes(&json!({
+            "by": result.by,
+            "period": result.period,
+            "metrics": result.metrics,
+            "from": query.from,
+            "as_of": answer.as_of,
+            "data_as_of": answer.data_as_of,
+            "last_seq": answer.last_seq,
+            "rows": rows,
+            "metric_labels": metric_labels,
+            "suppressed": suppressed,
+        }))?
+    };
+    let rendering = state.rendered.put(request, stamp, "application/json", body);
+    Ok(rendering.respond())
+}
+
+/// An answer as JSON bytes.
+pub(crate) fn json_bytes(answer: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(answer).map_err(|e| {
+        tracing::error!(error = %e, "An answer could not be serialised.");
+        ApiError::new("internal_error", "the answer could not be written")
+    })
 }
 
 /// A breakdown as CSV: period (when grouped by it), the dimensions, `learners`, the metrics;

@@ -14,6 +14,8 @@
 //! - `grafana`: Grafana's JSON datasource protocol under `/grafana`.
 //! - [`openapi`]: the OpenAPI document (utoipa), served at `/api/openapi.json` and `/api/docs/`.
 //! - [`metrics`]: Prometheus metrics, served at `/metrics`.
+//! - `rendered`: rendered answers kept per request, so that pollers of unchanged figures cost
+//!   next to nothing.
 //!
 //! [`Application::build`] binds the listener (port 0 picks a free one, for tests) and reports the
 //! bound address; [`Application::run_until_stopped`] serves until SIGTERM or Ctrl-C, then stops
@@ -26,6 +28,7 @@ mod figures;
 mod grafana;
 pub mod metrics;
 pub mod openapi;
+mod rendered;
 pub mod routes;
 mod stream;
 mod summary;
@@ -76,6 +79,8 @@ pub struct AppState {
     pub suppression_k: u64,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// Rendered answers of polled requests.
+    rendered: Arc<rendered::Rendered>,
     /// Cancelled when the server is asked to stop, so that endless answers (the live stream)
     /// end and the shutdown is not held up by them.
     pub stopping: tokio_util::sync::CancellationToken,
@@ -110,6 +115,7 @@ impl Application {
             store,
             engine,
             stopping: tokio_util::sync::CancellationToken::new(),
+            rendered: Arc::default(),
         };
         let stopping = state.stopping.clone();
         let metrics = match config.metrics_listen {

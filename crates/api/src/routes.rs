@@ -559,8 +559,27 @@ pub(crate) async fn conditional_get(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let response = next.call(req).await?;
+    let mut response = next.call(req).await?;
     if !eligible || response.status() != StatusCode::OK {
+        return Ok(response.map_into_boxed_body());
+    }
+    // Answers rendered once and kept (see `rendered`) come with their tag.
+    let tagged = response
+        .headers()
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(etag) = tagged {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-cache"),
+        );
+        if if_none_match.is_some_and(|tags| matches_tag(&tags, &etag)) {
+            let (request, response) = response.into_parts();
+            let mut response = response.set_body(BoxBody::new(()));
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            return Ok(actix_web::dev::ServiceResponse::new(request, response));
+        }
         return Ok(response.map_into_boxed_body());
     }
     let (request, response) = response.into_parts();
@@ -571,7 +590,7 @@ pub(crate) async fn conditional_get(
             "the answer could not be read back for its ETag",
         )
     })?;
-    let etag = format!("\"{}\"", &nigrani_domain::roster::sha256_hex(&bytes)[..32]);
+    let etag = crate::rendered::etag_of(&bytes);
     let headers = head.headers_mut();
     if let Ok(value) = header::HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
@@ -580,10 +599,7 @@ pub(crate) async fn conditional_get(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("private, no-cache"),
     );
-    let unchanged = if_none_match.is_some_and(|tags| {
-        tags.split(',')
-            .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
-    });
+    let unchanged = if_none_match.is_some_and(|tags| matches_tag(&tags, &etag));
     let response = if unchanged {
         *head.status_mut() = StatusCode::NOT_MODIFIED;
         head.set_body(BoxBody::new(()))
@@ -591,6 +607,12 @@ pub(crate) async fn conditional_get(
         head.set_body(BoxBody::new(bytes))
     };
     Ok(actix_web::dev::ServiceResponse::new(request, response))
+}
+
+/// Whether an `If-None-Match` list names `etag` (weakly) or is `*`.
+fn matches_tag(tags: &str, etag: &str) -> bool {
+    tags.split(',')
+        .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
 }
 
 /// Prometheus metrics in the text format (no key: scrapers reach it on the private network).

@@ -7,7 +7,15 @@ use nigrani_analytics::{BreakdownQuery, Dimension, Metric};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Authenticated;
-use crate::figures::{Labels, Lang, Params, language, metric_value, rounded_now, to_json};
+use std::sync::Arc;
+
+use nigrani_analytics::Breakdown;
+use nigrani_analytics::answers::Stamped;
+
+use crate::figures::{
+    Labels, Lang, Params, json_bytes, language, metric_value, rounded_now, to_json,
+};
+use crate::rendered::{Stamp, stamp_of};
 use crate::{ApiError, AppState};
 use nigrani_domain::AccessRole::{Admin, Manager, Partner};
 
@@ -45,6 +53,21 @@ fn target_json(target: &TargetStatus, partner: bool, k: u64) -> Result<Value, Ap
     Ok(value)
 }
 
+/// The analytics answers a summary is made of: figures per track, and the targets.
+pub(crate) struct SummaryAnswers {
+    per_track: Arc<Stamped<Breakdown>>,
+    targets: Arc<Stamped<Vec<TargetStatus>>>,
+}
+
+impl SummaryAnswers {
+    /// Which data the summary reflects.
+    pub(crate) fn stamp(&self) -> Stamp {
+        let mut stamp = stamp_of(&self.per_track).to_vec();
+        stamp.extend(stamp_of(&self.targets));
+        stamp
+    }
+}
+
 /// Figures per track and for the whole program, with each track's target. Partners get small
 /// cells suppressed. Shared by `GET /api/v1/summary` and the live stream.
 pub(crate) async fn summary_value(
@@ -53,6 +76,15 @@ pub(crate) async fn summary_value(
     lang: Option<Lang>,
     now: DateTime<Utc>,
 ) -> Result<Value, ApiError> {
+    let answers = summary_answers(state, now).await?;
+    render_summary(state, &answers, partner, lang)
+}
+
+/// The answers behind the summary as of `now`.
+pub(crate) async fn summary_answers(
+    state: &AppState,
+    now: DateTime<Utc>,
+) -> Result<SummaryAnswers, ApiError> {
     let as_of = rounded_now(now);
     let query = BreakdownQuery {
         by: vec![Dimension::Track],
@@ -64,14 +96,27 @@ pub(crate) async fn summary_value(
         period: None,
         latest: true,
     };
-    let answer = state.engine.breakdown_stamped(&query).await?;
+    Ok(SummaryAnswers {
+        per_track: state.engine.breakdown_stamped(&query).await?,
+        targets: state.engine.targets_stamped(as_of).await?,
+    })
+}
+
+/// The summary as JSON.
+fn render_summary(
+    state: &AppState,
+    answers: &SummaryAnswers,
+    partner: bool,
+    lang: Option<Lang>,
+) -> Result<Value, ApiError> {
+    let answer = &answers.per_track;
     let mut result = answer.value.clone();
     let hidden = if partner {
         nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
     } else {
         Default::default()
     };
-    let targets = &state.engine.targets_stamped(as_of).await?.value;
+    let targets = &answers.targets.value;
     let figures = |i: usize| {
         let row = &result.rows[i];
         let mut out = Map::new();
@@ -122,7 +167,7 @@ pub(crate) async fn summary_value(
         tracks.push(Value::Object(out));
     }
     let mut answer = json!({
-        "as_of": as_of,
+        "as_of": answer.as_of,
         "data_as_of": answer.data_as_of,
         "last_seq": answer.last_seq,
         "tracks": tracks,
@@ -172,6 +217,7 @@ pub(crate) async fn summary_value(
 #[tracing::instrument(skip_all)]
 pub(crate) async fn summary(
     Authenticated(caller): Authenticated,
+    req: actix_web::HttpRequest,
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -188,11 +234,20 @@ pub(crate) async fn summary(
             ),
         ));
     }
-    let answer = summary_value(&state, caller.role == Partner, lang, Utc::now()).await?;
-    if rows_only {
-        return Ok(HttpResponse::Ok().json(&answer["tracks"]));
+    let answers = summary_answers(&state, Utc::now()).await?;
+    let request = format!("summary|{:?}|{}", caller.role, req.query_string());
+    let stamp = answers.stamp();
+    if let Some(rendering) = state.rendered.get(&request, &stamp) {
+        return Ok(rendering.respond());
     }
-    Ok(HttpResponse::Ok().json(answer))
+    let answer = render_summary(&state, &answers, caller.role == Partner, lang)?;
+    let body = if rows_only {
+        json_bytes(&answer["tracks"])?
+    } else {
+        json_bytes(&answer)?
+    };
+    let rendering = state.rendered.put(request, stamp, "application/json", body);
+    Ok(rendering.respond())
 }
 
 /// `GET /api/v1/cohorts/{cohort_id}`: one cohort, its figures and target; for managers and
