@@ -18,6 +18,7 @@ use polars::prelude::DataFrame;
 use tokio::task::JoinHandle;
 
 use crate::answers::{Answers, Stamped};
+use crate::checkpoint::Checkpoint;
 use crate::funnel::{self, FunnelQuery, FunnelRow};
 use crate::live::LiveFrame;
 use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
@@ -61,8 +62,23 @@ struct Follower {
     states: States,
     /// The frame and cells kept current (the live follower only; replays have none).
     live: Option<LiveFrame>,
+    /// The checkpoint being appended to, when the engine keeps one.
+    checkpoint: Option<Checkpoint>,
+    /// Events the state was resumed with from the checkpoint.
+    from_checkpoint: usize,
     last_seq: i64,
     roster_version: i64,
+}
+
+/// How an engine runs.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// How long an answer to a polled query may lag the newest data while its successor is
+    /// computed in the background ([`crate::answers`]); zero: answers are always exact.
+    pub max_staleness: Duration,
+    /// Where to keep the analytics checkpoint ([`crate::checkpoint`]); none: every start reads
+    /// every event from the store.
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 /// Figures of the program, kept current.
@@ -77,6 +93,19 @@ pub struct Engine {
     /// The latest target statuses.
     targets: Answers<Vec<TargetStatus>>,
     follower: Arc<tokio::sync::Mutex<Follower>>,
+    /// Where the checkpoint is kept, if anywhere.
+    checkpoint: Option<std::path::PathBuf>,
+    /// How the state was built at start.
+    started: Started,
+}
+
+/// How an engine's state was built at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Started {
+    /// Events read from the checkpoint.
+    pub from_checkpoint: usize,
+    /// Events read from the store's change feed.
+    pub from_store: usize,
 }
 
 /// Where one learner stands, most advanced first: certified, completed, withdrawn (and not
@@ -114,20 +143,27 @@ pub struct Refresh {
 }
 
 impl Engine {
-    /// Builds the state from the store. Answers are always exact.
+    /// Builds the state from the store. Answers are always exact; no checkpoint is kept.
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, AnalyticsError> {
-        Self::start_with_staleness(store, Duration::ZERO).await
+        Self::start_with(store, EngineOptions::default()).await
     }
 
-    /// Builds the state from the store. Answers to the latest data may lag the newest snapshot
-    /// by up to `max_staleness` while their successors are computed in the background (see
-    /// [`crate::answers`]): a server under ingest then answers polling dashboards at once.
-    pub async fn start_with_staleness(
+    /// Builds the state — from the checkpoint and the store's events since, when a usable
+    /// checkpoint is there; from the store alone otherwise.
+    pub async fn start_with(
         store: Arc<dyn Store>,
-        max_staleness: Duration,
+        options: EngineOptions,
     ) -> Result<Arc<Self>, AnalyticsError> {
+        let EngineOptions {
+            max_staleness,
+            checkpoint,
+        } = options;
         let started = Instant::now();
-        let (follower, _) = build(&store, None).await?;
+        let (follower, from_store) = build(&store, None, checkpoint.as_deref()).await?;
+        let started_from = Started {
+            from_checkpoint: follower.from_checkpoint,
+            from_store,
+        };
         let snapshot = publish(&follower)?;
         tracing::info!(
             learners = follower.roster.len(),
@@ -143,7 +179,14 @@ impl Engine {
             breakdowns: Answers::new(max_staleness),
             targets: Answers::new(max_staleness),
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
+            checkpoint,
+            started: started_from,
         }))
+    }
+
+    /// How the state was built at start: events from the checkpoint, and from the store.
+    pub fn started(&self) -> Started {
+        self.started
     }
 
     /// The latest published snapshot.
@@ -187,7 +230,9 @@ impl Engine {
             rebuilt: false,
         };
         if version != follower.roster_version {
-            let (rebuilt, _) = build(&self.store, None).await?;
+            // Drop the old checkpoint's writer before a new file replaces it.
+            follower.checkpoint = None;
+            let (rebuilt, _) = build(&self.store, None, self.checkpoint.as_deref()).await?;
             *follower = rebuilt;
             outcome.rebuilt = true;
         } else {
@@ -200,9 +245,10 @@ impl Engine {
                     roster,
                     states,
                     live,
+                    checkpoint,
                     ..
                 } = &mut *follower;
-                let mut touched = apply_page(roster, states, &page, None);
+                let mut touched = apply_page(roster, states, &page, None, checkpoint);
                 if let Some(live) = live {
                     touched.sort_unstable();
                     touched.dedup();
@@ -212,6 +258,9 @@ impl Engine {
                     break;
                 }
             }
+        }
+        if outcome.events > 0 {
+            flush(&mut follower.checkpoint);
         }
         if outcome.rebuilt || outcome.events > 0 {
             let snapshot = publish(&follower)?;
@@ -348,7 +397,7 @@ impl Engine {
             return compute(move || work(&follower.roster, &follower.states)).await;
         }
         drop(follower);
-        let (replayed, _) = build(&self.store, Some(as_of)).await?;
+        let (replayed, _) = build(&self.store, Some(as_of), None).await?;
         compute(move || work(&replayed.roster, &replayed.states)).await
     }
 
@@ -499,12 +548,14 @@ fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
     })
 }
 
-/// Applies a page of the feed; returns the rows it touched (with repeats).
+/// Applies a page of the feed (and appends what it applied to the checkpoint); returns the rows
+/// it touched (with repeats).
 fn apply_page(
     roster: &Roster,
     states: &mut States,
     page: &[FeedEvent],
     as_of: Option<i64>,
+    checkpoint: &mut Option<Checkpoint>,
 ) -> Vec<u32> {
     let mut touched = Vec::with_capacity(page.len());
     for event in page {
@@ -519,14 +570,64 @@ fn apply_page(
         }
         states.apply(row, &effect);
         touched.push(row as u32);
+        if let Some(writer) = checkpoint {
+            if let Err(e) = writer.append(event.seq, row, &effect) {
+                stop_checkpoint(checkpoint, &e);
+            }
+        }
     }
     touched
+}
+
+/// Hands the checkpoint's appends to the operating system.
+fn flush(checkpoint: &mut Option<Checkpoint>) {
+    if let Some(writer) = checkpoint {
+        if let Err(e) = writer.flush() {
+            stop_checkpoint(checkpoint, &e);
+        }
+    }
+}
+
+/// A checkpoint that cannot be written is given up (until the next rebuild); the figures do not
+/// depend on it.
+fn stop_checkpoint(checkpoint: &mut Option<Checkpoint>, error: &std::io::Error) {
+    if let Some(writer) = checkpoint.take() {
+        tracing::warn!(path = %writer.path().display(), %error,
+            "The analytics checkpoint cannot be written; carrying on without it.");
+    }
+}
+
+/// Reads the checkpoint into `states` when it is usable: written for this roster, and ending
+/// with an event the store holds at the same position.
+async fn resume(
+    store: &Arc<dyn Store>,
+    path: &std::path::Path,
+    roster_version: i64,
+    roster: &Roster,
+    states: &mut States,
+) -> Option<(Checkpoint, i64, usize)> {
+    let resumed = match Checkpoint::resume(path, roster_version, roster, states) {
+        Ok(resumed) => resumed?,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e,
+                "The analytics checkpoint cannot be read; reading the store instead.");
+            return None;
+        }
+    };
+    let (writer, last, events) = resumed;
+    let in_store = store.feed_after(last.seq - 1, 1).await.ok()?;
+    if !in_store.first().is_some_and(|event| last.matches(event)) {
+        tracing::info!("The analytics checkpoint does not match the store; reading the store.");
+        return None;
+    }
+    Some((writer, last.seq, events))
 }
 
 /// Reads the roster and replays the change feed (up to `as_of`, if given).
 async fn build(
     store: &Arc<dyn Store>,
     as_of: Option<i64>,
+    checkpoint: Option<&std::path::Path>,
 ) -> Result<(Follower, usize), AnalyticsError> {
     // Read the version first: a change after this point makes the next refresh rebuild again.
     let roster_version = store.roster_version().await?;
@@ -558,13 +659,39 @@ async fn build(
     let mut states = States::new(&roster);
     let mut last_seq = 0;
     let mut events = 0;
+    // Only the live follower keeps a checkpoint; a replay reads the store.
+    let mut writer = None;
+    let mut from_checkpoint = 0;
+    if let (Some(path), None) = (checkpoint, as_of) {
+        match resume(store, path, roster_version, &roster, &mut states).await {
+            Some((resumed, seq, read)) => {
+                tracing::info!(
+                    events = read,
+                    last_seq = seq,
+                    "Resumed from the analytics checkpoint."
+                );
+                writer = Some(resumed);
+                last_seq = seq;
+                from_checkpoint = read;
+            }
+            None => {
+                states = States::new(&roster);
+                match Checkpoint::create(path, roster_version, &roster) {
+                    Ok(created) => writer = Some(created),
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                        "The analytics checkpoint cannot be created; carrying on without it."),
+                }
+            }
+        }
+    }
     loop {
         let page = store.feed_after(last_seq, FEED_PAGE).await?;
         let Some(last) = page.last() else { break };
         last_seq = last.seq;
         events += page.len();
-        apply_page(&roster, &mut states, &page, as_of);
+        apply_page(&roster, &mut states, &page, as_of, &mut writer);
     }
+    flush(&mut writer);
     // The live follower keeps its frame current; a replay answers one query and is dropped.
     let live = as_of
         .is_none()
@@ -573,6 +700,8 @@ async fn build(
         Follower {
             roster: Arc::new(roster),
             live,
+            checkpoint: writer,
+            from_checkpoint,
             states,
             last_seq,
             roster_version,

@@ -16,11 +16,14 @@
 //! - [`targets`]: attainment, pace and projections against track and cohort targets.
 //! - [`engine`]: [`engine::Engine`], which follows the store's change feed by sequence number
 //!   (each committed event once, in commit order) and answers queries.
+//! - `checkpoint`: the applied events in a compact local file, so that a restart reads them at
+//!   disk speed rather than through the database.
 //! - [`answers`]: the latest answer per query for polling dashboards, refreshed in the
 //!   background.
 //! - [`suppress`]: small-cell suppression, primary and complementary.
 
 pub mod answers;
+mod checkpoint;
 pub mod definitions;
 pub mod engine;
 pub mod funnel;
@@ -33,5 +36,5 @@ pub mod suppress;
 pub mod targets;
 
 pub use definitions::{Dimension, Metric};
-pub use engine::{AnalyticsError, Engine};
+pub use engine::{AnalyticsError, Engine, EngineOptions, Started};
 pub use query::{Breakdown, BreakdownQuery, BreakdownRow};

@@ -1,4 +1,5 @@
-//! The frame and cells kept current batch by batch must equal those built from scratch.
+//! The frame and cells kept current batch by batch, and a state resumed from the checkpoint, must
+//! equal those built from scratch.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -18,6 +19,104 @@ fn sorted(cells: &DataFrame) -> DataFrame {
         .map(|d| d.as_str().to_owned())
         .collect();
     cells.sort(keys, SortMultipleOptions::default()).unwrap()
+}
+
+/// A SQLite store with a demo program's roster; returns its events, not yet ingested.
+async fn demo_store(dir: &std::path::Path) -> (Arc<dyn Store>, Vec<serde_json::Value>) {
+    let config = StoreConfig {
+        data_dir: dir.to_owned(),
+        database_url: None,
+        pool_size: 2,
+        connect_timeout: std::time::Duration::from_secs(5),
+    };
+    let (store, _) = nigrani_store::open(&config).await.unwrap();
+    nigrani_ingest::seed::install_if_empty(&store)
+        .await
+        .unwrap();
+    let generator = Generator::from_store(
+        DemoConfig {
+            learners: 800,
+            seed: 9,
+            as_of: Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap(),
+        },
+        &store,
+    )
+    .await
+    .unwrap();
+    let learners: Vec<_> = (0..800).map(|i| generator.learner(i)).collect();
+    demo::store_roster(&store, &learners).await.unwrap();
+    let events = learners.into_iter().flat_map(|l| l.events).collect();
+    (store, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_resumed_from_the_checkpoint_equals_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = demo_store(dir.path()).await;
+    let ingestor = Ingestor::new(Arc::clone(&store), Limits::default());
+    let (first, rest) = events.split_at(events.len() / 2);
+    demo::ingest_events(&ingestor, first, 5_000).await.unwrap();
+    let options = || nigrani_analytics::EngineOptions {
+        checkpoint: Some(dir.path().join("analytics.checkpoint")),
+        ..Default::default()
+    };
+    let engine = Engine::start_with(Arc::clone(&store), options())
+        .await
+        .unwrap();
+    assert_eq!(engine.started().from_checkpoint, 0, "no checkpoint yet");
+    let (second, third) = rest.split_at(rest.len() / 2);
+    demo::ingest_events(&ingestor, second, 5_000).await.unwrap();
+    engine.refresh().await.unwrap();
+    drop(engine);
+    // A crash tears the last record; events arrive while nigrani is down.
+    let path = dir.path().join("analytics.checkpoint");
+    let length = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(length - 7)
+        .unwrap();
+    demo::ingest_events(&ingestor, third, 5_000).await.unwrap();
+
+    let resumed = Engine::start_with(Arc::clone(&store), options())
+        .await
+        .unwrap();
+    let started = resumed.started();
+    assert!(started.from_checkpoint > events.len() / 2, "{started:?}");
+    assert!(started.from_store < events.len() / 2, "{started:?}");
+    let rebuilt = Engine::start(Arc::clone(&store)).await.unwrap();
+    assert_eq!(rebuilt.started().from_checkpoint, 0);
+    let (a, b) = (resumed.snapshot(), rebuilt.snapshot());
+    assert_eq!(a.last_seq, b.last_seq);
+    assert!(a.frame.equals_missing(&b.frame), "resumed state differs");
+    drop(resumed);
+
+    // A roster change makes the checkpoint unusable: the state is read from the store again.
+    let mut extra = Generator::from_store(
+        DemoConfig {
+            learners: 801,
+            seed: 9,
+            as_of: Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap(),
+        },
+        &store,
+    )
+    .await
+    .unwrap()
+    .learner(800);
+    extra.events.clear();
+    demo::store_roster(&store, &[extra]).await.unwrap();
+    let after_change = Engine::start_with(Arc::clone(&store), options())
+        .await
+        .unwrap();
+    assert_eq!(after_change.started().from_checkpoint, 0);
+    let rebuilt = Engine::start(store).await.unwrap();
+    assert!(
+        after_change
+            .snapshot()
+            .frame
+            .equals_missing(&rebuilt.snapshot().frame)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

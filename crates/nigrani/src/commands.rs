@@ -52,9 +52,12 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     let backend = store.backend();
-    let engine = nigrani_analytics::Engine::start_with_staleness(
+    let engine = nigrani_analytics::Engine::start_with(
         Arc::clone(&store),
-        std::time::Duration::from_millis(settings.answer_staleness_millis),
+        nigrani_analytics::EngineOptions {
+            max_staleness: std::time::Duration::from_millis(settings.answer_staleness_millis),
+            checkpoint: settings.analytics_checkpoint_path(),
+        },
     )
     .await
     .context("cannot build the analytics state")?;

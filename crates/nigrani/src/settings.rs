@@ -51,6 +51,10 @@ pub(crate) struct Settings {
     /// Milliseconds an answer to a polled query may lag the newest data while its successor is
     /// computed in the background (0: always compute on the request path).
     pub(crate) answer_staleness_millis: u64,
+    /// Where the analytics checkpoint is kept (the applied events in a compact file, so that a
+    /// restart does not read every event through the database). Unset: `analytics.checkpoint`
+    /// in `data_dir` on SQLite, none on PostgreSQL (replicas may share a folder); empty: none.
+    pub(crate) analytics_checkpoint: Option<PathBuf>,
 }
 
 /// Limits on one `POST /api/v1/events`.
@@ -108,6 +112,7 @@ impl Default for Settings {
             },
             refresh_millis: 250,
             answer_staleness_millis: 1_000,
+            analytics_checkpoint: None,
             admin_key: None,
             rate_limit_per_second: 200,
             suppression_k: 5,
@@ -165,6 +170,16 @@ impl Settings {
             "ingest limits must be greater than 0"
         );
         Ok(settings)
+    }
+
+    /// Where the analytics checkpoint goes, if anywhere.
+    pub(crate) fn analytics_checkpoint_path(&self) -> Option<PathBuf> {
+        match &self.analytics_checkpoint {
+            Some(path) if path.as_os_str().is_empty() => None,
+            Some(path) => Some(path.clone()),
+            None if self.database_url.is_none() => Some(self.data_dir.join("analytics.checkpoint")),
+            None => None,
+        }
     }
 
     /// The store's part of the settings.

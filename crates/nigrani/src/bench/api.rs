@@ -194,6 +194,94 @@ fn fresh_events(generator: &Generator, run: u128, first: usize, batch: usize) ->
     body
 }
 
+/// From acknowledgement to visible in a query, while the ingest goes on: learners who started a
+/// cohort's courses withdraw one at a time, and the cohort's `withdrawn` count is polled until it
+/// shows each.
+fn freshness(address: &str, generator: &Generator) -> anyhow::Result<()> {
+    const PROBES: usize = 40;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |path: &str| -> anyhow::Result<Value> {
+        let mut response = agent
+            .get(&format!("{address}{path}"))
+            .header("Authorization", &format!("Bearer {BENCH_KEY}"))
+            .call()?;
+        ensure!(
+            response.status() == 200,
+            "GET {path}: {}",
+            response.status()
+        );
+        Ok(serde_json::from_str(
+            &response.body_mut().read_to_string()?,
+        )?)
+    };
+    let cohort = "soft-c4";
+    let detail = get(&format!("/api/v1/cohorts/{cohort}"))?;
+    let members: Vec<usize> = detail["members"]
+        .as_array()
+        .context("no members")?
+        .iter()
+        .filter(|m| m["status"] == "started")
+        .filter_map(|m| {
+            m["learner_id"]
+                .as_str()?
+                .trim_start_matches('L')
+                .parse()
+                .ok()
+        })
+        .take(PROBES)
+        .collect();
+    ensure!(
+        members.len() == PROBES,
+        "too few started members in {cohort}"
+    );
+    let path = format!("/api/v1/breakdown?cohort={cohort}&metrics=withdrawn");
+    let withdrawn = |body: &Value| body["rows"][0]["withdrawn"].as_i64().unwrap_or(-1);
+    let mut times = Vec::new();
+    for (n, index) in members.into_iter().enumerate() {
+        let learner = generator
+            .learner(index)
+            .roster
+            .context("not on the roster")?;
+        let before = withdrawn(&get(&path)?);
+        let event = serde_json::json!({
+            "source": "coursera", "event_id": format!("probe-{}-{n}", Utc::now().timestamp_micros()),
+            "learner": learner.identities[0].as_str(), "course_id": "probe", "kind": "withdrawn",
+            "occurred_at": Utc::now().to_rfc3339(),
+        });
+        let response = agent
+            .post(&format!("{address}/api/v1/events"))
+            .header("Content-Type", "application/json")
+            .header("Authorization", &format!("Bearer {BENCH_KEY}"))
+            .send(serde_json::json!([event]).to_string())?;
+        ensure!(response.status() == 200, "probe not acknowledged");
+        let acknowledged = Instant::now();
+        loop {
+            if withdrawn(&get(&path)?) > before {
+                times.push(acknowledged.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            ensure!(
+                acknowledged.elapsed() < Duration::from_secs(30),
+                "probe {n} never became visible"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(137));
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "freshness under ingest: acknowledgement to visible in a breakdown, p50 {:.0} ms, p99 {:.0} \
+         ms, max {:.0} ms over {PROBES} probes",
+        super::percentile(&times, 0.5),
+        super::percentile(&times, 0.99),
+        times.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
 pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the nigrani binary")?;
     let dir = args.data_dir.clone().unwrap_or_else(|| {
@@ -206,11 +294,12 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
         pool_size: 4,
         connect_timeout: Duration::from_secs(5),
     };
-    let generator = Generator::from_seed(DemoConfig {
+    // The seed `nigrani demo` used, so that new events name learners on the roster.
+    let generator = Arc::new(Generator::from_seed(DemoConfig {
         learners: args.learners,
-        seed: 1,
+        seed: 42,
         as_of: Utc::now(),
-    })?;
+    })?);
 
     let started = Instant::now();
     let server = Server::start(&config, &[])?;
@@ -228,6 +317,7 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let ingested = Arc::new(AtomicU64::new(0));
     let ingest_errors = Arc::new(AtomicU64::new(0));
     let ingest = {
+        let generator = Arc::clone(&generator);
         let (stop, ingested, errors) = (
             Arc::clone(&stop),
             Arc::clone(&ingested),
@@ -309,6 +399,7 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
             ingest_rate
         );
     }
+    freshness(&server.address, &generator)?;
     stop.store(true, Ordering::Relaxed);
     let _ = ingest.join();
     println!(
