@@ -110,10 +110,16 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
         stats.learners, stats.events
     );
 
-    // Rebuild.
+    // Rebuild, writing the analytics checkpoint as serve does on SQLite.
+    let checkpoint = std::env::temp_dir().join(format!("{name}.checkpoint"));
+    let _ = std::fs::remove_file(&checkpoint);
+    let options = || nigrani_analytics::EngineOptions {
+        checkpoint: Some(checkpoint.clone()),
+        ..Default::default()
+    };
     let baseline = self_rss_mib("VmRSS:");
     let started = Instant::now();
-    let engine = Engine::start(Arc::clone(&store)).await?;
+    let engine = Engine::start_with(Arc::clone(&store), options()).await?;
     let rebuild = started.elapsed().as_secs_f64();
     let after = self_rss_mib("VmRSS:");
     println!(
@@ -154,33 +160,46 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
         );
     }
 
-    // Cold: nigrani from the store, DuckDB from Parquet.
-    let started = Instant::now();
-    let cold_engine = Engine::start(Arc::clone(&store)).await?;
-    let build = started.elapsed().as_secs_f64();
+    // Cold: nigrani from the events in its checkpoint file (the roster from PostgreSQL) and
+    // from PostgreSQL alone; DuckDB from the events exported to Parquet. Each shape is computed
+    // by an engine started for it, so nothing is shared between them.
     drop(engine);
     let mut cold = Vec::new();
     for (label, by) in &shapes {
-        let t = Instant::now();
-        cold_engine.breakdown(&query(by.clone(), now)).await?;
-        cold.push((label, build + t.elapsed().as_secs_f64()));
-    }
-    match duckdb_peer(&args, &db.url, now) {
-        Ok(peer) => {
-            for ((label, ours), (_, theirs)) in cold.iter().zip(&peer) {
-                println!(
-                    "cold {label}: nigrani {ours:.2} s (reading the events from PostgreSQL), DuckDB \
-                     {theirs:.2} s (from Parquet): {:.1}× DuckDB's time",
-                    ours / theirs
-                );
-            }
+        let mut times = Vec::new();
+        for with_checkpoint in [true, false] {
+            let started = Instant::now();
+            let cold_engine = if with_checkpoint {
+                Engine::start_with(Arc::clone(&store), options()).await?
+            } else {
+                Engine::start(Arc::clone(&store)).await?
+            };
+            cold_engine.breakdown(&query(by.clone(), now)).await?;
+            times.push((started.elapsed().as_secs_f64(), cold_engine.started()));
         }
-        Err(e) => {
-            for (label, ours) in &cold {
-                println!("cold {label}: nigrani {ours:.2} s; DuckDB peer skipped: {e:#}");
-            }
-        }
+        cold.push((label, times));
     }
+    let peer = duckdb_peer(&args, &db.url, now);
+    for (i, (label, times)) in cold.iter().enumerate() {
+        let ((checkpoint_s, from), (store_s, _)) = (times[0], times[1]);
+        let theirs = peer.as_ref().ok().and_then(|p| p.get(i)).map(|(_, t)| *t);
+        let ratio =
+            |ours: f64| theirs.map_or("no DuckDB".to_owned(), |t| format!("{:.2}×", ours / t));
+        println!(
+            "cold {label}: nigrani {checkpoint_s:.3} s from its checkpoint ({} events from the \
+             file, {} from PostgreSQL): {} DuckDB's time; {store_s:.2} s reading every event from \
+             PostgreSQL: {}; DuckDB {} (from Parquet)",
+            from.from_checkpoint,
+            from.from_store,
+            ratio(checkpoint_s),
+            ratio(store_s),
+            theirs.map_or("skipped".to_owned(), |t| format!("{t:.3} s")),
+        );
+    }
+    if let Err(e) = &peer {
+        println!("DuckDB peer skipped: {e:#}");
+    }
+    let cold_engine = Engine::start_with(Arc::clone(&store), options()).await?;
 
     freshness(&store, &cold_engine, &args).await?;
     Ok(())
