@@ -213,9 +213,13 @@ fn freshness(address: &str, generator: &Generator) -> anyhow::Result<()> {
             "GET {path}: {}",
             response.status()
         );
-        Ok(serde_json::from_str(
-            &response.body_mut().read_to_string()?,
-        )?)
+        // A cohort's members run to tens of megabytes at a million learners.
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()?;
+        Ok(serde_json::from_str(&text)?)
     };
     let cohort = "soft-c4";
     let detail = get(&format!("/api/v1/cohorts/{cohort}"))?;
