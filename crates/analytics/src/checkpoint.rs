@@ -92,7 +92,8 @@ impl Checkpoint {
 
     /// Reads the checkpoint at `path` into `states` if it was written for this roster; returns
     /// its last event and how many events it held, and the checkpoint opened to append to.
-    /// `None` when there is no usable checkpoint (`states` is then untouched).
+    /// `None` when there is no usable checkpoint: `states` may then hold part of it and must be
+    /// started afresh.
     pub(crate) fn resume(
         path: &Path,
         roster_version: i64,
@@ -119,15 +120,11 @@ impl Checkpoint {
         file.read_to_end(&mut records)?;
         let whole = records.len() / RECORD;
         let mut last = None;
-        // Check every row first: `states` stays untouched when the file is unusable.
-        if records
-            .chunks_exact(RECORD)
-            .any(|record| decode(record).1 >= roster.len())
-        {
-            return Ok(None);
-        }
         for record in records.chunks_exact(RECORD) {
             let (seq, row, effect) = decode(record);
+            if row >= roster.len() {
+                return Ok(None);
+            }
             states.apply(row, &effect);
             last = Some(LastEvent {
                 seq,

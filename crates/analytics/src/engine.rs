@@ -29,7 +29,7 @@ use crate::targets::{self, TargetStatus};
 /// Events read from the change feed per call.
 const FEED_PAGE: usize = 10_000;
 /// Learners read from the roster per call.
-const ROSTER_PAGE: usize = 10_000;
+const ROSTER_PAGE: usize = 50_000;
 
 /// What can go wrong in analytics.
 #[derive(Debug, thiserror::Error)]
@@ -629,12 +629,13 @@ async fn build(
     as_of: Option<i64>,
     checkpoint: Option<&std::path::Path>,
 ) -> Result<(Follower, usize), AnalyticsError> {
+    let started = Instant::now();
     // Read the version first: a change after this point makes the next refresh rebuild again.
     let roster_version = store.roster_version().await?;
     let mut learners: Vec<Learner> = Vec::new();
     loop {
         let page = store
-            .learners(Page {
+            .learner_dimensions(Page {
                 after: learners.last().map(|l| l.learner_id.clone()),
                 limit: ROSTER_PAGE,
             })
@@ -656,6 +657,7 @@ async fn build(
         store.cohorts().await?,
         &store.track_plans().await?,
     );
+    let roster_read = started.elapsed();
     let mut states = States::new(&roster);
     let mut last_seq = 0;
     let mut events = 0;
@@ -684,6 +686,7 @@ async fn build(
             }
         }
     }
+    let checkpoint_read = started.elapsed();
     loop {
         let page = store.feed_after(last_seq, FEED_PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -692,10 +695,19 @@ async fn build(
         apply_page(&roster, &mut states, &page, as_of, &mut writer);
     }
     flush(&mut writer);
+    let feed_read = started.elapsed();
     // The live follower keeps its frame current; a replay answers one query and is dropped.
     let live = as_of
         .is_none()
         .then(|| LiveFrame::new(&roster, &states, true));
+    let millis = |d: Duration| d.as_millis() as u64;
+    tracing::debug!(
+        roster_ms = millis(roster_read),
+        checkpoint_ms = millis(checkpoint_read - roster_read),
+        store_ms = millis(feed_read - checkpoint_read),
+        frame_ms = millis(started.elapsed() - feed_read),
+        "Analytics state read."
+    );
     Ok((
         Follower {
             roster: Arc::new(roster),

@@ -50,6 +50,10 @@ fn dimension_codes(roster: &Roster) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// How many dimensions there are (a cell's key holds one code of each).
+const DIMENSIONS: usize = 8;
+const _: () = assert!(Dimension::ALL.len() == DIMENSIONS);
+
 fn code<T: PartialEq>(all: &[T], value: T) -> u32 {
     all.iter().position(|v| *v == value).unwrap_or(0) as u32
 }
@@ -190,14 +194,17 @@ impl LiveFrame {
 
     /// Groups every learner into its cell and adds the cells up.
     fn group_cells(&self, codes: &[Vec<u32>]) -> Cells {
-        let mut index: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut index: HashMap<[u32; DIMENSIONS], u32> = HashMap::new();
         let mut keys: Vec<Vec<u32>> = vec![Vec::new(); Dimension::ALL.len()];
         let mut cell_of = Vec::with_capacity(self.rows);
         let mut members: Vec<Vec<u32>> = Vec::new();
         for row in 0..self.rows {
-            let key: Vec<u32> = codes.iter().map(|c| c[row]).collect();
+            let mut key = [0u32; DIMENSIONS];
+            for (value, column) in key.iter_mut().zip(codes) {
+                *value = column[row];
+            }
             let next = members.len() as u32;
-            let cell = *index.entry(key.clone()).or_insert_with(|| {
+            let cell = *index.entry(key).or_insert_with(|| {
                 for (d, value) in key.iter().enumerate() {
                     keys[d].push(*value);
                 }

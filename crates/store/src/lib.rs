@@ -247,6 +247,8 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_learners(&self, rows: &[Learner]) -> Result<RosterChange, StoreError>;
     /// Learners ordered by `learner_id`, a page at a time.
     async fn learners(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError>;
+    /// The same without their identities (left empty): what analytics needs, read faster.
+    async fn learner_dimensions(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError>;
 
     /// Writes a batch in one transaction: the events (idempotently, by `(source, event_id)`) and
     /// the rejections. Returns one outcome per event, in order. Events must have distinct keys

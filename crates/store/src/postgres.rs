@@ -178,6 +178,37 @@ fn learner_from_row(row: &Row) -> Result<Learner, StoreError> {
     })
 }
 
+impl PostgresStore {
+    /// A page of learners, with their identities or without (cheaper: no join).
+    async fn learners_page(
+        &self,
+        page: Page<String>,
+        with_identities: bool,
+    ) -> Result<Vec<Learner>, StoreError> {
+        let client = self.client().await?;
+        let after = page.after.unwrap_or_default();
+        let limit = page.limit as i64;
+        let sql = if with_identities {
+            "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
+                    l.gender,
+                    coalesce(array_agg(i.learner_ref ORDER BY i.learner_ref)
+                             FILTER (WHERE i.learner_ref IS NOT NULL), '{}')
+             FROM learners l LEFT JOIN learner_identities i USING (learner_id)
+             WHERE l.learner_id > $1
+             GROUP BY l.learner_id ORDER BY l.learner_id LIMIT $2"
+        } else {
+            "SELECT learner_id, institution, discipline, track, cohort, role, gender,
+                    '{}'::text[]
+             FROM learners WHERE learner_id > $1 ORDER BY learner_id LIMIT $2"
+        };
+        let rows = client
+            .query(sql, &[&after, &limit])
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(learner_from_row).collect()
+    }
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
@@ -478,23 +509,11 @@ impl Store for PostgresStore {
     }
 
     async fn learners(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError> {
-        let client = self.client().await?;
-        let after = page.after.unwrap_or_default();
-        let limit = page.limit as i64;
-        let rows = client
-            .query(
-                "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
-                        l.gender,
-                        coalesce(array_agg(i.learner_ref ORDER BY i.learner_ref)
-                                 FILTER (WHERE i.learner_ref IS NOT NULL), '{}')
-                 FROM learners l LEFT JOIN learner_identities i USING (learner_id)
-                 WHERE l.learner_id > $1
-                 GROUP BY l.learner_id ORDER BY l.learner_id LIMIT $2",
-                &[&after, &limit],
-            )
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(learner_from_row).collect()
+        self.learners_page(page, true).await
+    }
+
+    async fn learner_dimensions(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError> {
+        self.learners_page(page, false).await
     }
 
     async fn write_batch(

@@ -216,6 +216,56 @@ fn collect<T>(rows: impl Iterator<Item = Result<T, WorkError>>) -> Result<Vec<T>
     rows.collect()
 }
 
+impl SqliteStore {
+    /// A page of learners, with their identities or without (cheaper: no subquery).
+    async fn learners_page(
+        &self,
+        page: Page<String>,
+        with_identities: bool,
+    ) -> Result<Vec<Learner>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(if with_identities {
+                "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
+                        l.gender,
+                        (SELECT json_group_array(learner_ref) FROM
+                            (SELECT learner_ref FROM learner_identities i
+                             WHERE i.learner_id = l.learner_id ORDER BY learner_ref))
+                 FROM learners l WHERE l.learner_id > ?1 ORDER BY l.learner_id LIMIT ?2"
+            } else {
+                "SELECT learner_id, institution, discipline, track, cohort, role, gender, '[]'
+                 FROM learners WHERE learner_id > ?1 ORDER BY learner_id LIMIT ?2"
+            })?;
+            let after = page.after.unwrap_or_default();
+            let rows = stmt.query_map(params![after, page.limit as i64], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, Option<String>>(6)?,
+                    row.get::<_, String>(7)?,
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let (learner_id, institution, discipline, track, cohort, role, gender, refs) = row?;
+                Ok(Learner {
+                    learner_id,
+                    identities: decode(serde_json::from_str(&refs))?,
+                    institution,
+                    discipline,
+                    track: decode(track.parse())?,
+                    cohort,
+                    role: decode(role.parse())?,
+                    gender: gender.map(|g| decode(g.parse())).transpose()?,
+                })
+            }))
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
@@ -510,43 +560,11 @@ impl Store for SqliteStore {
     }
 
     async fn learners(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
-                        l.gender,
-                        (SELECT json_group_array(learner_ref) FROM
-                            (SELECT learner_ref FROM learner_identities i
-                             WHERE i.learner_id = l.learner_id ORDER BY learner_ref))
-                 FROM learners l WHERE l.learner_id > ?1 ORDER BY l.learner_id LIMIT ?2",
-            )?;
-            let after = page.after.unwrap_or_default();
-            let rows = stmt.query_map(params![after, page.limit as i64], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, Option<String>>(6)?,
-                    row.get::<_, String>(7)?,
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let (learner_id, institution, discipline, track, cohort, role, gender, refs) = row?;
-                Ok(Learner {
-                    learner_id,
-                    identities: decode(serde_json::from_str(&refs))?,
-                    institution,
-                    discipline,
-                    track: decode(track.parse())?,
-                    cohort,
-                    role: decode(role.parse())?,
-                    gender: gender.map(|g| decode(g.parse())).transpose()?,
-                })
-            }))
-        })
-        .await
+        self.learners_page(page, true).await
+    }
+
+    async fn learner_dimensions(&self, page: Page<String>) -> Result<Vec<Learner>, StoreError> {
+        self.learners_page(page, false).await
     }
 
     async fn write_batch(

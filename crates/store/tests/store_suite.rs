@@ -184,6 +184,20 @@ async fn reference_data_round_trips_and_upserts(store: Arc<dyn Store>) {
     let mut expected = l.clone();
     expected.identities.sort();
     assert_eq!(page, vec![expected]);
+    let dimensions = store
+        .learner_dimensions(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let mut without = l.clone();
+    without.identities.clear();
+    assert_eq!(
+        dimensions,
+        vec![without],
+        "the same learner, without identities"
+    );
 
     // Replacing a learner's identities drops the old ones.
     store
