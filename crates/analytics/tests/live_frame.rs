@@ -21,8 +21,13 @@ fn sorted(cells: &DataFrame) -> DataFrame {
     cells.sort(keys, SortMultipleOptions::default()).unwrap()
 }
 
-/// A SQLite store with a demo program's roster; returns its events, not yet ingested.
-async fn demo_store(dir: &std::path::Path) -> (Arc<dyn Store>, Vec<serde_json::Value>) {
+/// A SQLite store with the roster of a demo program of `learners` (with `seed`); returns the
+/// program's events, not yet ingested.
+async fn demo_store(
+    dir: &std::path::Path,
+    learners: usize,
+    seed: u64,
+) -> (Arc<dyn Store>, Vec<serde_json::Value>) {
     let config = StoreConfig {
         data_dir: dir.to_owned(),
         database_url: None,
@@ -35,15 +40,15 @@ async fn demo_store(dir: &std::path::Path) -> (Arc<dyn Store>, Vec<serde_json::V
         .unwrap();
     let generator = Generator::from_store(
         DemoConfig {
-            learners: 800,
-            seed: 9,
+            learners,
+            seed,
             as_of: Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap(),
         },
         &store,
     )
     .await
     .unwrap();
-    let learners: Vec<_> = (0..800).map(|i| generator.learner(i)).collect();
+    let learners: Vec<_> = (0..learners).map(|i| generator.learner(i)).collect();
     demo::store_roster(&store, &learners).await.unwrap();
     let events = learners.into_iter().flat_map(|l| l.events).collect();
     (store, events)
@@ -52,7 +57,7 @@ async fn demo_store(dir: &std::path::Path) -> (Arc<dyn Store>, Vec<serde_json::V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_resumed_from_the_checkpoint_equals_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, events) = demo_store(dir.path()).await;
+    let (store, events) = demo_store(dir.path(), 800, 9).await;
     let ingestor = Ingestor::new(Arc::clone(&store), Limits::default());
     let (first, rest) = events.split_at(events.len() / 2);
     demo::ingest_events(&ingestor, first, 5_000).await.unwrap();
@@ -122,29 +127,7 @@ async fn a_state_resumed_from_the_checkpoint_equals_a_rebuild() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_frame_and_cells_equal_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        data_dir: dir.path().to_owned(),
-        database_url: None,
-        pool_size: 2,
-        connect_timeout: std::time::Duration::from_secs(5),
-    };
-    let (store, _) = nigrani_store::open(&config).await.unwrap();
-    nigrani_ingest::seed::install_if_empty(&store)
-        .await
-        .unwrap();
-    let generator = Generator::from_store(
-        DemoConfig {
-            learners: 1_500,
-            seed: 5,
-            as_of: Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap(),
-        },
-        &store,
-    )
-    .await
-    .unwrap();
-    let learners: Vec<_> = (0..1_500).map(|i| generator.learner(i)).collect();
-    demo::store_roster(&store, &learners).await.unwrap();
-    let mut events: Vec<_> = learners.into_iter().flat_map(|l| l.events).collect();
+    let (store, mut events) = demo_store(dir.path(), 1_500, 5).await;
     // Out of order, as platforms send them.
     events.sort_by_key(|e| e["event_id"].as_str().map(str::to_owned));
     let ingestor = Ingestor::new(Arc::clone(&store), Limits::default());

@@ -104,10 +104,41 @@ pub(crate) struct Params {
 }
 
 impl Params {
+    /// The parameters of a route that takes `allowed` and a filter per dimension.
     pub(crate) fn new(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+        Self::read(pairs, allowed, true)
+    }
+
+    /// The parameters of a route that takes `allowed` and no filters.
+    pub(crate) fn without_filters(
+        pairs: Vec<(String, String)>,
+        allowed: &[&str],
+    ) -> Result<Self, ApiError> {
+        Self::read(pairs, allowed, false)
+    }
+
+    fn read(
+        pairs: Vec<(String, String)>,
+        allowed: &[&str],
+        filters: bool,
+    ) -> Result<Self, ApiError> {
         let mut map = BTreeMap::new();
         for (key, value) in pairs {
             let is_dimension = key.parse::<Dimension>().is_ok();
+            if !filters && is_dimension && !allowed.contains(&key.as_str()) {
+                return Err(ApiError::new(
+                    "invalid_query",
+                    format!(
+                        "this route takes no filters (`{key}`); it takes {}. Ask a breakdown for \
+                         a slice",
+                        if allowed.is_empty() {
+                            "no parameters".to_owned()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ),
+                ));
+            }
             if !allowed.contains(&key.as_str()) && !is_dimension {
                 return Err(ApiError::new(
                     "invalid_query",
@@ -900,15 +931,9 @@ pub(crate) async fn targets(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin, Manager, Partner])?;
-    let params = Params::new(query.into_inner(), &["format", "lang"])?;
+    let params = Params::without_filters(query.into_inner(), &["format", "lang"])?;
     let rows_only = flat_rows(&params)?;
     let lang = language(&params)?;
-    if let Some(filter) = params.filters()?.keys().next() {
-        return Err(ApiError::new(
-            "invalid_query",
-            format!("targets take no filters (`{}`)", filter.as_str()),
-        ));
-    }
     let now = rounded_now(Utc::now());
     let mut targets = to_json(&state.engine.targets(now).await?)?;
     if let Some(lang) = lang {

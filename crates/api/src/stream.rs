@@ -177,16 +177,7 @@ pub(crate) async fn stream(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin, Manager, Partner])?;
-    let params = Params::new(query.into_inner(), &["lang"])?;
-    if let Some(filter) = params.filters()?.keys().next() {
-        return Err(ApiError::new(
-            "invalid_query",
-            format!(
-                "the stream takes no filters (`{}`); it sends every province × track slice",
-                filter.as_str()
-            ),
-        ));
-    }
+    let params = Params::without_filters(query.into_inner(), &["lang"])?;
     let lang = language(&params)?;
     let sent_seq = match req.headers().get("last-event-id") {
         None => None,
