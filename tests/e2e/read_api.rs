@@ -397,6 +397,8 @@ fn flat_rows_and_labels_for_infinity() {
     let first = &list["institutions"][0];
     assert_eq!(first["label"], first["name_ur"]);
     assert!(first["province_label"].is_string());
+    let (_, rows) = server.get_json("/api/v1/cohorts?format=rows");
+    assert_eq!(rows[0]["cohort_id"], "soft-t", "{rows}");
     let (_, list) = server.get_json("/api/v1/cohorts?lang=en");
     assert_eq!(list["cohorts"][0]["label"], "Soft T");
 }

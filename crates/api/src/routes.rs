@@ -309,10 +309,10 @@ pub(crate) struct ListQuery {
 fn wants_csv(req: &HttpRequest, format: Option<&str>) -> Result<bool, ApiError> {
     match format {
         Some("csv") => Ok(true),
-        Some("json") => Ok(false),
+        Some("json" | "rows") => Ok(false),
         Some(other) => Err(ApiError::new(
             "invalid_query",
-            format!("`format` must be `json` or `csv`, not `{other}`"),
+            format!("`format` must be `json`, `csv` or `rows`, not `{other}`"),
         )),
         None => Ok(req
             .headers()
@@ -336,7 +336,7 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 /// Lists roster rows of one kind, as JSON or CSV. Learners come a page at a time.
 #[utoipa::path(get, path = "/api/v1/{kind}", tag = "roster",
     params(("kind" = RosterKindParam, Path, description = "institutions, disciplines, tracks, cohorts or learners (learners: admin and manager keys only)", example = "institutions"),
-           ("format" = Option<String>, Query, description = "`json` (default) or `csv` (also with `Accept: text/csv`)"),
+           ("format" = Option<String>, Query, description = "`json` (default), `csv` (also with `Accept: text/csv`) or `rows` (the bare array)"),
            ("after" = Option<String>, Query, description = "Learners only: those whose id sorts after this one"),
            ("limit" = Option<usize>, Query, description = "Learners only: page size (default 1,000, at most 10,000)"),
            ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels")),
@@ -437,6 +437,13 @@ pub(crate) async fn list_roster(
             "learners": rows,
             "next_after": rows.last().map(|l| l.learner_id.clone()),
         }),
+    };
+    // `format=rows`: the bare array, for Grafana's Infinity datasource.
+    let body = match (query.format.as_deref(), body) {
+        (Some("rows"), Value::Object(mut fields)) => {
+            fields.remove(kind.as_str()).unwrap_or_default()
+        }
+        (_, body) => body,
     };
     Ok(HttpResponse::Ok()
         .insert_header(ContentType::json())
