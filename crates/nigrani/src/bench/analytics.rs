@@ -44,8 +44,17 @@ pub(crate) struct AnalyticsArgs {
     store_learners: usize,
     /// PostgreSQL server (URL of a maintenance database such as `postgres`). The program is
     /// loaded into a database named after its size and kept for later runs.
-    #[arg(long, env = "NIGRANI_BENCH_POSTGRES_URL")]
-    postgres_url: String,
+    #[arg(
+        long,
+        env = "NIGRANI_BENCH_POSTGRES_URL",
+        required_unless_present = "sqlite_dir"
+    )]
+    postgres_url: Option<String>,
+    /// Instead of PostgreSQL, the SQLite folder of a program loaded before (by `nigrani demo`
+    /// or `bench api`, e.g. /var/tmp/nigrani-bench-api-1000000); the DuckDB export then needs
+    /// the `sqlite3` command.
+    #[arg(long, conflicts_with = "postgres_url")]
+    sqlite_dir: Option<PathBuf>,
     /// Runs of each query from the maintained state.
     #[arg(long, default_value_t = 200)]
     queries: usize,
@@ -92,26 +101,53 @@ fn self_rss_mib(field: &str) -> f64 {
 pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     scale(&args)?;
     let name = format!("nigrani_bench_analytics_{}", args.store_learners);
-    let (db, existed) = BenchDatabase::reuse(&args.postgres_url, &name)?;
-    let config = StoreConfig {
-        database_url: Some(db.url.clone()),
-        ..StoreConfig::default()
+    let (config, source, _db) = match (&args.sqlite_dir, &args.postgres_url) {
+        (Some(dir), _) => (
+            StoreConfig {
+                data_dir: dir.clone(),
+                ..StoreConfig::default()
+            },
+            Export::Sqlite(dir.join("nigrani.sqlite3")),
+            None,
+        ),
+        (None, Some(url)) => {
+            let (db, existed) = BenchDatabase::reuse(url, &name)?;
+            let config = StoreConfig {
+                database_url: Some(db.url.clone()),
+                ..StoreConfig::default()
+            };
+            let (store, _) = nigrani_store::open(&config).await?;
+            if !existed || store.stats().await?.learners == 0 {
+                load(&store, args.store_learners).await?;
+            } else {
+                eprintln!("reusing database {name}");
+            }
+            (config, Export::Postgres(db.url.clone()), Some(db))
+        }
+        (None, None) => anyhow::bail!("give --postgres-url or --sqlite-dir"),
     };
     let (store, _) = nigrani_store::open(&config).await?;
     let stats = store.stats().await?;
-    if !existed || stats.learners == 0 {
-        load(&store, args.store_learners).await?;
-    } else {
-        eprintln!("reusing database {name}");
-    }
+    ensure!(stats.learners > 0, "the store holds no program");
     let stats = store.stats().await?;
+    let place = match &source {
+        Export::Postgres(_) => format!("PostgreSQL database {name}"),
+        Export::Sqlite(file) => format!("SQLite {}", file.display()),
+    };
     println!(
-        "program: {} learners, {} events (database {name})",
+        "program: {} learners, {} events ({place})",
         stats.learners, stats.events
     );
 
     // Rebuild, writing the analytics checkpoint as serve does on SQLite.
-    let checkpoint = std::env::temp_dir().join(format!("{name}.checkpoint"));
+    let checkpoint = std::env::temp_dir().join(format!(
+        "{name}{}.checkpoint",
+        if args.sqlite_dir.is_some() {
+            "_sqlite"
+        } else {
+            ""
+        }
+    ));
     let _ = std::fs::remove_file(&checkpoint);
     let options = || nigrani_analytics::EngineOptions {
         checkpoint: Some(checkpoint.clone()),
@@ -179,7 +215,7 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
         }
         cold.push((label, times));
     }
-    let peer = duckdb_peer(&args, &db.url, now);
+    let peer = duckdb_peer(&args, &source, now);
     for (i, (label, times)) in cold.iter().enumerate() {
         let ((checkpoint_s, from), (store_s, _)) = (times[0], times[1]);
         let theirs = peer.as_ref().ok().and_then(|p| p.get(i)).map(|(_, t)| *t);
@@ -418,9 +454,16 @@ async fn load(store: &Arc<dyn Store>, learners: usize) -> anyhow::Result<()> {
 }
 
 /// Exports the events and roster, then runs the DuckDB script; returns its time per group-by.
+/// Where the events for DuckDB are exported from.
+enum Export {
+    Postgres(String),
+    /// The SQLite database file.
+    Sqlite(PathBuf),
+}
+
 fn duckdb_peer(
     args: &AnalyticsArgs,
-    url: &str,
+    source: &Export,
     as_of: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(String, f64)>> {
     let probe = Command::new(&args.python)
@@ -437,30 +480,59 @@ fn duckdb_peer(
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
-    let export = |name: &str, select: &str| {
-        psql(
-            url,
-            &format!(
-                "\\copy ({select}) TO '{}' WITH (FORMAT csv, HEADER)",
-                dir.join(format!("{name}.csv")).display()
+    let export = |name: &str, select: &str| -> anyhow::Result<()> {
+        let file = dir.join(format!("{name}.csv"));
+        match source {
+            Export::Postgres(url) => psql(
+                url,
+                &format!(
+                    "\\copy ({select}) TO '{}' WITH (FORMAT csv, HEADER)",
+                    file.display()
+                ),
             ),
-        )
+            Export::Sqlite(db) => {
+                let output = Command::new("sqlite3")
+                    .args(["-readonly", "-header", "-csv"])
+                    .arg(db)
+                    .arg(select)
+                    .stdout(std::fs::File::create(&file)?)
+                    .output()
+                    .context("cannot run sqlite3 (apt-get install sqlite3)")?;
+                ensure!(
+                    output.status.success(),
+                    "sqlite3 failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                Ok(())
+            }
+        }
+    };
+    let (occurred_at, required) = match source {
+        Export::Postgres(_) => (
+            "e.occurred_at",
+            "SELECT track, unnest(required_courses) AS course_id FROM track_plans",
+        ),
+        // SQLite keeps microseconds since the epoch and JSON arrays.
+        Export::Sqlite(_) => (
+            "strftime('%Y-%m-%dT%H:%M:%f', e.occurred_at / 1000000.0, 'unixepoch') || 'Z' \
+             AS occurred_at",
+            "SELECT track, value AS course_id FROM track_plans, json_each(required_courses)",
+        ),
     };
     let started = Instant::now();
     export(
         "events",
-        "SELECT i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at \
-         FROM events e JOIN learner_identities i USING (learner_ref)",
+        &format!(
+            "SELECT i.learner_id, e.course_id, e.kind, e.progress, e.score, {occurred_at} \
+             FROM events e JOIN learner_identities i USING (learner_ref)"
+        ),
     )?;
     export(
         "learners",
         "SELECT l.learner_id, i.province, l.institution, l.discipline, l.track, l.cohort \
          FROM learners l JOIN institutions i ON i.hec_id = l.institution",
     )?;
-    export(
-        "required",
-        "SELECT track, unnest(required_courses) AS course_id FROM track_plans",
-    )?;
+    export("required", required)?;
     eprintln!(
         "exported for DuckDB in {:.0} s",
         started.elapsed().as_secs_f64()
