@@ -196,8 +196,8 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
         );
     }
 
-    // Cold: nigrani from the events in its checkpoint file (the roster from PostgreSQL) and
-    // from PostgreSQL alone; DuckDB from the events exported to Parquet. Each shape is computed
+    // Cold: nigrani from the events in its checkpoint file (the roster from the store) and from
+    // the store alone; DuckDB from the events exported to Parquet. Each shape is computed
     // by an engine started for it, so nothing is shared between them.
     drop(engine);
     let mut cold = Vec::new();
@@ -216,6 +216,10 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
         cold.push((label, times));
     }
     let peer = duckdb_peer(&args, &source, now);
+    let store_name = match &source {
+        Export::Postgres(_) => "PostgreSQL",
+        Export::Sqlite(_) => "SQLite",
+    };
     for (i, (label, times)) in cold.iter().enumerate() {
         let ((checkpoint_s, from), (store_s, _)) = (times[0], times[1]);
         let theirs = peer.as_ref().ok().and_then(|p| p.get(i)).map(|(_, t)| *t);
@@ -223,8 +227,8 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
             |ours: f64| theirs.map_or("no DuckDB".to_owned(), |t| format!("{:.2}×", ours / t));
         println!(
             "cold {label}: nigrani {checkpoint_s:.3} s from its checkpoint ({} events from the \
-             file, {} from PostgreSQL): {} DuckDB's time; {store_s:.2} s reading every event from \
-             PostgreSQL: {}; DuckDB {} (from Parquet)",
+             file, {} from {store_name}): {} DuckDB's time; {store_s:.2} s reading every event \
+             from {store_name}: {}; DuckDB {} (from Parquet)",
             from.from_checkpoint,
             from.from_store,
             ratio(checkpoint_s),
