@@ -87,39 +87,29 @@ impl<T: Send + Sync + 'static> Answers<T> {
     where
         F: Fn(&Snapshot) -> Result<T, QueryError> + Send + Sync + 'static,
     {
-        let plan = self.plan(&key, &snapshot, as_of, false);
-        match plan {
+        match self.plan(&key, &snapshot, as_of, false) {
             Plan::Done(answer) => Ok(answer),
             Plan::Stale(answer) => {
-                let slots = Arc::clone(&self.slots);
-                tokio::spawn(async move {
-                    let outcome = run(Arc::clone(&snapshot), as_of, work).await;
-                    let Ok(mut slots) = slots.lock() else { return };
-                    if let Some(slot) = slots.get_mut(&key) {
-                        slot.refreshing = false;
-                        match outcome {
-                            Ok(fresh) => slot.answer = Some(fresh),
-                            Err(e) => tracing::warn!(error = %e, "A background answer failed."),
-                        }
-                    }
-                });
+                tokio::spawn(refresh(Arc::clone(&self.slots), key, snapshot, as_of, work));
                 Ok(answer)
             }
             Plan::Compute(gate) => {
-                let _computing = gate.lock().await;
-                // Whoever held the gate before may have just computed it.
-                if let Plan::Done(answer) = self.plan(&key, &snapshot, as_of, true) {
-                    return Ok(answer);
-                }
-                let outcome = run(snapshot, as_of, work).await;
-                if let Ok(mut slots) = self.slots.lock() {
-                    let slot = slots.entry(key).or_default();
-                    slot.refreshing = false;
-                    if let Ok(fresh) = &outcome {
-                        slot.answer = Some(Arc::clone(fresh));
+                // In a task of its own: a caller that goes away (a closed connection) must not
+                // leave the query marked as being computed.
+                let slots = Arc::clone(&self.slots);
+                let task = tokio::spawn(async move {
+                    let _computing = gate.lock_owned().await;
+                    // Whoever held the gate before may have just computed it.
+                    if let Some(answer) = current(&slots, &key, &snapshot, as_of) {
+                        return Ok(answer);
                     }
-                }
-                outcome
+                    refresh(slots, key, snapshot, as_of, work).await
+                });
+                task.await.map_err(|e| {
+                    AnalyticsError::Query(QueryError::Engine(format!(
+                        "the computation of an answer failed: {e}"
+                    )))
+                })?
             }
         }
     }
@@ -144,7 +134,7 @@ impl<T: Send + Sync + 'static> Answers<T> {
         let Some(answer) = slot.answer.clone() else {
             return Plan::Compute(gate);
         };
-        if answer.data_as_of == snapshot.published_at && answer.as_of == as_of {
+        if answer.data_as_of >= snapshot.published_at && answer.as_of == as_of {
             return Plan::Done(answer);
         }
         if self.max_staleness.is_zero() || exact_only {
@@ -164,6 +154,47 @@ impl<T: Send + Sync + 'static> Answers<T> {
             Plan::Compute(gate)
         }
     }
+}
+
+/// The kept answer of `key` when it reflects `snapshot` (or later data) as of `as_of`.
+fn current<T>(
+    slots: &Mutex<HashMap<String, Slot<T>>>,
+    key: &str,
+    snapshot: &Snapshot,
+    as_of: DateTime<Utc>,
+) -> Option<Arc<Stamped<T>>> {
+    let slots = slots.lock().ok()?;
+    let answer = slots.get(key)?.answer.clone()?;
+    (answer.data_as_of >= snapshot.published_at && answer.as_of == as_of).then_some(answer)
+}
+
+/// Computes `key`'s answer and keeps it — unless a newer one was kept meanwhile — and marks the
+/// query as no longer being computed, whatever the outcome.
+async fn refresh<T: Send + Sync + 'static>(
+    slots: Arc<Mutex<HashMap<String, Slot<T>>>>,
+    key: String,
+    snapshot: Arc<Snapshot>,
+    as_of: DateTime<Utc>,
+    work: impl Fn(&Snapshot) -> Result<T, QueryError> + Send + 'static,
+) -> Result<Arc<Stamped<T>>, AnalyticsError> {
+    let outcome = run(snapshot, as_of, work).await;
+    if let Ok(mut slots) = slots.lock() {
+        let slot = slots.entry(key).or_default();
+        slot.refreshing = false;
+        match &outcome {
+            Ok(fresh) => {
+                if slot
+                    .answer
+                    .as_ref()
+                    .is_none_or(|kept| kept.data_as_of <= fresh.data_as_of)
+                {
+                    slot.answer = Some(Arc::clone(fresh));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "An answer could not be computed."),
+        }
+    }
+    outcome
 }
 
 async fn run<T: Send + Sync + 'static>(
@@ -236,6 +267,31 @@ mod tests {
         let fresh = answers.get("q".into(), second, as_of, counted(&runs)).await;
         assert_eq!(fresh.unwrap().value, 2);
         assert_eq!(runs.load(Ordering::SeqCst), 2, "one background refresh");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_goes_away_does_not_freeze_the_answer() {
+        let answers = Answers::new(Duration::from_millis(1));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let as_of = Utc::now();
+        let first = answers.get("q".into(), snapshot(1), as_of, counted(&runs));
+        assert_eq!(first.await.unwrap().value, 1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let second = snapshot(2);
+        // Too old to stand in: this caller computes, and gives up before the end.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(5),
+            answers.get("q".into(), Arc::clone(&second), as_of, counted(&runs)),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let later = answers.get("q".into(), second, as_of, counted(&runs)).await;
+        assert_eq!(
+            later.unwrap().value,
+            2,
+            "the computation finished without its caller"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,12 +10,15 @@
 //! is ignored and written anew. Nothing is synced to disk: after a crash a torn last record is
 //! dropped and the feed is read again from the last whole one.
 //!
-//! Layout (little-endian): a header — magic, roster version, roster fingerprint — then one
-//! fixed-size record per event: `seq`, row, course slot (255: none), kind, progress and score
-//! (NaN: none), and `occurred_at` in microseconds.
+//! One process writes a checkpoint at a time: it holds an exclusive lock on the file, and a
+//! second process (say, the next version starting during a rolling restart) goes without.
+//!
+//! Layout (little-endian): a header — magic, roster version, fingerprint (of the roster, the
+//! format and the event kinds) — then one fixed-size record per event: `seq`, row, course slot
+//! (255: none), kind, progress and score (NaN: none), and `occurred_at` in microseconds.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use nigrani_domain::EventKind;
@@ -29,10 +32,21 @@ const RECORD: usize = 8 + 4 + 1 + 1 + 8 + 8 + 8;
 /// Course slot of an event on a course that is not required of the learner.
 const NO_COURSE: u8 = u8::MAX;
 
-/// What identifies the roster a checkpoint's rows and course slots belong to: a hash of the
-/// learner ids in row order, each learner's track, and each track's required courses.
+/// The meaning of a record; changing how events reduce to records changes it, so that files of
+/// an earlier meaning are not read.
+const FORMAT: &str = "records v1";
+
+/// What a checkpoint's records depend on: a hash of the format, the event kinds (records store
+/// their index), the learner ids in row order with each learner's track, and each track's
+/// required courses (records store course slots).
 pub(crate) fn fingerprint(roster: &Roster) -> [u8; 32] {
     let mut text = Vec::with_capacity(roster.len() * 12);
+    text.extend_from_slice(FORMAT.as_bytes());
+    for kind in EventKind::ALL {
+        text.push(b' ');
+        text.extend_from_slice(kind.as_str().as_bytes());
+    }
+    text.push(b'\n');
     for (id, track) in roster.ids.iter().zip(&roster.track) {
         text.extend_from_slice(id.as_bytes());
         text.push(b'/');
@@ -80,7 +94,14 @@ impl Checkpoint {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        lock(&file)?;
+        file.set_len(0)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(MAGIC)?;
         out.write_all(&roster_version.to_le_bytes())?;
         out.write_all(&fingerprint(roster))?;
@@ -100,13 +121,15 @@ impl Checkpoint {
         roster: &Roster,
         states: &mut States,
     ) -> io::Result<Option<(Self, LastEvent, usize)>> {
-        let mut file = match File::open(path) {
+        let mut file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        lock(&file)?;
+        let mut input = BufReader::with_capacity(1 << 22, &mut file);
         let mut header = [0u8; HEADER];
-        if file.read_exact(&mut header).is_err() {
+        if input.read_exact(&mut header).is_err() {
             return Ok(None);
         }
         let version = i64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
@@ -116,13 +139,19 @@ impl Checkpoint {
         {
             return Ok(None);
         }
-        let mut records = Vec::new();
-        file.read_to_end(&mut records)?;
-        let whole = records.len() / RECORD;
-        let mut last = None;
-        for record in records.chunks_exact(RECORD) {
-            let (seq, row, effect) = decode(record);
-            if row >= roster.len() {
+        let mut record = [0u8; RECORD];
+        let mut whole = 0usize;
+        let mut last: Option<LastEvent> = None;
+        loop {
+            match input.read_exact(&mut record) {
+                Ok(()) => {}
+                // The end, or a torn last record.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e),
+            }
+            let (seq, row, effect) = decode(&record);
+            let in_order = last.is_none_or(|l| seq > l.seq);
+            if !in_order || !plausible(roster, record[13], row, &effect) {
                 return Ok(None);
             }
             states.apply(row, &effect);
@@ -131,19 +160,19 @@ impl Checkpoint {
                 at: effect.at,
                 kind: effect.kind,
             });
+            whole += 1;
         }
+        drop(input);
         let Some(last) = last else {
             return Ok(None);
         };
         // Drop a torn last record so that appends stay aligned.
-        let file = std::fs::OpenOptions::new().write(true).open(path)?;
         file.set_len((HEADER + whole * RECORD) as u64)?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        std::io::Seek::seek(&mut out, io::SeekFrom::End(0))?;
+        file.seek(io::SeekFrom::End(0))?;
         Ok(Some((
             Self {
                 path: path.to_owned(),
-                out,
+                out: BufWriter::with_capacity(1 << 20, file),
             },
             last,
             whole,
@@ -175,6 +204,31 @@ impl Checkpoint {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Takes the file for this process alone, or fails when another process has it.
+fn lock(file: &File) -> io::Result<()> {
+    file.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "another nigrani process is writing this checkpoint",
+        ),
+        std::fs::TryLockError::Error(e) => e,
+    })
+}
+
+/// Whether a record can be what this roster's engine wrote: a known kind, a learner row, and a
+/// course slot of that learner's track.
+fn plausible(roster: &Roster, kind: u8, row: usize, effect: &Effect) -> bool {
+    let Some(&track) = roster.track.get(row) else {
+        return false;
+    };
+    let slots = roster
+        .required_courses
+        .get(track as usize)
+        .map_or(0, Vec::len);
+    usize::from(kind) < EventKind::ALL.len()
+        && effect.course.is_none_or(|slot| usize::from(slot) < slots)
 }
 
 fn decode(record: &[u8]) -> (i64, usize, Effect) {

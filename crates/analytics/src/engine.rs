@@ -367,19 +367,26 @@ impl Engine {
 pub(crate) async fn compute<R: Send + 'static>(
     work: impl FnOnce() -> Result<R, QueryError> + Send + 'static,
 ) -> Result<R, AnalyticsError> {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    static PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
     let permits = PERMITS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ))
     });
-    let _permit = permits.acquire().await.map_err(|e| {
+    let permit = Arc::clone(permits).acquire_owned().await.map_err(|e| {
         AnalyticsError::Query(QueryError::Engine(format!("no computation slot: {e}")))
     })?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| {
-            AnalyticsError::Query(QueryError::Engine(format!("the computation panicked: {e}")))
-        })?
-        .map_err(AnalyticsError::from)
+    // The permit goes with the work: a caller that goes away does not free its slot while the
+    // computation still runs.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|e| {
+        AnalyticsError::Query(QueryError::Engine(format!("the computation panicked: {e}")))
+    })?
+    .map_err(AnalyticsError::from)
 }
 
 impl Engine {
@@ -535,7 +542,8 @@ fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
         Some(live) => (live.frame()?, live.cells()?),
         None => {
             let frame = query::learner_frame(&follower.roster, &follower.states)?;
-            (query::cells(&frame)?, frame)
+            let cells = query::cells(&frame)?;
+            (frame, cells)
         }
     };
     Ok(Snapshot {
@@ -605,22 +613,23 @@ async fn resume(
     roster_version: i64,
     roster: &Roster,
     states: &mut States,
-) -> Option<(Checkpoint, i64, usize)> {
+) -> Result<Option<(Checkpoint, i64, usize)>, AnalyticsError> {
     let resumed = match Checkpoint::resume(path, roster_version, roster, states) {
-        Ok(resumed) => resumed?,
+        Ok(Some(resumed)) => resumed,
+        Ok(None) => return Ok(None),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e,
                 "The analytics checkpoint cannot be read; reading the store instead.");
-            return None;
+            return Ok(None);
         }
     };
     let (writer, last, events) = resumed;
-    let in_store = store.feed_after(last.seq - 1, 1).await.ok()?;
+    let in_store = store.feed_after(last.seq - 1, 1).await?;
     if !in_store.first().is_some_and(|event| last.matches(event)) {
         tracing::info!("The analytics checkpoint does not match the store; reading the store.");
-        return None;
+        return Ok(None);
     }
-    Some((writer, last.seq, events))
+    Ok(Some((writer, last.seq, events)))
 }
 
 /// Reads the roster and replays the change feed (up to `as_of`, if given).
@@ -665,7 +674,7 @@ async fn build(
     let mut writer = None;
     let mut from_checkpoint = 0;
     if let (Some(path), None) = (checkpoint, as_of) {
-        match resume(store, path, roster_version, &roster, &mut states).await {
+        match resume(store, path, roster_version, &roster, &mut states).await? {
             Some((resumed, seq, read)) => {
                 tracing::info!(
                     events = read,

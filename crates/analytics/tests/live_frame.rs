@@ -90,12 +90,26 @@ async fn a_state_resumed_from_the_checkpoint_equals_a_rebuild() {
     let started = resumed.started();
     assert!(started.from_checkpoint > events.len() / 2, "{started:?}");
     assert!(started.from_store < events.len() / 2, "{started:?}");
+    // A second process on the same file goes without it, and leaves it alone.
+    let second = Engine::start_with(Arc::clone(&store), options())
+        .await
+        .unwrap();
+    assert_eq!(second.started().from_checkpoint, 0);
+    drop(second);
     let rebuilt = Engine::start(Arc::clone(&store)).await.unwrap();
     assert_eq!(rebuilt.started().from_checkpoint, 0);
     let (a, b) = (resumed.snapshot(), rebuilt.snapshot());
     assert_eq!(a.last_seq, b.last_seq);
     assert!(a.frame.equals_missing(&b.frame), "resumed state differs");
     drop(resumed);
+    let again = Engine::start_with(Arc::clone(&store), options())
+        .await
+        .unwrap();
+    // Everything the last start read from the store went into the checkpoint (but events of
+    // learners off the roster, which the state does not keep).
+    assert!(again.started().from_checkpoint > started.from_checkpoint);
+    assert_eq!(again.started().from_store, 0);
+    drop(again);
 
     // A roster change makes the checkpoint unusable: the state is read from the store again.
     let mut extra = Generator::from_store(
