@@ -172,10 +172,10 @@ impl EventStream {
                 id = value.parse().ok();
             } else if let Some(value) = line.strip_prefix("event: ") {
                 event = value.to_owned();
-            } else if let Some(value) = line.strip_prefix("data: ") {
-                if event == "update" {
-                    return Some((id.unwrap(), serde_json::from_str(value).unwrap()));
-                }
+            } else if let Some(value) = line.strip_prefix("data: ")
+                && event == "update"
+            {
+                return Some((id.unwrap(), serde_json::from_str(value).unwrap()));
             }
         }
         None

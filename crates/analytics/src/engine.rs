@@ -578,10 +578,10 @@ fn apply_page(
         }
         states.apply(row, &effect);
         touched.push(row as u32);
-        if let Some(writer) = checkpoint {
-            if let Err(e) = writer.append(event.seq, row, &effect) {
-                stop_checkpoint(checkpoint, &e);
-            }
+        if let Some(writer) = checkpoint
+            && let Err(e) = writer.append(event.seq, row, &effect)
+        {
+            stop_checkpoint(checkpoint, &e);
         }
     }
     touched
@@ -589,10 +589,10 @@ fn apply_page(
 
 /// Hands the checkpoint's appends to the operating system.
 fn flush(checkpoint: &mut Option<Checkpoint>) {
-    if let Some(writer) = checkpoint {
-        if let Err(e) = writer.flush() {
-            stop_checkpoint(checkpoint, &e);
-        }
+    if let Some(writer) = checkpoint
+        && let Err(e) = writer.flush()
+    {
+        stop_checkpoint(checkpoint, &e);
     }
 }
 

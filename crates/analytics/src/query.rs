@@ -79,14 +79,14 @@ impl BreakdownQuery {
                 "grouping by period needs `from` (or a relative `period` range)".into(),
             ));
         }
-        if let Some(from) = self.from {
-            if from > self.as_of {
-                return Err(QueryError::Invalid(format!(
-                    "`from` ({}) lies after `to`/`as_of` ({})",
-                    from.to_rfc3339(),
-                    self.as_of.to_rfc3339()
-                )));
-            }
+        if let Some(from) = self.from
+            && from > self.as_of
+        {
+            return Err(QueryError::Invalid(format!(
+                "`from` ({}) lies after `to`/`as_of` ({})",
+                from.to_rfc3339(),
+                self.as_of.to_rfc3339()
+            )));
         }
         for (dimension, values) in &self.filters {
             if values.is_empty() {

@@ -304,10 +304,10 @@ impl States {
         {
             learner.started_at = learner.started_at.min(at);
         }
-        if let Some(score) = effect.score {
-            if learner.best_score.is_nan() || score > learner.best_score {
-                learner.best_score = score;
-            }
+        if let Some(score) = effect.score
+            && (learner.best_score.is_nan() || score > learner.best_score)
+        {
+            learner.best_score = score;
         }
         match effect.kind {
             EventKind::CertificateEarned => learner.certified_at = learner.certified_at.min(at),
@@ -316,10 +316,10 @@ impl States {
         }
         if let Some(slot) = effect.course {
             let course = &mut self.courses[row * self.slots + usize::from(slot)];
-            if let Some(progress) = effect.progress {
-                if course.progress.is_nan() || progress > course.progress {
-                    course.progress = progress;
-                }
+            if let Some(progress) = effect.progress
+                && (course.progress.is_nan() || progress > course.progress)
+            {
+                course.progress = progress;
             }
             if effect.kind == EventKind::CourseCompleted {
                 course.completed_at = course.completed_at.min(at);

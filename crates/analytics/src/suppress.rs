@@ -206,11 +206,10 @@ mod tests {
                 if !hidden.contains(&(i, 0)) {
                     prop_assert!(r.learners == 0 || r.learners >= k);
                 }
-                if let Some(completed) = r.values[0] {
-                    if !hidden.contains(&(i, 1)) {
+                if let Some(completed) = r.values[0]
+                    && !hidden.contains(&(i, 1)) {
                         prop_assert!(completed == 0.0 || completed >= k as f64);
                     }
-                }
                 if r.learners < k {
                     prop_assert!(hidden.contains(&(i, 2)), "rates over fewer than k are hidden");
                 }

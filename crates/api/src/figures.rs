@@ -276,17 +276,17 @@ impl Params {
         }
         let latest = to.is_none();
         let as_of = to.unwrap_or_else(|| rounded_now(now));
-        if let Some(from) = from {
-            if from > as_of {
-                return Err(ApiError::new(
-                    "invalid_query",
-                    format!(
-                        "`from` ({}) lies after `to` ({})",
-                        from.to_rfc3339(),
-                        as_of.to_rfc3339()
-                    ),
-                ));
-            }
+        if let Some(from) = from
+            && from > as_of
+        {
+            return Err(ApiError::new(
+                "invalid_query",
+                format!(
+                    "`from` ({}) lies after `to` ({})",
+                    from.to_rfc3339(),
+                    as_of.to_rfc3339()
+                ),
+            ));
         }
         Ok(Range {
             from,

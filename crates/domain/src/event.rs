@@ -223,22 +223,22 @@ impl LearningEvent {
     /// Checks the rules that do not depend on the wire format: ranges and the clock.
     pub fn check(&self, now: DateTime<Utc>) -> Result<(), (RejectReason, String)> {
         for (name, value) in [("progress", self.progress), ("score", self.score)] {
-            if let Some(value) = value {
-                if !(0.0..=1.0).contains(&value) {
-                    return Err((
-                        RejectReason::OutOfRange,
-                        format!("`{name}` must lie between 0 and 1, got {value}"),
-                    ));
-                }
-            }
-        }
-        if let Some(seconds) = self.duration_seconds {
-            if seconds < 0 {
+            if let Some(value) = value
+                && !(0.0..=1.0).contains(&value)
+            {
                 return Err((
                     RejectReason::OutOfRange,
-                    format!("`duration_seconds` must not be negative, got {seconds}"),
+                    format!("`{name}` must lie between 0 and 1, got {value}"),
                 ));
             }
+        }
+        if let Some(seconds) = self.duration_seconds
+            && seconds < 0
+        {
+            return Err((
+                RejectReason::OutOfRange,
+                format!("`duration_seconds` must not be negative, got {seconds}"),
+            ));
         }
         if self.occurred_at > now + MAX_CLOCK_SKEW {
             return Err((
