@@ -404,6 +404,11 @@ impl Engine {
             return compute(move || work(&follower.roster, &follower.states)).await;
         }
         drop(follower);
+        // A replay reads every event up to `as_of` and holds a whole state: one at a time.
+        static REPLAYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        let _replaying = REPLAYS.acquire().await.map_err(|e| {
+            AnalyticsError::Query(QueryError::Engine(format!("no replay slot: {e}")))
+        })?;
         let (replayed, _) = build(&self.store, Some(as_of), None).await?;
         compute(move || work(&replayed.roster, &replayed.states)).await
     }

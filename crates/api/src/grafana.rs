@@ -298,13 +298,20 @@ pub(crate) async fn query(
     if request.range.from > request.range.to {
         return Err(invalid("the range's `from` lies after its `to`".into()));
     }
-    let latest = request.range.to >= now;
+    // Grafana computes "now" before sending: a range ending within a minute of ours (or later)
+    // asks for the latest data, and shares answers with other pollers.
+    let latest = request.range.to >= now - chrono::Duration::minutes(1);
     let as_of = if latest {
         rounded_now(now)
     } else {
         request.range.to
     };
-    let from = request.range.from.min(as_of);
+    let from = if latest {
+        rounded_now(request.range.from)
+    } else {
+        request.range.from
+    }
+    .min(as_of);
     let filters = adhoc_filters(&request.adhoc_filters)?;
     let partner = caller.role == Partner;
     let k = state.suppression_k;

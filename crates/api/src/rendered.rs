@@ -14,8 +14,10 @@ use actix_web::web::Bytes;
 use chrono::{DateTime, Utc};
 use nigrani_analytics::answers::Stamped;
 
-/// Most requests kept; beyond it the table starts afresh.
+/// Most requests, and bytes, kept; beyond either the table starts afresh. Dashboards poll a few
+/// dozen requests; the bound keeps clients that vary their queries from filling the memory.
 const MAX_ENTRIES: usize = 1_024;
+const MAX_BYTES: usize = 64 << 20;
 
 /// Which data an answer reflects: enough to tell whether a rendering is still current.
 pub(crate) type Stamp = Vec<i64>;
@@ -52,14 +54,24 @@ impl Rendering {
 /// Rendered answers by request.
 #[derive(Default)]
 pub(crate) struct Rendered {
-    entries: Mutex<HashMap<String, Rendering>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_request: HashMap<String, Rendering>,
+    bytes: usize,
 }
 
 impl Rendered {
     /// The rendering of `request` if it was made from the answer stamped `stamp`.
     pub(crate) fn get(&self, request: &str, stamp: &[i64]) -> Option<Rendering> {
         let entries = self.entries.lock().ok()?;
-        entries.get(request).filter(|r| r.stamp == stamp).cloned()
+        entries
+            .by_request
+            .get(request)
+            .filter(|r| r.stamp == stamp)
+            .cloned()
     }
 
     /// Keeps a new rendering of `request` and returns it.
@@ -77,10 +89,16 @@ impl Rendered {
             body: Bytes::from(body),
         };
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_ENTRIES && !entries.contains_key(&request) {
-                entries.clear();
+            let size = rendering.body.len();
+            if entries.by_request.len() >= MAX_ENTRIES || entries.bytes + size > MAX_BYTES {
+                *entries = Entries::default();
             }
-            entries.insert(request, rendering.clone());
+            if size <= MAX_BYTES {
+                entries.bytes += size;
+                if let Some(old) = entries.by_request.insert(request, rendering.clone()) {
+                    entries.bytes -= old.body.len();
+                }
+            }
         }
         rendering
     }

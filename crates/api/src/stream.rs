@@ -12,13 +12,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use nigrani_analytics::{BreakdownQuery, Dimension};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Authenticated;
 use crate::figures::{Lang, Params, language, metric_value, rounded_now};
-use crate::summary::{SUMMARY_METRICS, summary_value};
+use crate::summary::{SUMMARY_METRICS, render_summary, summary_answers};
 use crate::{ApiError, AppState};
 use nigrani_domain::AccessRole::{Admin, Manager, Partner};
 
@@ -33,13 +33,24 @@ struct Connection {
     partner: bool,
     lang: Option<Lang>,
     ticker: tokio::time::Interval,
-    /// The change-feed position of the last update sent (or resumed from).
-    sent_seq: Option<i64>,
+    /// The snapshot (by publication time) of the last update sent, or resumed from.
+    sent: Option<DateTime<Utc>>,
+    /// `Last-Event-ID`: send nothing until the data moves past this change-feed position.
+    resume_after: Option<i64>,
     /// The slices last sent, by key.
     slices: HashMap<String, Value>,
     last_write: Instant,
     /// Whether the `retry:` advice went out.
     greeted: bool,
+}
+
+/// An update ready to send: the snapshot it reflects, its change-feed position, the summary and
+/// every slice.
+struct Update {
+    published_at: DateTime<Utc>,
+    last_seq: i64,
+    summary: Value,
+    slices: Vec<(String, Value)>,
 }
 
 impl Connection {
@@ -60,21 +71,17 @@ impl Connection {
         loop {
             self.ticker.tick().await;
             let snapshot = self.state.engine.snapshot();
-            if self.sent_seq != Some(snapshot.last_seq) {
+            if self.sent != Some(snapshot.published_at) {
                 match self.update().await {
-                    // An answer may lag the newest snapshot by a moment (see
-                    // `nigrani_analytics::answers`); its own position is the message's id, so
-                    // that its successor is sent once ready.
-                    Ok(None) => continue,
-                    Ok(Some((last_seq, data))) => {
-                        let unchanged = self.sent_seq == Some(last_seq);
-                        self.sent_seq = Some(last_seq);
-                        if unchanged {
-                            continue;
+                    Ok(Some(update)) => {
+                        if let Some(message) = self.message(update) {
+                            self.last_write = Instant::now();
+                            return message;
                         }
-                        self.last_write = Instant::now();
-                        return format!("id: {last_seq}\nevent: update\ndata: {data}\n\n");
                     }
+                    // The answers are still being brought up to date (see
+                    // `nigrani_analytics::answers`): next second.
+                    Ok(None) => {}
                     Err(e) => {
                         self.last_write = Instant::now();
                         let body = json!({ "code": e.code, "message": e.message });
@@ -89,26 +96,54 @@ impl Connection {
         }
     }
 
-    /// The summary and the slices that changed, as one line of JSON, with the change-feed
-    /// position of the summary's data.
-    /// `None` while the two answers come from different snapshots (one is being refreshed).
-    async fn update(&mut self) -> Result<Option<(i64, String)>, ApiError> {
+    /// The message for an update — its summary and the slices that changed since the last one
+    /// sent — or `None` when a resumed client already has it.
+    fn message(&mut self, update: Update) -> Option<String> {
+        self.sent = Some(update.published_at);
+        if self.resume_after.take() == Some(update.last_seq) {
+            return None;
+        }
+        let mut changed = Vec::new();
+        for (key, value) in update.slices {
+            if self.slices.get(&key) != Some(&value) {
+                changed.push(value.clone());
+                self.slices.insert(key, value);
+            }
+        }
+        let data = json!({
+            "summary": update.summary,
+            "slices": { "by": [Dimension::Track, Dimension::Province], "rows": changed },
+        });
+        Some(format!(
+            "id: {}\nevent: update\ndata: {data}\n\n",
+            update.last_seq
+        ))
+    }
+
+    /// The summary and every track × province slice, both from one snapshot newer than the
+    /// last update sent; `None` until the answers are.
+    async fn update(&self) -> Result<Option<Update>, ApiError> {
         let now = Utc::now();
-        let summary = summary_value(&self.state, self.partner, self.lang, now).await?;
-        let by = vec![Dimension::Province, Dimension::Track];
+        let answers = summary_answers(&self.state, now).await?;
+        let (published_at, last_seq) = answers.data();
+        if self.sent.is_some_and(|sent| published_at <= sent) {
+            return Ok(None);
+        }
+        let by = vec![Dimension::Track, Dimension::Province];
+        // With totals, so that a partner's suppression covers each track's total (the
+        // summary's figure) and the program's.
         let query = BreakdownQuery {
             by: by.clone(),
             filters: Default::default(),
             metrics: SUMMARY_METRICS.to_vec(),
             from: None,
             as_of: rounded_now(now),
-            totals: false,
+            totals: true,
             period: None,
             latest: true,
         };
         let answer = self.state.engine.breakdown_stamped(&query).await?;
-        let last_seq = summary["last_seq"].as_i64().unwrap_or_default();
-        if answer.last_seq != last_seq {
+        if answer.data_as_of != published_at {
             return Ok(None);
         }
         let mut result = answer.value.clone();
@@ -117,37 +152,46 @@ impl Connection {
         } else {
             Default::default()
         };
-        let mut changed = Vec::new();
+        let mut summary = render_summary(&self.state, &answers, self.partner, self.lang)?;
+        let mut slices = Vec::new();
         for (i, row) in result.rows.iter().enumerate() {
             let mut out = Map::new();
-            for (d, key) in by.iter().zip(&row.keys) {
-                out.insert(d.as_str().into(), json!(key));
-            }
-            let key = row
-                .keys
-                .iter()
-                .map(|k| k.as_deref().unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join("/");
             let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
             out.insert("learners".into(), json!(learners));
             for (m, value) in result.metrics.iter().zip(&row.values) {
                 out.insert(m.as_str().into(), metric_value(*m, *value));
             }
-            let value = Value::Object(out);
-            if self.slices.get(&key) != Some(&value) {
-                self.slices.insert(key, value.clone());
-                changed.push(value);
+            match (row.keys[0].as_deref(), row.keys[1].as_deref()) {
+                (Some(track), Some(province)) => {
+                    out.insert("track".into(), json!(track));
+                    out.insert("province".into(), json!(province));
+                    slices.push((format!("{track}/{province}"), Value::Object(out)));
+                }
+                // A total the suppression hid is hidden in the summary too.
+                (track, None) => {
+                    let target = match track {
+                        Some(track) => summary["tracks"]
+                            .as_array_mut()
+                            .and_then(|t| t.iter_mut().find(|t| t["track"] == track)),
+                        None => Some(&mut summary["program"]),
+                    };
+                    if let Some(Value::Object(fields)) = target {
+                        for (name, value) in out {
+                            if value.is_null() {
+                                fields.insert(name, Value::Null);
+                            }
+                        }
+                    }
+                }
+                (None, Some(_)) => {}
             }
         }
-        Ok(Some((
+        Ok(Some(Update {
+            published_at,
             last_seq,
-            json!({
-                "summary": summary,
-                "slices": { "by": by, "rows": changed },
-            })
-            .to_string(),
-        )))
+            summary,
+            slices,
+        }))
     }
 }
 
@@ -164,7 +208,7 @@ impl Connection {
     responses(
         (status = 200, description = "A `text/event-stream`: `event: update` messages whose `data` is JSON `{summary, slices: {by, rows}}` and whose `id` is the change-feed position; `: heartbeat` comments every 15 s",
          content_type = "text/event-stream", body = String,
-         example = "id: 981234\nevent: update\ndata: {\"summary\":{...},\"slices\":{\"by\":[\"province\",\"track\"],\"rows\":[...]}}\n\n"),
+         example = "id: 981234\nevent: update\ndata: {\"summary\":{...},\"slices\":{\"by\":[\"track\",\"province\"],\"rows\":[...]}}\n\n"),
         (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
     ),
     security(("api_key" = []))
@@ -179,7 +223,7 @@ pub(crate) async fn stream(
     caller.require(&[Admin, Manager, Partner])?;
     let params = Params::without_filters(query.into_inner(), &["lang"])?;
     let lang = language(&params)?;
-    let sent_seq = match req.headers().get("last-event-id") {
+    let resume_after = match req.headers().get("last-event-id") {
         None => None,
         Some(value) => Some(
             value
@@ -201,7 +245,8 @@ pub(crate) async fn stream(
         partner: caller.role == Partner,
         lang,
         ticker,
-        sent_seq,
+        sent: None,
+        resume_after,
         slices: HashMap::new(),
         last_write: Instant::now(),
         greeted: false,

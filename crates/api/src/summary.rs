@@ -60,24 +60,17 @@ pub(crate) struct SummaryAnswers {
 }
 
 impl SummaryAnswers {
+    /// The snapshot the figures per track come from: when it was published, and its position.
+    pub(crate) fn data(&self) -> (DateTime<Utc>, i64) {
+        (self.per_track.data_as_of, self.per_track.last_seq)
+    }
+
     /// Which data the summary reflects.
     pub(crate) fn stamp(&self) -> Stamp {
         let mut stamp = stamp_of(&self.per_track).to_vec();
         stamp.extend(stamp_of(&self.targets));
         stamp
     }
-}
-
-/// Figures per track and for the whole program, with each track's target. Partners get small
-/// cells suppressed. Shared by `GET /api/v1/summary` and the live stream.
-pub(crate) async fn summary_value(
-    state: &AppState,
-    partner: bool,
-    lang: Option<Lang>,
-    now: DateTime<Utc>,
-) -> Result<Value, ApiError> {
-    let answers = summary_answers(state, now).await?;
-    render_summary(state, &answers, partner, lang)
 }
 
 /// The answers behind the summary as of `now`.
@@ -102,8 +95,9 @@ pub(crate) async fn summary_answers(
     })
 }
 
-/// The summary as JSON.
-fn render_summary(
+/// The summary as JSON: figures per track and for the whole program, with each track's target;
+/// partners get small cells suppressed. Shared by `GET /api/v1/summary` and the live stream.
+pub(crate) fn render_summary(
     state: &AppState,
     answers: &SummaryAnswers,
     partner: bool,
@@ -159,10 +153,19 @@ fn render_summary(
             .iter()
             .find(|t| t.scope == "track" && t.id == track.as_str())
         {
-            out.insert(
-                "target".into(),
-                target_json(target, partner, state.suppression_k)?,
-            );
+            let mut value = target_json(target, partner, state.suppression_k)?;
+            // `attained` is the track's trained count: hidden with it.
+            if out
+                .get(Metric::Trained.as_str())
+                .is_some_and(Value::is_null)
+            {
+                for field in TARGET_FIELDS {
+                    if value.get(*field).is_some() {
+                        value[*field] = Value::Null;
+                    }
+                }
+            }
+            out.insert("target".into(), value);
         }
         tracks.push(Value::Object(out));
     }
