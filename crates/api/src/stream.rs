@@ -2,11 +2,12 @@
 //!
 //! Each connection checks the published snapshot once a second, so however fast events arrive a
 //! client gets at most one message a second. A message (`event: update`) carries the summary and
-//! the province × track slices that changed since the previous message on this connection; its
-//! `id` is the snapshot's change-feed position. A client that reconnects with `Last-Event-ID`
-//! hears nothing until the data moves past that position, and then every slice (the server
-//! does not know which slices the client had). A comment line every 15 seconds keeps proxies from
-//! closing an idle connection. Partner streams are suppressed like partner breakdowns.
+//! the track × province slices that changed since the previous message on this connection, both
+//! from one snapshot; its `id` is the snapshot's change-feed position. A client that reconnects
+//! with `Last-Event-ID` hears nothing until the data moves past that position, and then every
+//! slice (the server does not know which slices the client had). A comment line every 15 seconds
+//! keeps proxies from closing an idle connection. Partner streams are suppressed like partner
+//! breakdowns, the slices together with their track and program totals.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -195,7 +196,7 @@ impl Connection {
     }
 }
 
-/// Server-sent events: the summary and the province × track slices that changed, at most once a
+/// Server-sent events: the summary and the track × province slices that changed, at most once a
 /// second, with heartbeats and `Last-Event-ID` resume.
 #[utoipa::path(
     get,
