@@ -27,7 +27,7 @@ use nigrani_store::FeedEvent;
 use crate::state::{Effect, Roster, States};
 
 const MAGIC: &[u8; 8] = b"NGRNCKP1";
-const HEADER: usize = 8 + 8 + 32;
+const HEADER: usize = 8 + 8 + 64;
 const RECORD: usize = 8 + 4 + 1 + 1 + 8 + 8 + 8;
 /// Course slot of an event on a course that is not required of the learner.
 const NO_COURSE: u8 = u8::MAX;
@@ -39,7 +39,8 @@ const FORMAT: &str = "records v1";
 /// What a checkpoint's records depend on: a hash of the format, the event kinds (records store
 /// their index), the learner ids in row order with each learner's track, and each track's
 /// required courses (records store course slots).
-pub(crate) fn fingerprint(roster: &Roster) -> [u8; 32] {
+/// It is the hex SHA-256 of all that, as the header stores it.
+pub(crate) fn fingerprint(roster: &Roster) -> String {
     let mut text = Vec::with_capacity(roster.len() * 12);
     text.extend_from_slice(FORMAT.as_bytes());
     for kind in EventKind::ALL {
@@ -57,12 +58,7 @@ pub(crate) fn fingerprint(roster: &Roster) -> [u8; 32] {
         text.extend_from_slice(courses.join(",").as_bytes());
         text.push(b'\n');
     }
-    let digest = nigrani_domain::roster::sha256_hex(&text);
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(digest.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0);
-    }
-    out
+    nigrani_domain::roster::sha256_hex(&text)
 }
 
 /// The last event a checkpoint holds, to check against the store.
@@ -104,7 +100,7 @@ impl Checkpoint {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(MAGIC)?;
         out.write_all(&roster_version.to_le_bytes())?;
-        out.write_all(&fingerprint(roster))?;
+        out.write_all(fingerprint(roster).as_bytes())?;
         Ok(Self {
             path: path.to_owned(),
             out,
@@ -135,7 +131,7 @@ impl Checkpoint {
         let version = i64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
         if &header[..8] != MAGIC
             || version != roster_version
-            || header[16..HEADER] != fingerprint(roster)
+            || header[16..HEADER] != *fingerprint(roster).as_bytes()
         {
             return Ok(None);
         }

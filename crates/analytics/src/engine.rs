@@ -64,8 +64,6 @@ struct Follower {
     live: Option<LiveFrame>,
     /// The checkpoint being appended to, when the engine keeps one.
     checkpoint: Option<Checkpoint>,
-    /// Events the state was resumed with from the checkpoint.
-    from_checkpoint: usize,
     last_seq: i64,
     roster_version: i64,
 }
@@ -159,11 +157,7 @@ impl Engine {
             checkpoint,
         } = options;
         let started = Instant::now();
-        let (follower, from_store) = build(&store, None, checkpoint.as_deref()).await?;
-        let started_from = Started {
-            from_checkpoint: follower.from_checkpoint,
-            from_store,
-        };
+        let (follower, started_from) = build(&store, None, checkpoint.as_deref()).await?;
         let snapshot = publish(&follower)?;
         tracing::info!(
             learners = follower.roster.len(),
@@ -637,12 +631,13 @@ async fn resume(
     Ok(Some((writer, last.seq, events)))
 }
 
-/// Reads the roster and replays the change feed (up to `as_of`, if given).
+/// Reads the roster and replays the change feed (up to `as_of`, if given) — for the live
+/// follower, from the checkpoint and the feed since, when a usable checkpoint is there.
 async fn build(
     store: &Arc<dyn Store>,
     as_of: Option<i64>,
     checkpoint: Option<&std::path::Path>,
-) -> Result<(Follower, usize), AnalyticsError> {
+) -> Result<(Follower, Started), AnalyticsError> {
     let started = Instant::now();
     // Read the version first: a change after this point makes the next refresh rebuild again.
     let roster_version = store.roster_version().await?;
@@ -727,11 +722,13 @@ async fn build(
             roster: Arc::new(roster),
             live,
             checkpoint: writer,
-            from_checkpoint,
             states,
             last_seq,
             roster_version,
         },
-        events,
+        Started {
+            from_checkpoint,
+            from_store: events,
+        },
     ))
 }

@@ -4,7 +4,7 @@
 //! on (`province=punjab,sindh`), `metrics=`, a range as `from`/`to` or a relative `period=`, and
 //! `as_of`. Unknown parameters, dimensions and metrics are errors, never empty answers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -43,6 +43,68 @@ pub(crate) struct DimensionFilters {
     gender: Option<String>,
     /// Keep these roles.
     role: Option<String>,
+}
+
+/// The cells a partner may not see, hidden in `result` (none for other callers).
+pub(crate) fn suppressed(
+    result: &mut nigrani_analytics::Breakdown,
+    partner: bool,
+    k: u64,
+) -> BTreeSet<(usize, usize)> {
+    if partner {
+        nigrani_analytics::suppress::apply(result, k)
+    } else {
+        BTreeSet::new()
+    }
+}
+
+/// Row `i`'s figures as JSON fields: `learners` and each metric, hidden cells as null.
+pub(crate) fn row_figures(
+    result: &nigrani_analytics::Breakdown,
+    hidden: &BTreeSet<(usize, usize)>,
+    i: usize,
+) -> Map<String, Value> {
+    let row = &result.rows[i];
+    let mut out = Map::new();
+    let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
+    out.insert("learners".into(), json!(learners));
+    for (m, value) in result.metrics.iter().zip(&row.values) {
+        out.insert(m.as_str().into(), metric_value(*m, *value));
+    }
+    out
+}
+
+/// Target fields that hang on the attained count, hidden with it.
+const TARGET_FIELDS: &[&str] = &[
+    "attained",
+    "attainment",
+    "pace_per_day",
+    "projected_date",
+    "projected_stretch_date",
+    "on_track",
+];
+
+/// Hides a target's attained count and what follows from it.
+pub(crate) fn hide_attained(target: &mut Value) {
+    for field in TARGET_FIELDS {
+        if target.get(*field).is_some() {
+            target[*field] = Value::Null;
+        }
+    }
+}
+
+/// A track's or cohort's target status as JSON; for partners, hidden when `attained` is a small
+/// cell.
+pub(crate) fn target_json(
+    target: &nigrani_analytics::targets::TargetStatus,
+    partner: bool,
+    k: u64,
+) -> Result<Value, ApiError> {
+    let mut value = to_json(target)?;
+    if partner && partner_count(Some(target.attained as f64), k).is_none() {
+        hide_attained(&mut value);
+    }
+    Ok(value)
 }
 
 /// `format=rows`: answer a flat JSON array of rows (for Grafana's Infinity datasource) instead of
@@ -435,11 +497,7 @@ pub(crate) async fn breakdown(
         return Ok(rendering.respond());
     }
     let mut result = answer.value.clone();
-    let hidden = if caller.role == Partner {
-        nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
-    } else {
-        Default::default()
-    };
+    let hidden = suppressed(&mut result, caller.role == Partner, state.suppression_k);
     let suppressed: Vec<Value> = hidden
         .iter()
         .map(|(row, column)| {
@@ -463,11 +521,7 @@ pub(crate) async fn breakdown(
             for (d, key) in result.by.iter().zip(&row.keys) {
                 out.insert(d.as_str().into(), json!(key));
             }
-            let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
-            out.insert("learners".into(), json!(learners));
-            for (m, value) in result.metrics.iter().zip(&row.values) {
-                out.insert(m.as_str().into(), metric_value(*m, *value));
-            }
+            out.extend(row_figures(&result, &hidden, i));
             Value::Object(out)
         })
         .collect();
@@ -935,10 +989,17 @@ pub(crate) async fn targets(
     let rows_only = flat_rows(&params)?;
     let lang = language(&params)?;
     let now = rounded_now(Utc::now());
-    let mut targets = to_json(&state.engine.targets(now).await?)?;
+    let partner = caller.role == Partner;
+    let mut targets: Vec<Value> = state
+        .engine
+        .targets(now)
+        .await?
+        .iter()
+        .map(|t| target_json(t, partner, state.suppression_k))
+        .collect::<Result<_, _>>()?;
     if let Some(lang) = lang {
         let labels = Labels::load(&state, &state.engine.snapshot().roster, lang).await?;
-        for target in targets.as_array_mut().into_iter().flatten() {
+        for target in &mut targets {
             let dimension = if target["scope"] == "track" {
                 Dimension::Track
             } else {
@@ -946,24 +1007,6 @@ pub(crate) async fn targets(
             };
             let label = target["id"].as_str().map(|id| labels.of(dimension, id));
             target["label"] = json!(label);
-        }
-    }
-    if caller.role == Partner {
-        for target in targets.as_array_mut().into_iter().flatten() {
-            if partner_count(target["attained"].as_f64(), state.suppression_k).is_none() {
-                for field in [
-                    "attained",
-                    "attainment",
-                    "pace_per_day",
-                    "projected_date",
-                    "projected_stretch_date",
-                    "on_track",
-                ] {
-                    if target.get(field).is_some() {
-                        target[field] = Value::Null;
-                    }
-                }
-            }
         }
     }
     if rows_only {

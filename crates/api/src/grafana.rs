@@ -413,11 +413,7 @@ pub(crate) async fn query(
                         latest,
                     })
                     .await?;
-                let hidden = if partner {
-                    nigrani_analytics::suppress::apply(&mut result, k)
-                } else {
-                    Default::default()
-                };
+                let hidden = crate::figures::suppressed(&mut result, partner, k);
                 let mut columns: Vec<Value> = by
                     .iter()
                     .map(|d| json!({ "text": d.as_str(), "type": "string" }))

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use nigrani_analytics::{BreakdownQuery, Dimension};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::auth::Authenticated;
-use crate::figures::{Lang, Params, language, metric_value, rounded_now};
+use crate::figures::{Lang, Params, language, rounded_now, row_figures, suppressed};
 use crate::summary::{SUMMARY_METRICS, render_summary, summary_answers};
 use crate::{ApiError, AppState};
 use nigrani_domain::AccessRole::{Admin, Manager, Partner};
@@ -148,20 +148,11 @@ impl Connection {
             return Ok(None);
         }
         let mut result = answer.value.clone();
-        let hidden = if self.partner {
-            nigrani_analytics::suppress::apply(&mut result, self.state.suppression_k)
-        } else {
-            Default::default()
-        };
+        let hidden = suppressed(&mut result, self.partner, self.state.suppression_k);
         let mut summary = render_summary(&self.state, &answers, self.partner, self.lang)?;
         let mut slices = Vec::new();
         for (i, row) in result.rows.iter().enumerate() {
-            let mut out = Map::new();
-            let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
-            out.insert("learners".into(), json!(learners));
-            for (m, value) in result.metrics.iter().zip(&row.values) {
-                out.insert(m.as_str().into(), metric_value(*m, *value));
-            }
+            let mut out = row_figures(&result, &hidden, i);
             match (row.keys[0].as_deref(), row.keys[1].as_deref()) {
                 (Some(track), Some(province)) => {
                     out.insert("track".into(), json!(track));

@@ -13,7 +13,8 @@ use nigrani_analytics::Breakdown;
 use nigrani_analytics::answers::Stamped;
 
 use crate::figures::{
-    Labels, Lang, Params, json_bytes, language, metric_value, rounded_now, to_json,
+    Labels, Lang, Params, hide_attained, json_bytes, language, metric_value, rounded_now,
+    row_figures, suppressed, target_json, to_json,
 };
 use crate::rendered::{Stamp, stamp_of};
 use crate::{ApiError, AppState};
@@ -28,30 +29,6 @@ pub(crate) const SUMMARY_METRICS: &[Metric] = &[
     Metric::Certified,
     Metric::Trained,
 ];
-
-/// Target fields a partner may not see when the attained count is suppressed.
-const TARGET_FIELDS: &[&str] = &[
-    "attained",
-    "attainment",
-    "pace_per_day",
-    "projected_date",
-    "projected_stretch_date",
-    "on_track",
-];
-
-/// A track's or cohort's target status as JSON; for partners, hidden when `attained` is a small
-/// cell.
-fn target_json(target: &TargetStatus, partner: bool, k: u64) -> Result<Value, ApiError> {
-    let mut value = to_json(target)?;
-    if partner && crate::figures::partner_count(Some(target.attained as f64), k).is_none() {
-        for field in TARGET_FIELDS {
-            if value.get(*field).is_some() {
-                value[*field] = Value::Null;
-            }
-        }
-    }
-    Ok(value)
-}
 
 /// The analytics answers a summary is made of: figures per track, and the targets.
 pub(crate) struct SummaryAnswers {
@@ -105,22 +82,9 @@ pub(crate) fn render_summary(
 ) -> Result<Value, ApiError> {
     let answer = &answers.per_track;
     let mut result = answer.value.clone();
-    let hidden = if partner {
-        nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
-    } else {
-        Default::default()
-    };
+    let hidden = suppressed(&mut result, partner, state.suppression_k);
     let targets = &answers.targets.value;
-    let figures = |i: usize| {
-        let row = &result.rows[i];
-        let mut out = Map::new();
-        let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
-        out.insert("learners".into(), json!(learners));
-        for (m, value) in result.metrics.iter().zip(&row.values) {
-            out.insert(m.as_str().into(), metric_value(*m, *value));
-        }
-        out
-    };
+    let figures = |i: usize| row_figures(&result, &hidden, i);
     // Every track is listed, with zeros when nobody is on it yet (its target still counts).
     let zeros = || {
         let mut out = Map::new();
@@ -159,11 +123,7 @@ pub(crate) fn render_summary(
                 .get(Metric::Trained.as_str())
                 .is_some_and(Value::is_null)
             {
-                for field in TARGET_FIELDS {
-                    if value.get(*field).is_some() {
-                        value[*field] = Value::Null;
-                    }
-                }
+                hide_attained(&mut value);
             }
             out.insert("target".into(), value);
         }
@@ -309,19 +269,12 @@ pub(crate) async fn cohort(
     };
     let answer = state.engine.breakdown_stamped(&query).await?;
     let mut result = answer.value.clone();
-    let hidden = if partner {
-        nigrani_analytics::suppress::apply(&mut result, state.suppression_k)
+    let hidden = suppressed(&mut result, partner, state.suppression_k);
+    let figures = if result.rows.is_empty() {
+        Map::new()
     } else {
-        Default::default()
+        row_figures(&result, &hidden, 0)
     };
-    let mut figures = Map::new();
-    if let Some(row) = result.rows.first() {
-        let learners = (!hidden.contains(&(0, 0))).then_some(row.learners);
-        figures.insert("learners".into(), json!(learners));
-        for (m, value) in result.metrics.iter().zip(&row.values) {
-            figures.insert(m.as_str().into(), metric_value(*m, *value));
-        }
-    }
     let targets = &state.engine.targets_stamped(as_of).await?.value;
     let target = targets
         .iter()
