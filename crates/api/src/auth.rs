@@ -3,8 +3,11 @@
 //! A key looks like `nk_3f9a1c2b_<32 hex digits>`. The `nk_3f9a1c2b` part is its public id (shown
 //! in lists and the audit log); the store keeps only the SHA-256 of the whole key. Keys are read
 //! from the store and cached for a few seconds, so a revoked key stops working within
-//! [`CACHE_SECONDS`]; an id the cache does not know reloads it, so a new key works at once. Each key has a token bucket: past its rate, requests get 429 with
-//! `Retry-After`.
+//! [`CACHE_SECONDS`]; an id the cache does not know reloads it — at most once per
+//! [`UNKNOWN_RELOAD_MILLIS`], so a new key works within that and invented ids cannot turn into a
+//! read of the table each. Each key has a token bucket: past its rate, requests get 429 with
+//! `Retry-After`; so has each client address for its failed authentications
+//! ([`FAILURES_PER_SECOND`]), checked before the key is looked at.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -13,16 +16,24 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use chrono::Utc;
 use nigrani_domain::AccessRole;
 use nigrani_domain::roster::sha256_hex;
 use nigrani_store::{ApiKeyRecord, Store, StoreError};
 
-use crate::{ApiError, AppState};
+use crate::ApiError;
+use crate::error::ErrorCode;
 
 /// How long the key cache is trusted.
 pub const CACHE_SECONDS: u64 = 5;
+/// How often an unknown key id may reload the key table: a new key works within this long.
+pub const UNKNOWN_RELOAD_MILLIS: u64 = 100;
+/// Failed authentications one client address may make per second (bursts of five times that) before
+/// it gets 429 without its key being looked at.
+pub const FAILURES_PER_SECOND: f64 = 20.0;
+/// Client addresses whose failures are remembered; past this, the idle ones are forgotten.
+const MAX_FAILING_ADDRESSES: usize = 10_000;
 const PREFIX: &str = "nk_";
 
 /// A new key: the whole key (shown once) and the record to store.
@@ -87,7 +98,7 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!(
                     "a {} key may not do this; it needs one of: {}",
                     self.role,
@@ -117,6 +128,7 @@ pub struct Keys {
     store: Arc<dyn Store>,
     cache: RwLock<Cache>,
     buckets: Mutex<HashMap<String, Bucket>>,
+    failures: Failures,
     rate: f64,
     burst: f64,
 }
@@ -132,6 +144,7 @@ impl Keys {
                 loaded: None,
             }),
             buckets: Mutex::new(HashMap::new()),
+            failures: Failures::default(),
             rate,
             burst: rate * 2.0,
         }
@@ -145,9 +158,13 @@ impl Keys {
         };
         let record = cache.keys.get(key_id).cloned();
         let age = cache.loaded.map(|t| t.elapsed());
-        // An unknown id always reloads (the keys table is small), so a new key works at once.
-        let trusted =
-            record.is_some() && age.is_some_and(|a| a < Duration::from_secs(CACHE_SECONDS));
+        // A known id is trusted for `CACHE_SECONDS`. An unknown one reloads the table, so that a
+        // new key works at once — but at most once per `UNKNOWN_RELOAD_MILLIS`, so a stream of
+        // invented ids costs no more than one read of the table per interval.
+        let trusted = match record {
+            Some(_) => age.is_some_and(|a| a < Duration::from_secs(CACHE_SECONDS)),
+            None => age.is_some_and(|a| a < Duration::from_millis(UNKNOWN_RELOAD_MILLIS)),
+        };
         (record, trusted)
     }
 
@@ -162,15 +179,41 @@ impl Keys {
         Ok(())
     }
 
-    /// Who the key in the request belongs to.
+    /// Who the key in the request belongs to. A client address that keeps failing is refused
+    /// with 429 before its key is looked at.
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+        let address = req.peer_addr().map(|a| a.ip());
+        if let Some(address) = address {
+            self.failures.allow(address)?;
+        }
+        let result = self.authenticate_key(req).await;
+        if let (Err(e), Some(address)) = (&result, address)
+            && matches!(e.code, ErrorCode::MissingKey | ErrorCode::InvalidKey)
+        {
+            self.failures.record(address);
+        }
+        let record = result?;
+        self.meter(&record.key_id)?;
+        Ok(Caller {
+            key_id: record.key_id,
+            role: record.role,
+            source: record.source,
+        })
+    }
+
+    async fn authenticate_key(&self, req: &HttpRequest) -> Result<ApiKeyRecord, ApiError> {
         let key = presented_key(req).ok_or_else(|| {
             ApiError::new(
-                "missing_key",
+                ErrorCode::MissingKey,
                 "send an API key as `Authorization: Bearer <key>` (or `X-Api-Key`)",
             )
         })?;
-        let invalid = || ApiError::new("invalid_key", "the API key is not valid or was revoked");
+        let invalid = || {
+            ApiError::new(
+                ErrorCode::InvalidKey,
+                "the API key is not valid or was revoked",
+            )
+        };
         let key_id = key_id(&key).ok_or_else(invalid)?;
         let (mut record, trusted) = self.cached(&key_id);
         if !trusted {
@@ -181,12 +224,7 @@ impl Keys {
         if record.revoked_at.is_some() || record.key_hash != sha256_hex(key.as_bytes()) {
             return Err(invalid());
         }
-        self.meter(&record.key_id)?;
-        Ok(Caller {
-            key_id: record.key_id,
-            role: record.role,
-            source: record.source,
-        })
+        Ok(record)
     }
 
     /// Takes a token from the key's bucket, or says how long to wait.
@@ -209,7 +247,7 @@ impl Keys {
         }
         let wait = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
         Err(ApiError::new(
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "this key sent more than {} requests a second; retry in {wait} s",
                 self.rate
@@ -219,17 +257,85 @@ impl Keys {
     }
 }
 
+/// Failed authentications per client address, as token buckets: each failure takes a token,
+/// and an address with none left is refused until they refill.
+#[derive(Default)]
+struct Failures {
+    buckets: Mutex<HashMap<std::net::IpAddr, Bucket>>,
+}
+
+impl Failures {
+    const BURST: f64 = FAILURES_PER_SECOND * 5.0;
+
+    fn refilled(bucket: &mut Bucket, now: Instant) {
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * FAILURES_PER_SECOND).min(Self::BURST);
+        bucket.updated = now;
+    }
+
+    /// 429 when the address has used up its failures.
+    fn allow(&self, address: std::net::IpAddr) -> Result<(), ApiError> {
+        let mut buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(bucket) = buckets.get_mut(&address) else {
+            return Ok(());
+        };
+        Self::refilled(bucket, Instant::now());
+        if bucket.tokens >= 1.0 {
+            return Ok(());
+        }
+        let wait = ((1.0 - bucket.tokens) / FAILURES_PER_SECOND)
+            .ceil()
+            .max(1.0) as u64;
+        Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many requests with a missing or invalid key from this address; retry in \
+                 {wait} s"
+            ),
+        )
+        .with_retry_after(wait))
+    }
+
+    fn record(&self, address: std::net::IpAddr) {
+        let mut buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = Instant::now();
+        if buckets.len() >= MAX_FAILING_ADDRESSES && !buckets.contains_key(&address) {
+            // Forget the addresses whose buckets have refilled: they are not failing now.
+            buckets.retain(|_, bucket| {
+                Self::refilled(bucket, now);
+                bucket.tokens < Self::BURST
+            });
+            if buckets.len() >= MAX_FAILING_ADDRESSES {
+                return;
+            }
+        }
+        let bucket = buckets.entry(address).or_insert(Bucket {
+            tokens: Self::BURST,
+            updated: now,
+        });
+        Self::refilled(bucket, now);
+        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+    }
+}
+
 fn presented_key(req: &HttpRequest) -> Option<String> {
     let headers = req.headers();
     if let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
+        // The scheme is case-insensitive (RFC 9110 §11.1); a bare key is taken as it is.
         let value = value.trim();
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .unwrap_or(value);
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+            _ => value,
+        };
         return Some(token.trim().to_owned());
     }
     headers
@@ -244,17 +350,24 @@ pub struct Authenticated(pub Caller);
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
 
+    /// The caller [`crate::access::check`] authorised. A route without an access rule has none,
+    /// and is refused rather than served unchecked.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| ApiError::new("internal_error", "application state missing"))?;
-            let caller = state.keys.authenticate(&req).await?;
-            req.extensions_mut().insert(caller.clone());
-            Ok(Authenticated(caller))
+        let authorized = req.extensions().get::<crate::access::Authorized>().cloned();
+        std::future::ready(match authorized {
+            Some(crate::access::Authorized(caller)) => {
+                req.extensions_mut().insert(caller.clone());
+                Ok(Authenticated(caller))
+            }
+            None => {
+                tracing::error!(path = req.path(), "A route has no access rule.");
+                Err(ApiError::new(
+                    ErrorCode::InternalError,
+                    "this route has no access rule; the cause is in nigrani's log",
+                ))
+            }
         })
     }
 }

@@ -11,94 +11,84 @@ use nigrani_store::StoreError;
 use serde::Serialize;
 use serde_json::Value;
 
-/// Every error code the API answers with, its status and what it means.
-pub const CODES: &[(&str, u16, &str)] = &[
-    (
-        "invalid_query",
-        400,
-        "A query parameter is unknown or has a bad value.",
-    ),
-    ("malformed_json", 400, "The body is not valid JSON."),
-    (
-        "malformed_csv",
-        400,
-        "The CSV is malformed (e.g. a row with too few fields).",
-    ),
-    ("invalid_body", 400, "The body is JSON of the wrong shape."),
-    ("empty_batch", 400, "The body holds no events or rows."),
-    ("invalid_utf8", 400, "The body is not valid UTF-8."),
-    (
-        "csv_missing_columns",
-        400,
-        "The CSV header lacks required columns.",
-    ),
-    (
-        "csv_unknown_columns",
-        400,
-        "The CSV header has columns this kind does not take.",
-    ),
-    ("missing_key", 401, "No API key was sent."),
-    (
-        "invalid_key",
-        401,
-        "The API key is malformed, unknown or revoked.",
-    ),
-    ("forbidden", 403, "The API key's role may not do this."),
-    ("not_found", 404, "No such route or resource."),
-    (
-        "method_not_allowed",
-        405,
-        "The route does not take this method.",
-    ),
-    (
-        "payload_too_large",
-        413,
-        "The body is larger than the configured limit.",
-    ),
-    (
-        "batch_too_large",
-        413,
-        "The batch holds more events than the configured limit.",
-    ),
-    (
-        "unsupported_media_type",
-        415,
-        "The Content-Type is missing or not one the route takes.",
-    ),
-    (
-        "rate_limited",
-        429,
-        "Too many requests for this key; `Retry-After` says when to retry.",
-    ),
-    (
-        "invalid_rows",
-        422,
-        "Rows of a roster file are invalid; `details` lists them by line.",
-    ),
-    (
-        "invalid_data",
-        422,
-        "The database refused the data (a broken reference).",
-    ),
-    (
-        "internal_error",
-        500,
-        "A fault on nigrani's side; the log has the cause.",
-    ),
-    (
-        "store_unavailable",
-        503,
-        "The database cannot be reached; nothing was stored. Retry later.",
-    ),
-];
+/// Declares [`ErrorCode`]: each variant with its wire name, HTTP status and meaning. The matches
+/// are generated, so every code has all three and a typo is a compile error, not a 500.
+macro_rules! error_codes {
+    ($($variant:ident = ($code:literal, $status:literal, $meaning:literal),)*) => {
+        /// Every error code the API answers with.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of the table.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The stable, machine-readable name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status it is answered with.
+            pub fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// What it means, for the OpenAPI document.
+            pub fn meaning(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $meaning,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidQuery = ("invalid_query", 400, "A query parameter is unknown or has a bad value."),
+    MalformedJson = ("malformed_json", 400, "The body is not valid JSON."),
+    MalformedCsv = ("malformed_csv", 400, "The CSV is malformed (e.g. a row with too few fields)."),
+    InvalidBody = ("invalid_body", 400, "The body is JSON of the wrong shape."),
+    EmptyBatch = ("empty_batch", 400, "The body holds no events or rows."),
+    InvalidUtf8 = ("invalid_utf8", 400, "The body is not valid UTF-8."),
+    CsvMissingColumns = ("csv_missing_columns", 400, "The CSV header lacks required columns."),
+    CsvUnknownColumns = ("csv_unknown_columns", 400, "The CSV header has columns this kind does not take."),
+    MissingKey = ("missing_key", 401, "No API key was sent."),
+    InvalidKey = ("invalid_key", 401, "The API key is malformed, unknown or revoked."),
+    Forbidden = ("forbidden", 403, "The API key's role may not do this."),
+    NotFound = ("not_found", 404, "No such route or resource."),
+    MethodNotAllowed = ("method_not_allowed", 405, "The route does not take this method."),
+    BodyTimeout = ("body_timeout", 408, "The body arrived too slowly (below the minimum rate, or stalled); send it again."),
+    PayloadTooLarge = ("payload_too_large", 413, "The body is larger than the configured limit."),
+    BatchTooLarge = ("batch_too_large", 413, "The batch holds more events than the configured limit."),
+    UnsupportedMediaType = ("unsupported_media_type", 415, "The Content-Type is missing or not one the route takes."),
+    RateLimited = ("rate_limited", 429, "Too many requests for this key, or failed authentications from this address; `Retry-After` says when to retry."),
+    InvalidRows = ("invalid_rows", 422, "Rows of a roster file are invalid; `details` lists them by line."),
+    InvalidData = ("invalid_data", 422, "The database refused the data (a broken reference, or text it cannot hold)."),
+    InternalError = ("internal_error", 500, "A fault on nigrani's side; the log has the cause."),
+    NotImplemented = ("not_implemented", 501, "The HTTP method is not one nigrani knows."),
+    StoreUnavailable = ("store_unavailable", 503, "The database cannot be reached; nothing was stored. `Retry-After` says when to retry."),
+    OutcomeUnknown = ("outcome_unknown", 503, "The database connection failed while the batch was committed: it may or may not be stored. Resend it after `Retry-After`; resending is safe, stored events answer `duplicate`."),
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiError {
     #[serde(skip)]
     status: StatusCode,
-    /// Stable machine-readable code, one of [`CODES`].
-    pub code: &'static str,
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
     /// A sentence for people.
     pub message: String,
     /// More about the error, e.g. the invalid rows.
@@ -110,13 +100,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a code from [`CODES`]; its status comes from the table.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        let status = CODES
-            .iter()
-            .find(|(c, _, _)| *c == code)
-            .and_then(|(_, status, _)| StatusCode::from_u16(*status).ok())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    /// An error with a code; its status comes from the table.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self {
             status,
             code,
@@ -141,7 +128,7 @@ impl ApiError {
     fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "Request failed on nigrani's side.");
         Self::new(
-            "internal_error",
+            ErrorCode::InternalError,
             "nigrani could not complete the request; the cause is in its log",
         )
     }
@@ -149,7 +136,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.code.as_str(), self.message)
     }
 }
 
@@ -170,17 +157,33 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before retrying after the database failed.
+const RETRY_AFTER_STORE_SECONDS: u64 = 2;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "The database is unavailable.");
                 ApiError::new(
-                    "store_unavailable",
+                    ErrorCode::StoreUnavailable,
                     "the database cannot be reached; nothing was stored, retry later",
                 )
+                .with_retry_after(RETRY_AFTER_STORE_SECONDS)
             }
-            StoreError::Invalid(message) => ApiError::new("invalid_data", message),
+            StoreError::OutcomeUnknown(cause) => {
+                tracing::warn!(error = %cause, "The connection failed while committing.");
+                ApiError::new(
+                    ErrorCode::OutcomeUnknown,
+                    "the database connection failed while the batch was being committed, so \
+                     it may or may not be stored; resend it (stored events answer `duplicate`)",
+                )
+                .with_retry_after(RETRY_AFTER_STORE_SECONDS)
+            }
+            StoreError::Invalid(message) => {
+                tracing::info!(error = %message, "The database refused the data.");
+                ApiError::new(ErrorCode::InvalidData, message)
+            }
             other @ (StoreError::Internal(_) | StoreError::Migration { .. }) => {
                 ApiError::internal(&other)
             }
@@ -191,14 +194,17 @@ impl From<StoreError> for ApiError {
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
-            IngestError::Empty => ApiError::new("empty_batch", e.to_string()),
-            IngestError::TooManyEvents { .. } => ApiError::new("batch_too_large", e.to_string()),
+            IngestError::Empty => ApiError::new(ErrorCode::EmptyBatch, e.to_string()),
+            IngestError::TooManyEvents { .. }
+            | IngestError::Body(BodyError::TooManyEvents { .. }) => {
+                ApiError::new(ErrorCode::BatchTooLarge, e.to_string())
+            }
             IngestError::Body(BodyError::MalformedJson(_)) => ApiError::new(
-                "malformed_json",
+                ErrorCode::MalformedJson,
                 format!("{e}; the body was kept as a rejection"),
             ),
             IngestError::Body(BodyError::NotAnArray(_)) => ApiError::new(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("{e}; the body was kept as a rejection"),
             ),
             IngestError::Store(e) => e.into(),
@@ -211,17 +217,21 @@ impl From<RosterError> for ApiError {
         let message = e.to_string();
         match e {
             RosterError::Store(e) => e.into(),
-            RosterError::InvalidRows(problems) => ApiError::new("invalid_rows", message)
+            RosterError::InvalidRows(problems) => ApiError::new(ErrorCode::InvalidRows, message)
                 .with_details(serde_json::json!({ "problems": problems })),
-            RosterError::MissingColumns(columns) => ApiError::new("csv_missing_columns", message)
-                .with_details(serde_json::json!({ "columns": columns })),
-            RosterError::UnknownColumns(columns) => ApiError::new("csv_unknown_columns", message)
-                .with_details(serde_json::json!({ "columns": columns })),
-            RosterError::InvalidUtf8(line) => ApiError::new("invalid_utf8", message)
+            RosterError::MissingColumns(columns) => {
+                ApiError::new(ErrorCode::CsvMissingColumns, message)
+                    .with_details(serde_json::json!({ "columns": columns }))
+            }
+            RosterError::UnknownColumns(columns) => {
+                ApiError::new(ErrorCode::CsvUnknownColumns, message)
+                    .with_details(serde_json::json!({ "columns": columns }))
+            }
+            RosterError::InvalidUtf8(line) => ApiError::new(ErrorCode::InvalidUtf8, message)
                 .with_details(serde_json::json!({ "line": line })),
-            RosterError::Empty => ApiError::new("empty_batch", message),
-            RosterError::MalformedCsv(_) => ApiError::new("malformed_csv", message),
-            RosterError::MalformedJson(_) => ApiError::new("malformed_json", message),
+            RosterError::Empty => ApiError::new(ErrorCode::EmptyBatch, message),
+            RosterError::MalformedCsv(_) => ApiError::new(ErrorCode::MalformedCsv, message),
+            RosterError::MalformedJson(_) => ApiError::new(ErrorCode::MalformedJson, message),
         }
     }
 }
@@ -231,20 +241,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_has_a_distinct_entry_and_a_status() {
-        let mut codes: Vec<_> = CODES.iter().map(|(c, _, _)| *c).collect();
-        codes.sort_unstable();
-        codes.dedup();
-        assert_eq!(codes.len(), CODES.len());
-        for (code, status, _) in CODES {
-            assert_eq!(ApiError::new(code, "x").status_code().as_u16(), *status);
+    fn every_code_has_a_distinct_name_and_a_valid_status() {
+        let mut names: Vec<_> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                ApiError::new(*code, "x").status_code().as_u16(),
+                code.status()
+            );
+            assert!(
+                code.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            );
         }
+    }
+
+    #[test]
+    fn store_failures_ask_for_a_retry_and_say_what_is_known() {
+        let e: ApiError = StoreError::OutcomeUnknown("connection reset".into()).into();
+        assert_eq!(e.code, ErrorCode::OutcomeUnknown);
+        assert_eq!(e.status_code().as_u16(), 503);
+        assert!(e.message.contains("may or may not be stored"));
+        let response = e.error_response();
+        assert_eq!(response.headers().get("retry-after").unwrap(), "2");
+        let e: ApiError = StoreError::Unavailable("refused".into()).into();
+        assert_eq!(
+            e.error_response().headers().get("retry-after").unwrap(),
+            "2"
+        );
     }
 
     #[test]
     fn internal_errors_say_nothing_internal() {
         let e: ApiError = StoreError::Internal("relation \"events\" does not exist".into()).into();
-        assert_eq!(e.code, "internal_error");
+        assert_eq!(e.code, ErrorCode::InternalError);
         assert!(!e.message.contains("relation"));
     }
 }

@@ -17,6 +17,7 @@ use nigrani_analytics::{AnalyticsError, BreakdownQuery, Dimension, Metric};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Authenticated;
+use crate::error::ErrorCode;
 use crate::{ApiError, AppState};
 use nigrani_domain::AccessRole::{Admin, Manager, Partner};
 
@@ -114,7 +115,7 @@ pub(crate) fn flat_rows(params: &Params) -> Result<bool, ApiError> {
         None | Some("json") => Ok(false),
         Some("rows") => Ok(true),
         Some(other) => Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("`format` must be `json` or `rows`, not `{other}`"),
         )),
     }
@@ -139,12 +140,12 @@ impl From<AnalyticsError> for ApiError {
         match e {
             AnalyticsError::Store(e) => e.into(),
             AnalyticsError::Query(nigrani_analytics::query::QueryError::Invalid(message)) => {
-                ApiError::new("invalid_query", message)
+                ApiError::new(ErrorCode::InvalidQuery, message)
             }
             AnalyticsError::Query(e) => {
                 tracing::error!(error = %e, "An analytics query failed.");
                 ApiError::new(
-                    "internal_error",
+                    ErrorCode::InternalError,
                     "nigrani could not compute the figures; the cause is in its log",
                 )
             }
@@ -189,7 +190,7 @@ impl Params {
             let is_dimension = key.parse::<Dimension>().is_ok();
             if !filters && is_dimension && !allowed.contains(&key.as_str()) {
                 return Err(ApiError::new(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!(
                         "this route takes no filters (`{key}`); it takes {}. Ask a breakdown for \
                          a slice",
@@ -203,7 +204,7 @@ impl Params {
             }
             if !allowed.contains(&key.as_str()) && !is_dimension {
                 return Err(ApiError::new(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!(
                         "unknown parameter `{key}`; this route takes {} and a filter per \
                          dimension ({})",
@@ -218,7 +219,7 @@ impl Params {
             }
             if map.insert(key.clone(), value).is_some() {
                 return Err(ApiError::new(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!("`{key}` is given more than once; list values with commas instead"),
                 ));
             }
@@ -251,7 +252,7 @@ impl Params {
         self.get(key)
             .map(|v| {
                 v.parse()
-                    .map_err(|e: String| ApiError::new("invalid_query", e))
+                    .map_err(|e: String| ApiError::new(ErrorCode::InvalidQuery, e))
             })
             .transpose()
     }
@@ -261,7 +262,7 @@ impl Params {
             None | Some("false") | Some("0") => Ok(false),
             Some("true") | Some("1") => Ok(true),
             Some(other) => Err(ApiError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("`{key}` must be true or false, not `{other}`"),
             )),
         }
@@ -276,7 +277,7 @@ impl Params {
         }
         let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
             ApiError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("`{key}` must be an RFC 3339 time or a date YYYY-MM-DD, not `{text}`"),
             )
         })?;
@@ -296,7 +297,7 @@ impl Params {
             let values = self.list(d.as_str());
             if self.pairs.contains_key(d.as_str()) && values.is_empty() {
                 return Err(ApiError::new(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!("the filter `{}` lists no values", d.as_str()),
                 ));
             }
@@ -312,7 +313,7 @@ impl Params {
     fn range(&self, state: &AppState, now: DateTime<Utc>) -> Result<Range, ApiError> {
         if self.get("to").is_some() && self.get("as_of").is_some() {
             return Err(ApiError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "give `to` or `as_of`, not both",
             ));
         }
@@ -321,7 +322,7 @@ impl Params {
         let to = self.moment("to")?.or(self.moment("as_of")?);
         if relative.is_some() && (from.is_some() || to.is_some()) {
             return Err(ApiError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 "give a relative `period` or `from`/`to`, not both",
             ));
         }
@@ -342,7 +343,7 @@ impl Params {
             && from > as_of
         {
             return Err(ApiError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!(
                     "`from` ({}) lies after `to` ({})",
                     from.to_rfc3339(),
@@ -375,7 +376,7 @@ fn metrics(params: &Params) -> Result<Vec<Metric>, ApiError> {
         .into_iter()
         .map(|n| {
             n.parse()
-                .map_err(|e: String| ApiError::new("invalid_query", e))
+                .map_err(|e: String| ApiError::new(ErrorCode::InvalidQuery, e))
         })
         .collect()
 }
@@ -434,7 +435,7 @@ pub(crate) async fn breakdown(
         Some("json" | "rows") => false,
         Some(other) => {
             return Err(ApiError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("`format` must be `json`, `csv` or `rows`, not `{other}`"),
             ));
         }
@@ -450,7 +451,7 @@ pub(crate) async fn breakdown(
     let names = params.list("by");
     if names.len() > MAX_BY + 1 {
         return Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!(
                 "group by at most {MAX_BY} dimensions (and `period`), not {}",
                 names.len()
@@ -463,14 +464,14 @@ pub(crate) async fn breakdown(
         } else {
             by.push(
                 name.parse()
-                    .map_err(|e: String| ApiError::new("invalid_query", e))?,
+                    .map_err(|e: String| ApiError::new(ErrorCode::InvalidQuery, e))?,
             );
         }
     }
     let interval: Option<Interval> = params.parse("interval")?;
     if interval.is_some() && !period_grouped {
         return Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "`interval` needs `by=period`",
         ));
     }
@@ -578,7 +579,7 @@ pub(crate) async fn breakdown(
 pub(crate) fn json_bytes(answer: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(answer).map_err(|e| {
         tracing::error!(error = %e, "An answer could not be serialised.");
-        ApiError::new("internal_error", "the answer could not be written")
+        ApiError::new(ErrorCode::InternalError, "the answer could not be written")
     })
 }
 
@@ -634,7 +635,7 @@ pub(crate) fn language(params: &Params) -> Result<Option<Lang>, ApiError> {
         Some("en") => Ok(Some(Lang::En)),
         Some("ur") => Ok(Some(Lang::Ur)),
         Some(other) => Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("`lang` must be `en` or `ur`, not `{other}`"),
         )),
     }
@@ -714,7 +715,7 @@ impl Labels {
 pub(crate) fn to_json(answer: &impl serde::Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(answer).map_err(|e| {
         tracing::error!(error = %e, "An answer could not be serialised.");
-        ApiError::new("internal_error", "the answer could not be written")
+        ApiError::new(ErrorCode::InternalError, "the answer could not be written")
     })
 }
 
@@ -780,7 +781,7 @@ pub(crate) async fn timeseries(
     let now = Utc::now();
     let metric: Metric = params
         .parse("metric")?
-        .ok_or_else(|| ApiError::new("invalid_query", "`metric` is required"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "`metric` is required"))?;
     let Range {
         from,
         as_of,
@@ -808,7 +809,7 @@ pub(crate) async fn timeseries(
     };
     if caller.role == Partner && metric.kind() == MetricKind::Ratio {
         return Err(ApiError::new(
-            "forbidden",
+            ErrorCode::Forbidden,
             "rates and averages over time are not available to partner keys (their group sizes \
              are not in the answer to judge small cells); ask a breakdown",
         ));
@@ -902,12 +903,12 @@ pub(crate) async fn funnel(
         .into_iter()
         .map(|n| {
             n.parse()
-                .map_err(|e: String| ApiError::new("invalid_query", e))
+                .map_err(|e: String| ApiError::new(ErrorCode::InvalidQuery, e))
         })
         .collect::<Result<Vec<Dimension>, _>>()?;
     if by.len() > MAX_BY {
         return Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("group by at most {MAX_BY} dimensions"),
         ));
     }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Authenticated, Caller};
+use crate::error::ErrorCode;
 use crate::figures::{Labels, Lang, metric_value, partner_count, rounded_now};
 use crate::{ApiError, AppState};
 use nigrani_domain::AccessRole::{Admin, Manager, Partner};
@@ -33,23 +34,25 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 use actix_web::error::JsonPayloadError;
                 match e {
                     JsonPayloadError::ContentType => ApiError::new(
-                        "unsupported_media_type",
+                        ErrorCode::UnsupportedMediaType,
                         "send the body as `application/json`",
                     ),
                     JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
-                        "invalid_body",
+                        ErrorCode::InvalidBody,
                         format!("the body is not what this route takes: {e}"),
                     ),
-                    JsonPayloadError::Deserialize(e) => {
-                        ApiError::new("malformed_json", format!("the body is not JSON: {e}"))
-                    }
+                    JsonPayloadError::Deserialize(e) => ApiError::new(
+                        ErrorCode::MalformedJson,
+                        format!("the body is not JSON: {e}"),
+                    ),
+                    JsonPayloadError::Payload(e) => crate::body::unreadable(&e),
                     JsonPayloadError::Overflow { .. }
                     | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
-                        "payload_too_large",
+                        ErrorCode::PayloadTooLarge,
                         "the body is larger than the limit of 2 MiB",
                     ),
                     other => ApiError::new(
-                        "invalid_body",
+                        ErrorCode::InvalidBody,
                         format!("the body could not be read: {other}"),
                     ),
                 }
@@ -162,7 +165,7 @@ pub(crate) async fn payload_options(
     reader(&caller)?;
     let list = options(&body.name).ok_or_else(|| {
         ApiError::new(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!(
                 "no payload field `{}`; fields are format, split, interval, cumulative and by",
                 body.name
@@ -227,14 +230,14 @@ fn payload_text(payload: &Value, name: &str) -> Result<Option<String>, ApiError>
                 .join(","),
         )),
         Some(other) => Err(ApiError::new(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("payload field `{name}` must be text, not {other}"),
         )),
     }
 }
 
 fn invalid(message: String) -> ApiError {
-    ApiError::new("invalid_query", message)
+    ApiError::new(ErrorCode::InvalidQuery, message)
 }
 
 /// Ad-hoc filters as dimension filters. Two filters on one key must both hold, so their values
@@ -327,7 +330,7 @@ pub(crate) async fn query(
             None | Some("timeseries") => {
                 if partner && metric.kind() == MetricKind::Ratio {
                     return Err(ApiError::new(
-                        "forbidden",
+                        ErrorCode::Forbidden,
                         "rates and averages over time are not available to partner keys; use a \
                          table",
                     ));
@@ -482,7 +485,7 @@ pub(crate) async fn variable(
     }
     let dimension: Dimension = target.parse().map_err(|e: String| {
         ApiError::new(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("{e}; a variable lists a dimension's values, or `metric`"),
         )
     })?;
@@ -531,7 +534,7 @@ pub(crate) async fn tag_values(
     let dimension: Dimension = body
         .key
         .parse()
-        .map_err(|e: String| ApiError::new("invalid_body", e))?;
+        .map_err(|e: String| ApiError::new(ErrorCode::InvalidBody, e))?;
     let snapshot = state.engine.snapshot();
     let list: Vec<Value> = dimension_names(&snapshot.roster, dimension)
         .into_iter()

@@ -5,7 +5,11 @@
 //! every figure comes from `nigrani-analytics`. It must not reach into a database directly.
 //!
 //! Modules:
-//! - [`auth`]: API keys, roles, rate limits; the caller of a request.
+//! - `access`: the table of who may call which route, applied before any handler reads the
+//!   request; HTTP methods (405, 501, bounded metric labels).
+//! - [`auth`]: API keys, rate limits; the caller of a request.
+//! - `body`: reading request bodies within limits — size, and a minimum rate so that a slow
+//!   sender cannot hold a connection.
 //! - [`error`]: [`ApiError`], the one error contract, and the table of codes.
 //! - [`routes`]: the handlers under `/api/v1`, `/healthz` and `/readyz`.
 //! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets).
@@ -22,7 +26,9 @@
 //! accepting connections and lets requests in flight — batches being committed among them —
 //! finish before it returns.
 
+mod access;
 pub mod auth;
+mod body;
 pub mod error;
 mod figures;
 mod grafana;
@@ -43,6 +49,7 @@ use nigrani_analytics::Engine;
 use nigrani_ingest::{Ingestor, Limits};
 use nigrani_store::Store;
 
+pub use body::BodyRate;
 pub use error::ApiError;
 
 /// Settings of the HTTP server.
@@ -62,6 +69,8 @@ pub struct ServerConfig {
     pub suppression_k: u64,
     /// How long requests in flight may take to finish after a stop signal.
     pub shutdown_timeout: Duration,
+    /// How fast request bodies must arrive.
+    pub body_rate: BodyRate,
 }
 
 /// What every handler can reach.
@@ -79,6 +88,8 @@ pub struct AppState {
     pub suppression_k: u64,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// How fast request bodies must arrive.
+    pub body_rate: BodyRate,
     /// Rendered answers of polled requests.
     rendered: Arc<rendered::Rendered>,
     /// Cancelled when the server is asked to stop, so that endless answers (the live stream)
@@ -111,6 +122,7 @@ impl Application {
                 config.rate_limit_per_second,
             )),
             suppression_k: config.suppression_k,
+            body_rate: config.body_rate,
             metrics: Arc::new(metrics::Metrics::new().map_err(std::io::Error::other)?),
             store,
             engine,
@@ -126,7 +138,9 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes::configure)
+                .wrap(actix_web::middleware::from_fn(access::check))
                 .wrap(actix_web::middleware::from_fn(routes::conditional_get))
+                .wrap(actix_web::middleware::from_fn(body::with_deadline))
                 .wrap(actix_web::middleware::from_fn(routes::audit_partners))
                 .wrap(actix_web::middleware::from_fn(routes::observe_http))
                 .wrap(tracing_actix_web::TracingLogger::default())
@@ -211,7 +225,7 @@ fn metrics_server(
         App::new()
             .app_data(web::Data::new(state.clone()))
             .route("/metrics", web::get().to(routes::prometheus_metrics))
-            .default_service(web::to(routes::not_found))
+            .default_service(web::to(access::unrouted))
     })
     .workers(1)
     .disable_signals()

@@ -9,16 +9,23 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use crate::error::CODES;
+use crate::error::ErrorCode;
 
 /// The error body every 4xx and 5xx answer carries: `{code, message, details}`.
 pub struct ErrorBody;
 
 impl PartialSchema for ErrorBody {
     fn schema() -> RefOr<Schema> {
-        let table: String = CODES
+        let table: String = ErrorCode::ALL
             .iter()
-            .map(|(code, status, meaning)| format!("\n- `{code}` ({status}): {meaning}"))
+            .map(|code| {
+                format!(
+                    "\n- `{}` ({}): {}",
+                    code.as_str(),
+                    code.status(),
+                    code.meaning()
+                )
+            })
             .collect();
         ObjectBuilder::new()
             .description(Some(
@@ -29,7 +36,7 @@ impl PartialSchema for ErrorBody {
                 "code",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(CODES.iter().map(|(code, _, _)| *code)))
+                    .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
                     .description(Some(format!("The error's code:{table}"))),
             )
             .required("code")

@@ -4,7 +4,6 @@
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use futures_util::StreamExt;
 use nigrani_ingest::BodyFormat;
 use nigrani_ingest::roster::{self, RosterKind, Rows};
 use nigrani_store::Page;
@@ -12,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Authenticated, Caller};
+use crate::error::ErrorCode;
 use crate::{ApiError, AppState};
 use nigrani_domain::AccessRole::{self, Admin, Ingest, Manager, Partner};
 
@@ -24,7 +24,11 @@ const MAX_PAGE: usize = 10_000;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
-        ApiError::new("invalid_query", format!("the query is not valid: {e}")).into()
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("the query is not valid: {e}"),
+        )
+        .into()
     }))
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
@@ -63,14 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/{kind}", web::post().to(upsert_roster))
             .route("/{kind}", web::get().to(list_roster)),
     )
-    .default_service(web::to(not_found));
-}
-
-pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        "not_found",
-        format!("no route {} {}", req.method(), req.path()),
-    ))
+    .default_service(web::to(crate::access::unrouted));
 }
 
 /// Liveness: the process answers.
@@ -114,52 +111,6 @@ pub(crate) async fn status(
     })))
 }
 
-/// The media type of a request, without parameters, lower-cased.
-fn media_type(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(
-        value
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase(),
-    )
-}
-
-/// Reads a body up to `limit` bytes; a larger one is refused with 413 before it is buffered.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<web::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            "payload_too_large",
-            format!("the body is larger than the limit of {limit} bytes; send smaller batches"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(too_large());
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new("invalid_body", format!("the body could not be read: {e}"))
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
 /// Ingests a batch of events (a JSON array, or NDJSON) and answers for each one. Every outcome
 /// in the answer is durable.
 #[utoipa::path(post, path = "/api/v1/events", tag = "ingest",
@@ -184,7 +135,7 @@ pub(crate) async fn post_events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin, Ingest])?;
-    let format = match media_type(&req).as_deref() {
+    let format = match crate::body::media_type(&req).as_deref() {
         Some("application/json") => BodyFormat::JsonArray,
         Some(
             "application/x-ndjson"
@@ -194,7 +145,7 @@ pub(crate) async fn post_events(
         ) => BodyFormat::Ndjson,
         other => {
             return Err(ApiError::new(
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 format!(
                     "send events as `application/json` (an array) or `application/x-ndjson`, \
                      not {}",
@@ -206,7 +157,7 @@ pub(crate) async fn post_events(
         }
     };
     let limits = state.ingestor.limits();
-    let body = read_body(&req, payload, limits.max_body_bytes).await?;
+    let body = crate::body::read_body(&req, payload, limits.max_body_bytes).await?;
     let backend = state.store.backend().as_str();
     let in_flight = state.metrics.in_flight(backend);
     in_flight.inc();
@@ -240,7 +191,7 @@ pub(crate) enum RosterKindParam {
 
 fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
     path.parse()
-        .map_err(|_| ApiError::new("not_found", format!("no resource `/api/v1/{path}`")))
+        .map_err(|_| ApiError::new(ErrorCode::NotFound, format!("no resource `/api/v1/{path}`")))
 }
 
 /// Upserts roster rows of one kind from CSV (`text/csv`) or a JSON array. The file is checked
@@ -266,14 +217,14 @@ pub(crate) async fn upsert_roster(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin])?;
     let kind = roster_kind(&kind)?;
-    let media = media_type(&req);
-    let body = read_body(&req, payload, MAX_ROSTER_BYTES).await?;
+    let media = crate::body::media_type(&req);
+    let body = crate::body::read_body(&req, payload, MAX_ROSTER_BYTES).await?;
     let rows = match media.as_deref() {
         Some("text/csv") => roster::parse_csv(kind, &body)?,
         Some("application/json") => roster::parse_json(kind, &body)?,
         other => {
             return Err(ApiError::new(
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 format!(
                     "send {} as `text/csv` or `application/json`, not {}",
                     kind.as_str(),
@@ -311,7 +262,7 @@ fn wants_csv(req: &HttpRequest, format: Option<&str>) -> Result<bool, ApiError> 
         Some("csv") => Ok(true),
         Some("json" | "rows") => Ok(false),
         Some(other) => Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("`format` must be `json`, `csv` or `rows`, not `{other}`"),
         )),
         None => Ok(req
@@ -327,7 +278,7 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
         Some(n) => Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("`limit` must lie between 1 and {MAX_PAGE}, got {n}"),
         )),
     }
@@ -364,7 +315,7 @@ pub(crate) async fn list_roster(
     let csv = wants_csv(&req, query.format.as_deref())?;
     if kind != RosterKind::Learners && (query.after.is_some() || query.limit.is_some()) {
         return Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!(
                 "`after` and `limit` apply to learners, not {}",
                 kind.as_str()
@@ -397,7 +348,7 @@ pub(crate) async fn list_roster(
         Some("ur") => Some(crate::figures::Lang::Ur),
         Some(other) => {
             return Err(ApiError::new(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("`lang` must be `en` or `ur`, not `{other}`"),
             ));
         }
@@ -459,13 +410,21 @@ pub(crate) struct RejectionQuery {
     limit: Option<usize>,
 }
 
-/// Lists what was received and refused, oldest first, with the reason and the payload.
+/// Most bytes of kept payloads in one page of rejections; the page ends early past this (always
+/// with at least one rejection), and `next_after` goes on from there.
+pub const MAX_REJECTION_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Rejections read from the store at a time while a page is filled.
+const REJECTION_CHUNK: usize = 100;
+
+/// Lists what was received and refused, oldest first, with the reason and what was kept of the
+/// payload (at most 64 KiB of each, with its size and SHA-256).
 #[utoipa::path(get, path = "/api/v1/rejections", tag = "admin",
     params(("after" = Option<i64>, Query, description = "Rejections with an id greater than this one"),
-           ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000)")),
+           ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000); a page also ends once its payloads pass 4 MiB")),
     responses((status = 200, description = "A page of rejections and the `after` of the next page", body = Object,
                example = json!({"rejections": [{"id": 7, "received_at": "2026-11-30T10:00:00Z", "source": "coursera", "event_id": "evt-9",
-                                 "reason": "unknown_kind", "message": "unknown event kind `finished`", "payload": {}}], "next_after": 7})),
+                                 "reason": "unknown_kind", "message": "unknown event kind `finished`", "raw": "{}",
+                                 "raw_bytes": 2, "raw_sha256": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "raw_truncated": false}], "next_after": 7})),
               (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(caller, state))]
@@ -475,15 +434,35 @@ pub(crate) async fn list_rejections(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Admin])?;
-    let rejections = state
-        .store
-        .rejections(Page {
-            after: query.after,
-            limit: page_size(query.limit)?,
-        })
-        .await?;
-    let next_after = rejections.last().map(|r| r.id);
-    Ok(HttpResponse::Ok().json(json!({ "rejections": rejections, "next_after": next_after })))
+    let limit = page_size(query.limit)?;
+    let mut after = query.after;
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    // Read in small chunks, so that the page's memory follows its byte budget, not its length.
+    'fill: while page.len() < limit {
+        let asked = REJECTION_CHUNK.min(limit - page.len());
+        let chunk = state
+            .store
+            .rejections(Page {
+                after,
+                limit: asked,
+            })
+            .await?;
+        let last_chunk = chunk.len() < asked;
+        for rejection in chunk {
+            if bytes >= MAX_REJECTION_PAGE_BYTES {
+                break 'fill;
+            }
+            bytes += rejection.rejection.raw.len() + rejection.rejection.message.len();
+            after = Some(rejection.id);
+            page.push(rejection);
+        }
+        if last_chunk {
+            break;
+        }
+    }
+    let next_after = page.last().map(|r| r.id);
+    Ok(HttpResponse::Ok().json(json!({ "rejections": page, "next_after": next_after })))
 }
 
 /// The audit log of partner requests, oldest first.
@@ -593,7 +572,7 @@ pub(crate) async fn conditional_get(
     let (mut head, body) = response.into_parts();
     let bytes = to_bytes(body).await.map_err(|_| {
         ApiError::new(
-            "internal_error",
+            ErrorCode::InternalError,
             "the answer could not be read back for its ETag",
         )
     })?;
@@ -637,7 +616,7 @@ pub(crate) async fn observe_http(
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
-    let method = req.method().to_string();
+    let method = crate::access::method_label(req.method());
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|state| std::sync::Arc::clone(&state.metrics));
@@ -649,7 +628,7 @@ pub(crate) async fn observe_http(
             .unwrap_or_else(|| "unmatched".to_owned());
         metrics.observe_request(
             &route,
-            &method,
+            method,
             response.status().as_u16(),
             started.elapsed(),
         );

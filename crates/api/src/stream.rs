@@ -18,6 +18,7 @@ use nigrani_analytics::{BreakdownQuery, Dimension};
 use serde_json::{Value, json};
 
 use crate::auth::Authenticated;
+use crate::error::ErrorCode;
 use crate::figures::{Lang, Params, language, rounded_now, row_figures, suppressed};
 use crate::summary::{SUMMARY_METRICS, render_summary, summary_answers};
 use crate::{ApiError, AppState};
@@ -224,7 +225,7 @@ pub(crate) async fn stream(
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .ok_or_else(|| {
                     ApiError::new(
-                        "invalid_query",
+                        ErrorCode::InvalidQuery,
                         "`Last-Event-ID` must be the `id` of an update (an integer)",
                     )
                 })?,

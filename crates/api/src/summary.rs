@@ -7,6 +7,7 @@ use nigrani_analytics::{BreakdownQuery, Dimension, Metric};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Authenticated;
+use crate::error::ErrorCode;
 use std::sync::Arc;
 
 use nigrani_analytics::Breakdown;
@@ -247,7 +248,7 @@ pub(crate) async fn cohort(
 
     let lang = language(&params)?;
     let snapshot = state.engine.snapshot();
-    let not_found = || ApiError::new("not_found", format!("no cohort `{cohort_id}`"));
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no cohort `{cohort_id}`"));
     let row = snapshot
         .roster
         .cohorts

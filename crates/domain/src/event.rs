@@ -121,10 +121,66 @@ pub fn content_hash(payload: &serde_json::Value) -> String {
     content_hash_of_canonical(&canonical_json(payload))
 }
 
-/// The canonical JSON text of a payload: keys sorted, no insignificant whitespace.
+/// The canonical JSON text of a payload: keys sorted, no insignificant whitespace, and a number
+/// written the same way whatever its spelling — `1`, `1.0` and `1e0` are all `1` — so that a
+/// platform re-sending an event with its numbers formatted differently is still a replay.
 pub fn canonical_json(payload: &serde_json::Value) -> String {
     // serde_json's map is a BTreeMap (no `preserve_order`), so serialising sorts keys.
-    payload.to_string()
+    if has_integral_float(payload) {
+        let mut normalised = payload.clone();
+        normalise_numbers(&mut normalised);
+        normalised.to_string()
+    } else {
+        payload.to_string()
+    }
+}
+
+/// Floats up to this magnitude are integers exactly (2^53).
+const EXACT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+fn integral(number: &serde_json::Number) -> Option<i64> {
+    let value = number.as_f64().filter(|_| number.is_f64())?;
+    (value.fract() == 0.0 && value.abs() <= EXACT_INTEGER_LIMIT).then_some(value as i64)
+}
+
+fn has_integral_float(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => integral(n).is_some(),
+        Value::Array(items) => items.iter().any(has_integral_float),
+        Value::Object(fields) => fields.values().any(has_integral_float),
+        Value::Null | Value::Bool(_) | Value::String(_) => false,
+    }
+}
+
+/// Writes every float that is an exact integer (`1.0`, `1e0`) as that integer, as canonical JSON
+/// does, so that the event's fields read the same as its canonical text.
+pub fn normalise_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(whole) = integral(n) {
+                *value = Value::from(whole);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalise_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(normalise_numbers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
+}
+
+/// Whether any text of a payload (a string or an object key) holds the NUL character, which
+/// PostgreSQL cannot store in text: such an event is refused on every backend alike.
+pub fn contains_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// SHA-256 (hex) of text that is already canonical JSON (see [`canonical_json`]).
@@ -156,6 +212,8 @@ pub enum RejectReason {
     Conflict,
     /// The event's `source` is not the one the sending ingest key is bound to.
     SourceMismatch,
+    /// One event's text is larger than the per-event limit.
+    EventTooLarge,
 }
 
 impl RejectReason {
@@ -172,6 +230,7 @@ impl RejectReason {
             RejectReason::InvalidLearner => "invalid_learner",
             RejectReason::Conflict => "conflict",
             RejectReason::SourceMismatch => "source_mismatch",
+            RejectReason::EventTooLarge => "event_too_large",
         }
     }
 }
@@ -191,6 +250,7 @@ impl std::str::FromStr for RejectReason {
             RejectReason::InvalidLearner,
             RejectReason::Conflict,
             RejectReason::SourceMismatch,
+            RejectReason::EventTooLarge,
         ];
         ALL.iter()
             .copied()
@@ -217,6 +277,28 @@ pub struct Rejection {
     pub event_id: Option<String>,
     /// What was received, as text.
     pub raw: String,
+}
+
+impl Rejection {
+    /// The rejection with every NUL character replaced by U+FFFD: what was received is kept on
+    /// every backend, and PostgreSQL cannot hold NUL in text. Canonical JSON already escapes
+    /// NUL; this is for text that is not JSON (a malformed line, a field quoted in a message).
+    pub fn storable(mut self) -> Self {
+        fn clean(text: &mut String) {
+            if text.contains('\0') {
+                *text = text.replace('\0', "\u{FFFD}");
+            }
+        }
+        clean(&mut self.message);
+        clean(&mut self.raw);
+        if let Some(source) = &mut self.source {
+            clean(source);
+        }
+        if let Some(event_id) = &mut self.event_id {
+            clean(event_id);
+        }
+        self
+    }
 }
 
 impl LearningEvent {
@@ -265,6 +347,44 @@ mod tests {
         assert_eq!(content_hash(&a), content_hash(&b));
         let c: serde_json::Value = serde_json::from_str(r#"{"a":2,"b":[1,2]}"#).unwrap();
         assert_ne!(content_hash(&a), content_hash(&c));
+    }
+
+    #[test]
+    fn numbers_are_canonical_whatever_their_spelling() {
+        let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let one = content_hash(&parse(r#"{"progress":1,"n":[2]}"#));
+        for spelling in [
+            r#"{"progress":1.0,"n":[2.0]}"#,
+            r#"{"progress":1e0,"n":[2]}"#,
+            r#"{"progress":10e-1,"n":[0.2e1]}"#,
+        ] {
+            assert_eq!(content_hash(&parse(spelling)), one, "{spelling}");
+        }
+        assert_ne!(content_hash(&parse(r#"{"progress":0.5,"n":[2]}"#)), one);
+        assert_eq!(
+            canonical_json(&parse(r#"{"a":-0.0,"b":0.25}"#)),
+            r#"{"a":0,"b":0.25}"#
+        );
+        // Past 2^53 a float is not an exact integer; it keeps its float form.
+        assert_eq!(canonical_json(&parse("[1e300]")), "[1e+300]");
+    }
+
+    #[test]
+    fn nul_characters_are_found_and_made_storable() {
+        let value = serde_json::json!({"a": [{"b\u{0}": 1}]});
+        assert!(contains_nul(&value));
+        assert!(contains_nul(&serde_json::json!(["x\u{0}y"])));
+        assert!(!contains_nul(&serde_json::json!({"a": "b"})));
+        let rejection = Rejection {
+            reason: RejectReason::MalformedJson,
+            message: "bad \0".into(),
+            source: Some("s\0".into()),
+            event_id: None,
+            raw: "\0{".into(),
+        }
+        .storable();
+        assert!(!format!("{rejection:?}").contains("\\0"));
+        assert_eq!(rejection.raw, "\u{FFFD}{");
     }
 
     #[test]

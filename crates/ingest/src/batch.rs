@@ -17,6 +17,9 @@ pub struct Limits {
     pub max_events: usize,
     /// Largest body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest single event, in bytes of its text; a larger one is refused alone
+    /// (`event_too_large`), so no one event can make the batch's memory balloon.
+    pub max_event_bytes: usize,
 }
 
 impl Default for Limits {
@@ -24,6 +27,7 @@ impl Default for Limits {
         Self {
             max_events: 5_000,
             max_body_bytes: 10 * 1024 * 1024,
+            max_event_bytes: 256 * 1024,
         }
     }
 }
@@ -156,8 +160,11 @@ impl Ingestor {
         format: BodyFormat,
         now: DateTime<Utc>,
     ) -> Result<BatchReport, IngestError> {
-        match native::split_body(body, format) {
+        match native::split_body(body, format, self.limits.max_events) {
             Ok(items) => self.ingest_items(items, now).await,
+            Err(BodyError::TooManyEvents { count, max }) => {
+                Err(IngestError::TooManyEvents { count, max })
+            }
             Err(error) => {
                 let rejection = Rejection {
                     reason: RejectReason::MalformedJson,
@@ -165,7 +172,8 @@ impl Ingestor {
                     source: None,
                     event_id: None,
                     raw: String::from_utf8_lossy(body).into_owned(),
-                };
+                }
+                .storable();
                 self.store.write_batch(&[], &[rejection], now).await?;
                 Err(IngestError::Body(error))
             }
@@ -176,7 +184,7 @@ impl Ingestor {
     /// answers for each item.
     pub async fn ingest_items(
         &self,
-        items: Vec<Item>,
+        items: Vec<Item<'_>>,
         now: DateTime<Utc>,
     ) -> Result<BatchReport, IngestError> {
         if items.is_empty() {
@@ -200,23 +208,18 @@ impl Ingestor {
         let mut rejections: Vec<Rejection> = Vec::new();
 
         for (index, item) in items.into_iter().enumerate() {
-            let parsed = match item {
-                Item::Json(value) => {
-                    native::parse_event(value, now).and_then(|event| match &self.source {
-                        Some(bound) if *bound != event.source => Err(Rejection {
-                            reason: RejectReason::SourceMismatch,
-                            message: format!(
-                                "this key may send events of source `{bound}` only, not `{}`",
-                                event.source
-                            ),
-                            source: Some(event.source),
-                            event_id: Some(event.event_id),
-                            raw: event.raw,
-                        }),
-                        _ => Ok(event),
-                    })
-                }
-                Item::Malformed { raw, message } => Err(Rejection {
+            let value = match item.text_len() {
+                Some(bytes) if bytes > self.limits.max_event_bytes => Err(Rejection {
+                    reason: RejectReason::EventTooLarge,
+                    message: format!(
+                        "the event is {bytes} bytes; at most {} are allowed per event",
+                        self.limits.max_event_bytes
+                    ),
+                    source: None,
+                    event_id: None,
+                    raw: item.lossy_text(),
+                }),
+                _ => item.into_value().map_err(|(raw, message)| Rejection {
                     reason: RejectReason::MalformedJson,
                     message,
                     source: None,
@@ -224,6 +227,21 @@ impl Ingestor {
                     raw,
                 }),
             };
+            let parsed = value.and_then(|value| {
+                native::parse_event(value, now).and_then(|event| match &self.source {
+                    Some(bound) if *bound != event.source => Err(Rejection {
+                        reason: RejectReason::SourceMismatch,
+                        message: format!(
+                            "this key may send events of source `{bound}` only, not `{}`",
+                            event.source
+                        ),
+                        source: Some(event.source),
+                        event_id: Some(event.event_id),
+                        raw: event.raw,
+                    }),
+                    _ => Ok(event),
+                })
+            });
             match parsed {
                 Ok(event) => {
                     let key = (event.source.clone(), event.event_id.clone());
@@ -279,6 +297,7 @@ impl Ingestor {
             }
         }
 
+        let rejections: Vec<Rejection> = rejections.into_iter().map(Rejection::storable).collect();
         let writes = self.store.write_batch(&events, &rejections, now).await?;
         let mut seq_of_event = Vec::with_capacity(writes.len());
         for (write, &result_index) in writes.iter().zip(&event_result) {

@@ -27,11 +27,45 @@ pub enum BodyFormat {
 
 /// One item of a batch, before validation.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Item {
-    /// A JSON value and its text.
+pub enum Item<'a> {
+    /// A JSON value, built by a program (the demo, an adapter).
     Json(Value),
-    /// A line that is not JSON.
-    Malformed { raw: String, message: String },
+    /// One event's text in a request body, parsed only when its turn comes so that a batch
+    /// never holds more than one parsed event at a time: an element of a JSON array (known to
+    /// be JSON) or an NDJSON line (numbered from 1; it may not be JSON).
+    Text { text: &'a [u8], line: Option<usize> },
+}
+
+impl Item<'_> {
+    /// The item as a JSON value, or what was received and why it is not JSON.
+    pub fn into_value(self) -> Result<Value, (String, String)> {
+        match self {
+            Item::Json(value) => Ok(value),
+            Item::Text { text, line } => serde_json::from_slice(text).map_err(|e| {
+                let message = match line {
+                    Some(line) => format!("line {line} is not valid JSON: {e}"),
+                    None => format!("the event is not valid JSON: {e}"),
+                };
+                (String::from_utf8_lossy(text).into_owned(), message)
+            }),
+        }
+    }
+
+    /// The item as text, for a rejection.
+    pub fn lossy_text(&self) -> String {
+        match self {
+            Item::Json(value) => value.to_string(),
+            Item::Text { text, .. } => String::from_utf8_lossy(text).into_owned(),
+        }
+    }
+
+    /// Size of the item's text, when it came as text.
+    pub fn text_len(&self) -> Option<usize> {
+        match self {
+            Item::Json(_) => None,
+            Item::Text { text, .. } => Some(text.len()),
+        }
+    }
 }
 
 /// Why a whole body could not be split into items.
@@ -41,36 +75,116 @@ pub enum BodyError {
     MalformedJson(String),
     #[error("the body must be a JSON array of event objects (or one object), not {0}")]
     NotAnArray(&'static str),
+    /// More events than one batch may hold; counted while splitting, before any is parsed.
+    #[error("the batch holds {count} events; at most {max} are allowed per request")]
+    TooManyEvents { count: usize, max: usize },
 }
 
-/// Splits a body into items. A JSON array that does not parse is an error for the whole body
-/// (there is no way to tell its events apart); in NDJSON, each bad line is an item of its own and
-/// the other lines go on.
-pub fn split_body(body: &[u8], format: BodyFormat) -> Result<Vec<Item>, BodyError> {
+/// Splits a body into at most `max_events` items without parsing the events themselves. A JSON
+/// body that does not parse is an error for the whole body (there is no way to tell its events
+/// apart); in NDJSON, each line is an item, and a bad line is refused alone later. More than
+/// `max_events` items is an error, found while counting, so a body of millions of tiny events
+/// costs no more memory than its own bytes.
+pub fn split_body(
+    body: &[u8],
+    format: BodyFormat,
+    max_events: usize,
+) -> Result<Vec<Item<'_>>, BodyError> {
+    let too_many = |count| BodyError::TooManyEvents {
+        count,
+        max: max_events,
+    };
     match format {
         BodyFormat::JsonArray => {
-            let value: Value = serde_json::from_slice(body)
+            // One pass checks the syntax without building anything; the elements are then
+            // borrowed from the body.
+            let whole: &serde_json::value::RawValue = serde_json::from_slice(body)
                 .map_err(|e| BodyError::MalformedJson(e.to_string()))?;
-            match value {
-                Value::Array(items) => Ok(items.into_iter().map(Item::Json).collect()),
-                object @ Value::Object(_) => Ok(vec![Item::Json(object)]),
-                other => Err(BodyError::NotAnArray(json_type(&other))),
+            let text = whole.get();
+            match text.as_bytes().first() {
+                Some(b'[') => {
+                    let mut deserializer = serde_json::Deserializer::from_str(text);
+                    let (elements, count) = serde::de::DeserializeSeed::deserialize(
+                        Elements(max_events),
+                        &mut deserializer,
+                    )
+                    .map_err(|e| BodyError::MalformedJson(e.to_string()))?;
+                    if count > max_events {
+                        return Err(too_many(count));
+                    }
+                    Ok(elements
+                        .into_iter()
+                        .map(|raw| Item::Text {
+                            text: raw.get().as_bytes(),
+                            line: None,
+                        })
+                        .collect())
+                }
+                Some(b'{') => Ok(vec![Item::Text {
+                    text: text.as_bytes(),
+                    line: None,
+                }]),
+                Some(b'"') => Err(BodyError::NotAnArray("a string")),
+                Some(b't' | b'f') => Err(BodyError::NotAnArray("a boolean")),
+                Some(b'n') => Err(BodyError::NotAnArray("null")),
+                _ => Err(BodyError::NotAnArray("a number")),
             }
         }
-        BodyFormat::Ndjson => Ok(body
-            .split(|b| *b == b'\n')
-            .enumerate()
-            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-            .map(
-                |(index, line)| match serde_json::from_slice::<Value>(line) {
-                    Ok(value) => Item::Json(value),
-                    Err(e) => Item::Malformed {
-                        raw: String::from_utf8_lossy(line).into_owned(),
-                        message: format!("line {} is not valid JSON: {e}", index + 1),
-                    },
-                },
-            )
-            .collect()),
+        BodyFormat::Ndjson => {
+            let lines = body
+                .split(|b| *b == b'\n')
+                .enumerate()
+                .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace));
+            let count = lines.clone().count();
+            if count > max_events {
+                return Err(too_many(count));
+            }
+            Ok(lines
+                .map(|(index, line)| Item::Text {
+                    text: line,
+                    line: Some(index + 1),
+                })
+                .collect())
+        }
+    }
+}
+
+/// Reads a JSON array as borrowed elements, keeping at most `.0` of them and counting the rest
+/// without building them.
+struct Elements(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Elements {
+    type Value = (Vec<&'de serde_json::value::RawValue>, usize);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Elements {
+    type Value = (Vec<&'de serde_json::value::RawValue>, usize);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut kept = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.0));
+        let mut count = 0;
+        while kept.len() < self.0 {
+            match seq.next_element::<&'de serde_json::value::RawValue>()? {
+                Some(raw) => kept.push(raw),
+                None => {
+                    let count = kept.len();
+                    return Ok((kept, count));
+                }
+            }
+            count += 1;
+        }
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            count += 1;
+        }
+        Ok((kept, count))
     }
 }
 
@@ -86,7 +200,9 @@ fn json_type(value: &Value) -> &'static str {
 }
 
 /// Turns one JSON value into a normalised event, or a rejection saying why not.
-pub fn parse_event(value: Value, now: DateTime<Utc>) -> Result<LearningEvent, Rejection> {
+pub fn parse_event(mut value: Value, now: DateTime<Utc>) -> Result<LearningEvent, Rejection> {
+    // `1.0` and `1` are the same number: the fields read as the canonical text does.
+    nigrani_domain::event::normalise_numbers(&mut value);
     // The canonical text is both what is kept and what is hashed: serialised once.
     let raw = canonical_json(&value);
     let reject = |reason: RejectReason, message: String, fields: Option<&Map<String, Value>>| {
@@ -112,6 +228,12 @@ pub fn parse_event(value: Value, now: DateTime<Utc>) -> Result<LearningEvent, Re
         ));
     };
     let invalid = |message: String| reject(RejectReason::InvalidField, message, Some(fields));
+    if nigrani_domain::event::contains_nul(&value) {
+        return Err(invalid(
+            "text in the event holds the NUL character (U+0000), which nigrani does not store"
+                .into(),
+        ));
+    }
 
     let source = required_key(fields, "source").map_err(&invalid)?;
     let event_id = required_text(fields, "event_id", 200).map_err(&invalid)?;
@@ -424,31 +546,96 @@ mod tests {
     #[test]
     fn ndjson_keeps_good_lines_beside_bad_ones() {
         let body = b"{\"a\":1}\n\n{oops\n  \n[1]\n";
-        let items = split_body(body, BodyFormat::Ndjson).unwrap();
+        let items = split_body(body, BodyFormat::Ndjson, 10).unwrap();
         assert_eq!(items.len(), 3);
+        let values: Vec<_> = items.into_iter().map(Item::into_value).collect();
         assert!(
-            matches!(&items[1], Item::Malformed { message, .. } if message.starts_with("line 3"))
+            matches!(&values[1], Err((raw, message)) if raw == "{oops" && message.starts_with("line 3"))
         );
-        assert!(matches!(&items[2], Item::Json(Value::Array(_))));
+        assert!(matches!(&values[2], Ok(Value::Array(_))));
         assert!(parse_event(json!([1]), now()).is_err());
     }
 
     #[test]
     fn json_bodies_must_be_arrays_or_objects() {
+        let items = split_body(b"[{}, {\"a\": [1, 2]}]", BodyFormat::JsonArray, 10).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].text_len(), Some(13));
         assert_eq!(
-            split_body(b"[{}, {}]", BodyFormat::JsonArray)
+            split_body(b" {} ", BodyFormat::JsonArray, 10)
                 .unwrap()
                 .len(),
-            2
+            1
         );
-        assert_eq!(split_body(b"{}", BodyFormat::JsonArray).unwrap().len(), 1);
         assert!(matches!(
-            split_body(b"[{}", BodyFormat::JsonArray),
+            split_body(b"[{}", BodyFormat::JsonArray, 10),
             Err(BodyError::MalformedJson(_))
         ));
+        for (body, kind) in [
+            (&b"42"[..], "a number"),
+            (b"-1", "a number"),
+            (b"\"x\"", "a string"),
+            (b"true", "a boolean"),
+            (b"null", "null"),
+        ] {
+            assert_eq!(
+                split_body(body, BodyFormat::JsonArray, 10),
+                Err(BodyError::NotAnArray(kind))
+            );
+        }
+    }
+
+    #[test]
+    fn the_event_limit_is_counted_while_splitting() {
+        let array = format!("[{}{{}}]", "{},".repeat(11));
         assert_eq!(
-            split_body(b"42", BodyFormat::JsonArray),
-            Err(BodyError::NotAnArray("a number"))
+            split_body(array.as_bytes(), BodyFormat::JsonArray, 10),
+            Err(BodyError::TooManyEvents { count: 12, max: 10 })
+        );
+        assert_eq!(
+            split_body(array.as_bytes(), BodyFormat::JsonArray, 12)
+                .unwrap()
+                .len(),
+            12
+        );
+        let lines = "{}\n".repeat(11);
+        assert_eq!(
+            split_body(lines.as_bytes(), BodyFormat::Ndjson, 10),
+            Err(BodyError::TooManyEvents { count: 11, max: 10 })
+        );
+        assert_eq!(
+            split_body(b"[]", BodyFormat::JsonArray, 10).unwrap().len(),
+            0
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_as_a_field_error() {
+        let mut value = valid();
+        value["course_id"] = json!("ai\u{0}x");
+        let rejection = parse_event(value, now()).unwrap_err();
+        assert_eq!(rejection.reason, RejectReason::InvalidField);
+        assert!(rejection.message.contains("NUL"), "{}", rejection.message);
+        let mut value = valid();
+        value["extra"] = json!({"note": "\u{0}"});
+        assert!(parse_event(value, now()).is_err());
+    }
+
+    #[test]
+    fn a_resent_event_with_numbers_spelled_otherwise_has_the_same_hash() {
+        let first = parse_event(valid(), now()).unwrap();
+        let mut value = valid();
+        value["progress"] = json!(0.4);
+        value["duration_seconds"] = json!(60);
+        let mut other = valid();
+        other["duration_seconds"] = json!(60.0);
+        assert_ne!(
+            parse_event(value.clone(), now()).unwrap().content_hash,
+            first.content_hash
+        );
+        assert_eq!(
+            parse_event(value, now()).unwrap().content_hash,
+            parse_event(other, now()).unwrap().content_hash
         );
     }
 }

@@ -75,12 +75,46 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
         println!("admin key (shown once; keep it safe): {key}");
     }
     tracing::info!(address = %app.address(), ?backend, "Serving.");
-    app.run_until_stopped()
-        .await
-        .context("the HTTP server failed")?;
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    if settings.ingest.rejection_retention_days > 0 {
+        let retention = chrono::Duration::days(i64::from(settings.ingest.rejection_retention_days));
+        tasks.spawn(purge_old_rejections(
+            Arc::clone(&store),
+            retention,
+            stopping.clone(),
+        ));
+    }
+    tasks.close();
+    let served = app.run_until_stopped().await;
+    stopping.cancel();
+    tasks.wait().await;
+    served.context("the HTTP server failed")?;
     follower.abort();
     tracing::info!("Stopped: requests in flight have finished.");
     Ok(())
+}
+
+/// Deletes rejections older than `retention`, at start and then once an hour, until stopped.
+async fn purge_old_rejections(
+    store: Arc<dyn Store>,
+    retention: chrono::Duration,
+    stopping: tokio_util::sync::CancellationToken,
+) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
+    loop {
+        match store.purge_rejections(chrono::Utc::now() - retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "Rejections past their retention deleted."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Rejections could not be purged; trying again later.")
+            }
+        }
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            () = tokio::time::sleep(EVERY) => {}
+        }
+    }
 }
 
 /// Makes sure an admin key exists: the one from the settings, or — on a fresh database — a new

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Everything nigrani can be told. With nothing set, it serves on 127.0.0.1:8080 from SQLite in
 /// `./data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Settings {
     /// Address the HTTP server listens on.
     pub(crate) listen: SocketAddr,
@@ -59,12 +59,20 @@ pub(crate) struct Settings {
 
 /// Limits on one `POST /api/v1/events`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct IngestSettings {
     /// Most events in one batch.
     pub(crate) max_events: usize,
     /// Largest request body, in bytes.
     pub(crate) max_body_bytes: usize,
+    /// Largest single event, in bytes of its text; a larger one is refused alone.
+    pub(crate) max_event_bytes: usize,
+    /// Seconds every request body gets before `min_body_bytes_per_second` counts.
+    pub(crate) body_grace_secs: u64,
+    /// Bytes a second a request body must average after the grace period, or it ends with 408.
+    pub(crate) min_body_bytes_per_second: u64,
+    /// Days rejections are kept; older ones are deleted once an hour (0: kept for ever).
+    pub(crate) rejection_retention_days: u32,
 }
 
 /// How log lines are written.
@@ -109,6 +117,10 @@ impl Default for Settings {
             ingest: IngestSettings {
                 max_events: limits.max_events,
                 max_body_bytes: limits.max_body_bytes,
+                max_event_bytes: limits.max_event_bytes,
+                body_grace_secs: nigrani_api::BodyRate::default().grace.as_secs(),
+                min_body_bytes_per_second: nigrani_api::BodyRate::default().min_bytes_per_second,
+                rejection_retention_days: 90,
             },
             refresh_millis: 250,
             answer_staleness_millis: 1_000,
@@ -126,16 +138,19 @@ impl Default for IngestSettings {
     }
 }
 
-/// Environment variables with the `NIGRANI_` prefix that are not settings (tests and tools use
-/// them), so they are not read as settings.
-const NOT_SETTINGS: &[&str] = &[
-    "config",
-    "test_postgres_url",
-    "require_postgres",
-    "bin",
-    "test_log",
-    "bench_postgres_url",
-];
+/// Environment variables with the `NIGRANI_` prefix that are not settings: the settings file's
+/// path, and those of tests and benchmarks, which have prefixes of their own (`NIGRANI_TEST_*`,
+/// `NIGRANI_BENCH_*`). Any other `NIGRANI_*` variable must name a setting, or the start fails.
+fn is_setting(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key != "config"
+        && !key.starts_with("test_")
+        && !key.starts_with("bench_")
+        && !NOT_SETTINGS.contains(&key.as_str())
+}
+
+/// Older names of test variables, still not read as settings.
+const NOT_SETTINGS: &[&str] = &["require_postgres", "require_promtool", "bin"];
 
 impl Settings {
     /// Reads the settings: defaults, then `file` (or `nigrani.toml` in the working folder, when it
@@ -156,7 +171,7 @@ impl Settings {
         figment = figment.merge(
             Env::prefixed("NIGRANI_")
                 .split("__")
-                .filter(|key| !NOT_SETTINGS.contains(&key.as_str())),
+                .filter(|key| is_setting(key.as_str())),
         );
         let settings: Settings = figment.extract().context("the settings are not valid")?;
         if let Some(url) = &settings.database_url {
@@ -166,9 +181,15 @@ impl Settings {
             );
         }
         anyhow::ensure!(
-            settings.ingest.max_events > 0 && settings.ingest.max_body_bytes > 0,
+            settings.ingest.max_events > 0
+                && settings.ingest.max_body_bytes > 0
+                && settings.ingest.max_event_bytes > 0
+                && settings.ingest.min_body_bytes_per_second > 0,
             "ingest limits must be greater than 0"
         );
+        tracing_subscriber::EnvFilter::try_new(&settings.log).map_err(|e| {
+            anyhow::anyhow!("`log` ({:?}) is not a valid log filter: {e}", settings.log)
+        })?;
         Ok(settings)
     }
 
@@ -197,6 +218,7 @@ impl Settings {
         nigrani_ingest::Limits {
             max_events: self.ingest.max_events,
             max_body_bytes: self.ingest.max_body_bytes,
+            max_event_bytes: self.ingest.max_event_bytes,
         }
     }
 
@@ -210,6 +232,10 @@ impl Settings {
             rate_limit_per_second: self.rate_limit_per_second,
             suppression_k: self.suppression_k,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            body_rate: nigrani_api::BodyRate {
+                grace: Duration::from_secs(self.ingest.body_grace_secs),
+                min_bytes_per_second: self.ingest.min_body_bytes_per_second,
+            },
         }
     }
 }
@@ -240,6 +266,40 @@ mod tests {
             assert_eq!(settings.ingest.max_events, 10);
             assert_eq!(settings.ingest.max_body_bytes, 2048);
             assert_eq!(settings.data_dir, PathBuf::from("data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn a_misspelt_setting_fails_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("NIGRANI_LISTN", "0.0.0.0:9000");
+            let error = Settings::load(None).map(|_| ()).unwrap_err();
+            assert!(format!("{error:#}").contains("listn"), "{error:#}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("NIGRANI_INGEST__MAX_EVENT", "10");
+            let error = Settings::load(None).map(|_| ()).unwrap_err();
+            assert!(format!("{error:#}").contains("max_event"), "{error:#}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("nigrani.toml", "[ingest]\nmax_evnts = 10\n")?;
+            let error = Settings::load(None).map(|_| ()).unwrap_err();
+            assert!(format!("{error:#}").contains("max_evnts"), "{error:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn an_invalid_log_filter_fails() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("NIGRANI_LOG", "nigrani_api=loud");
+            let error = Settings::load(None).map(|_| ()).unwrap_err();
+            assert!(format!("{error:#}").contains("log filter"), "{error:#}");
             Ok(())
         });
     }

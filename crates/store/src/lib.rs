@@ -57,7 +57,12 @@ pub enum StoreError {
     /// The database cannot be reached or is not accepting work right now; retrying later may help.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
-    /// The data broke a rule of the schema (e.g. a learner naming an unknown cohort).
+    /// The connection failed while a transaction was being committed: the database may or may
+    /// not have committed it. Resending is safe (writes are idempotent) and tells which.
+    #[error("the outcome of the commit is unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The data broke a rule of the schema (e.g. a learner naming an unknown cohort) or is
+    /// text the database cannot hold.
     #[error("the data was refused by the database: {0}")]
     Invalid(String),
     /// Applying migrations failed.
@@ -174,9 +179,65 @@ pub struct StoredRejection {
     pub id: i64,
     /// When it was received.
     pub received_at: DateTime<Utc>,
-    /// What was refused and why.
+    /// What was refused and why. `raw` is what was kept of the payload: all of it, or its first
+    /// [`MAX_KEPT_PAYLOAD_BYTES`] when it was larger (`raw_truncated`).
     #[serde(flatten)]
     pub rejection: Rejection,
+    /// Size of the payload as received, in bytes.
+    pub raw_bytes: u64,
+    /// SHA-256 (hex) of the whole payload as received; absent on rows stored before it was kept.
+    pub raw_sha256: Option<String>,
+    /// Whether `raw` is a prefix of the payload rather than all of it.
+    pub raw_truncated: bool,
+}
+
+/// Most bytes of a rejected payload that are kept; past this, a prefix is kept along with the
+/// payload's size and hash. Rejections are evidence for a person to read, and without a cap a
+/// flood of large malformed bodies would fill the disk.
+pub const MAX_KEPT_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// What is stored of a rejected payload.
+pub(crate) struct KeptPayload<'a> {
+    /// The payload, or its first [`MAX_KEPT_PAYLOAD_BYTES`] (cut at a character boundary).
+    pub(crate) text: &'a str,
+    /// The payload's size as received.
+    pub(crate) bytes: i64,
+    /// SHA-256 (hex) of the whole payload.
+    pub(crate) sha256: String,
+}
+
+impl<'a> KeptPayload<'a> {
+    pub(crate) fn of(raw: &'a str) -> Self {
+        let mut end = raw.len().min(MAX_KEPT_PAYLOAD_BYTES);
+        while !raw.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            text: &raw[..end],
+            bytes: i64::try_from(raw.len()).unwrap_or(i64::MAX),
+            sha256: nigrani_domain::roster::sha256_hex(raw.as_bytes()),
+        }
+    }
+}
+
+/// A stored rejection from its columns; rows from before the payload cap have no size or hash.
+pub(crate) fn stored_rejection(
+    id: i64,
+    received_at: DateTime<Utc>,
+    rejection: Rejection,
+    raw_bytes: Option<i64>,
+    raw_sha256: Option<String>,
+) -> StoredRejection {
+    let kept = rejection.raw.len() as u64;
+    let raw_bytes = raw_bytes.map_or(kept, |b| u64::try_from(b).unwrap_or(0));
+    StoredRejection {
+        id,
+        received_at,
+        rejection,
+        raw_truncated: raw_bytes > kept,
+        raw_bytes,
+        raw_sha256,
+    }
 }
 
 /// The effect of a roster upsert.
@@ -273,6 +334,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Rejections, newest last, a page at a time.
     async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError>;
+
+    /// Deletes the rejections received before `before` (the retention period); returns how many.
+    async fn purge_rejections(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Counts of what the store holds.
     async fn stats(&self) -> Result<StoreStats, StoreError>;

@@ -30,6 +30,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "api_keys",
         sql: include_str!("../migrations/postgres/0003_api_keys.sql"),
     },
+    Migration {
+        version: 4,
+        name: "rejection_payloads",
+        sql: include_str!("../migrations/postgres/0004_rejection_payloads.sql"),
+    },
 ];
 
 /// The SQLite migrations.
@@ -48,6 +53,11 @@ pub const SQLITE: &[Migration] = &[
         version: 3,
         name: "api_keys",
         sql: include_str!("../migrations/sqlite/0003_api_keys.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "rejection_payloads",
+        sql: include_str!("../migrations/sqlite/0004_rejection_payloads.sql"),
     },
 ];
 

@@ -134,11 +134,17 @@ fn map_error(e: tokio_postgres::Error) -> StoreError {
         return StoreError::Unavailable(e.to_string());
     };
     let class = &code.code()[..2];
-    if class == "23" {
-        return StoreError::Invalid(
-            e.as_db_error()
-                .map_or_else(|| e.to_string(), |db| db.message().to_owned()),
-        );
+    // The database's own words (SQLSTATE, message, detail) go into the error, and so the log.
+    let described = e.as_db_error().map_or_else(
+        || e.to_string(),
+        |db| match db.detail() {
+            Some(detail) => format!("{} ({}): {detail}", db.message(), db.code().code()),
+            None => format!("{} ({})", db.message(), db.code().code()),
+        },
+    );
+    // 23: integrity constraints; 22: data the column cannot hold (e.g. a NUL in text).
+    if class == "23" || class == "22" {
+        return StoreError::Invalid(described);
     }
     let unavailable = class == "08"
         || class == "53"
@@ -147,9 +153,9 @@ fn map_error(e: tokio_postgres::Error) -> StoreError {
         || *code == SqlState::T_R_SERIALIZATION_FAILURE
         || *code == SqlState::T_R_DEADLOCK_DETECTED;
     if unavailable {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(described)
     } else {
-        StoreError::Internal(e.to_string())
+        StoreError::Internal(described)
     }
 }
 
@@ -614,17 +620,37 @@ impl Store for PostgresStore {
                 rejections.iter().map(|r| r.event_id.as_deref()).collect();
             let reason: Vec<&str> = rejections.iter().map(|r| r.reason.code()).collect();
             let message: Vec<&str> = rejections.iter().map(|r| r.message.as_str()).collect();
-            let raw: Vec<&str> = rejections.iter().map(|r| r.raw.as_str()).collect();
+            let kept: Vec<crate::KeptPayload<'_>> = rejections
+                .iter()
+                .map(|r| crate::KeptPayload::of(&r.raw))
+                .collect();
+            let raw: Vec<&str> = kept.iter().map(|k| k.text).collect();
+            let raw_bytes: Vec<i64> = kept.iter().map(|k| k.bytes).collect();
+            let raw_sha256: Vec<&str> = kept.iter().map(|k| k.sha256.as_str()).collect();
             tx.execute(
-                "INSERT INTO rejections (received_at, source, event_id, reason, message, raw)
+                "INSERT INTO rejections (received_at, source, event_id, reason, message, raw,
+                     raw_bytes, raw_sha256)
                  SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],
-                                          $6::text[])",
-                &[&received_at, &source, &event_id, &reason, &message, &raw],
+                                          $6::text[], $7::int8[], $8::text[])",
+                &[
+                    &received_at,
+                    &source,
+                    &event_id,
+                    &reason,
+                    &message,
+                    &raw,
+                    &raw_bytes,
+                    &raw_sha256,
+                ],
             )
             .await
             .map_err(map_error)?;
         }
-        tx.commit().await.map_err(map_error)?;
+        // A connection lost here leaves the outcome unknown: the server may have committed.
+        tx.commit().await.map_err(|e| match map_error(e) {
+            StoreError::Unavailable(cause) => StoreError::OutcomeUnknown(cause),
+            other => other,
+        })?;
         Ok(outcomes)
     }
 
@@ -709,7 +735,8 @@ impl Store for PostgresStore {
         let limit = page.limit as i64;
         let rows = client
             .query(
-                "SELECT id, received_at, source, event_id, reason, message, raw
+                "SELECT id, received_at, source, event_id, reason, message, raw, raw_bytes,
+                        raw_sha256
                  FROM rejections WHERE id > $1 ORDER BY id LIMIT $2",
                 &[&after, &limit],
             )
@@ -718,19 +745,30 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|row| {
                 let reason: String = row.get(4);
-                Ok(StoredRejection {
-                    id: row.get(0),
-                    received_at: row.get(1),
-                    rejection: Rejection {
-                        reason: decode(reason.parse())?,
-                        message: row.get(5),
-                        source: row.get(2),
-                        event_id: row.get(3),
-                        raw: row.get(6),
-                    },
-                })
+                let rejection = Rejection {
+                    reason: decode(reason.parse())?,
+                    message: row.get(5),
+                    source: row.get(2),
+                    event_id: row.get(3),
+                    raw: row.get(6),
+                };
+                Ok(crate::stored_rejection(
+                    row.get(0),
+                    row.get(1),
+                    rejection,
+                    row.get(7),
+                    row.get(8),
+                ))
             })
             .collect()
+    }
+
+    async fn purge_rejections(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM rejections WHERE received_at < $1", &[&before])
+            .await
+            .map_err(map_error)
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

@@ -650,8 +650,10 @@ impl Store for SqliteStore {
             if !rejections.is_empty() {
                 let rows: Vec<Value> = rejections.iter().map(rejection_row).collect();
                 tx.execute(
-                    "INSERT INTO rejections (received_at, source, event_id, reason, message, raw)
-                     SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4
+                    "INSERT INTO rejections (received_at, source, event_id, reason, message, raw,
+                         raw_bytes, raw_sha256)
+                     SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4,
+                         value->>5, value->>6
                      FROM json_each(?1)",
                     params![Value::Array(rows).to_string(), received],
                 )?;
@@ -749,35 +751,56 @@ impl Store for SqliteStore {
     async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, received_at, source, event_id, reason, message, raw
+                "SELECT id, received_at, source, event_id, reason, message, raw, raw_bytes,
+                        raw_sha256
                  FROM rejections WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let rows =
                 stmt.query_map(params![page.after.unwrap_or(0), page.limit as i64], |row| {
                     Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, Option<String>>(2)?,
-                        row.get::<_, Option<String>>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, String>(6)?,
+                        (
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, Option<String>>(2)?,
+                            row.get::<_, Option<String>>(3)?,
+                            row.get::<_, String>(4)?,
+                        ),
+                        (
+                            row.get::<_, String>(5)?,
+                            row.get::<_, String>(6)?,
+                            row.get::<_, Option<i64>>(7)?,
+                            row.get::<_, Option<String>>(8)?,
+                        ),
                     ))
                 })?;
             collect(rows.map(|row| {
-                let (id, received_at, source, event_id, reason, message, raw) = row?;
-                Ok(StoredRejection {
+                let ((id, received_at, source, event_id, reason), (message, raw, bytes, sha256)) =
+                    row?;
+                let rejection = Rejection {
+                    reason: decode(reason.parse())?,
+                    message,
+                    source,
+                    event_id,
+                    raw,
+                };
+                Ok(crate::stored_rejection(
                     id,
-                    received_at: from_micros(received_at)?,
-                    rejection: Rejection {
-                        reason: decode(reason.parse())?,
-                        message,
-                        source,
-                        event_id,
-                        raw,
-                    },
-                })
+                    from_micros(received_at)?,
+                    rejection,
+                    bytes,
+                    sha256,
+                ))
             }))
+        })
+        .await
+    }
+
+    async fn purge_rejections(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = micros(before);
+        self.write(move |conn| {
+            let deleted =
+                conn.execute("DELETE FROM rejections WHERE received_at < ?1", [before])?;
+            Ok(deleted as u64)
         })
         .await
     }
@@ -929,5 +952,14 @@ impl Store for SqliteStore {
 }
 
 fn rejection_row(r: &Rejection) -> Value {
-    json!([r.source, r.event_id, r.reason.code(), r.message, r.raw])
+    let kept = crate::KeptPayload::of(&r.raw);
+    json!([
+        r.source,
+        r.event_id,
+        r.reason.code(),
+        r.message,
+        kept.text,
+        kept.bytes,
+        kept.sha256
+    ])
 }

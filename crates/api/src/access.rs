@@ -1,0 +1,180 @@
+//! Who may call what: the one table of routes, methods and the roles each needs, and the
+//! middleware that applies it before a handler reads anything of the request.
+//!
+//! Checking here, ahead of the handlers' extractors, keeps the answers in the order a client can
+//! act on: a missing or wrong key is 401, a key of the wrong role 403, and only then is the
+//! query or body validated (400). A route missing from [`RULES`] is refused by
+//! [`crate::auth::Authenticated`] (no handler runs without a rule), which the route tests catch.
+//!
+//! HTTP methods are sorted here too: a method nigrani does not know is 501 on every path, a
+//! known method on a path that does not take it is 405 with `Allow`, and metrics label methods
+//! from a fixed set, so a client inventing methods cannot grow `/metrics`.
+
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use nigrani_domain::AccessRole::{self, Admin, Ingest, Manager, Partner};
+
+use crate::error::ErrorCode;
+use crate::{ApiError, AppState};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone, without a key (health, metrics, the API's own description).
+    Public,
+    /// A key with one of these roles.
+    Roles(&'static [AccessRole]),
+}
+
+const READERS: Access = Access::Roles(&[Admin, Manager, Partner]);
+const ADMIN: Access = Access::Roles(&[Admin]);
+
+/// Every route: method, pattern (as the router names it) and who may call it. The learner list
+/// under `/api/v1/{kind}` further needs an admin or manager key, which its handler checks.
+pub(crate) const RULES: &[(Method, &str, Access)] = &[
+    (Method::GET, "/healthz", Access::Public),
+    (Method::GET, "/readyz", Access::Public),
+    (Method::GET, "/metrics", Access::Public),
+    (Method::GET, "/api/openapi.json", Access::Public),
+    (Method::GET, "/api/openapi-ui.json", Access::Public),
+    (Method::GET, "/api/docs/{_:.*}", Access::Public),
+    (
+        Method::POST,
+        "/api/v1/events",
+        Access::Roles(&[Admin, Ingest]),
+    ),
+    (
+        Method::GET,
+        "/api/v1/status",
+        Access::Roles(&[Admin, Manager]),
+    ),
+    (Method::GET, "/api/v1/rejections", ADMIN),
+    (Method::GET, "/api/v1/audit", ADMIN),
+    (Method::GET, "/api/v1/breakdown", READERS),
+    (Method::GET, "/api/v1/timeseries", READERS),
+    (Method::GET, "/api/v1/funnel", READERS),
+    (Method::GET, "/api/v1/targets", READERS),
+    (Method::GET, "/api/v1/summary", READERS),
+    (Method::GET, "/api/v1/stream", READERS),
+    (Method::GET, "/api/v1/cohorts/{cohort_id}", READERS),
+    (Method::POST, "/api/v1/{kind}", ADMIN),
+    (Method::GET, "/api/v1/{kind}", READERS),
+    (Method::GET, "/grafana", READERS),
+    (Method::GET, "/grafana/", READERS),
+    (Method::POST, "/grafana/metrics", READERS),
+    (Method::POST, "/grafana/metric-payload-options", READERS),
+    (Method::POST, "/grafana/query", READERS),
+    (Method::POST, "/grafana/variable", READERS),
+    (Method::POST, "/grafana/tag-keys", READERS),
+    (Method::POST, "/grafana/tag-values", READERS),
+];
+
+/// The methods of HTTP that nigrani knows; anything else is 501.
+const KNOWN_METHODS: &[Method] = &[
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::OPTIONS,
+    Method::TRACE,
+    Method::CONNECT,
+];
+
+/// The method as a metric label: one of a fixed set, whatever the client sent.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
+}
+
+/// The rule for a request, when its path matches a route that takes its method.
+fn rule(method: &Method, pattern: &str) -> Option<Access> {
+    RULES
+        .iter()
+        .find(|(m, p, _)| m == method && *p == pattern)
+        .map(|(_, _, access)| *access)
+}
+
+/// Applies [`RULES`]: authenticates and checks the role of every request to a route that needs
+/// a key, and records the caller for the handler and the audit log.
+pub(crate) async fn check(
+    req: ServiceRequest,
+    next: Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let access = req
+        .match_pattern()
+        .and_then(|pattern| rule(req.method(), &pattern));
+    if let Some(Access::Roles(roles)) = access {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let verdict = match state {
+            Some(state) => state
+                .keys
+                .authenticate(req.request())
+                .await
+                .and_then(|caller| {
+                    caller.require(roles)?;
+                    Ok(caller)
+                }),
+            None => Err(ApiError::new(
+                ErrorCode::InternalError,
+                "application state missing",
+            )),
+        };
+        match verdict {
+            Ok(caller) => {
+                req.extensions_mut().insert(Authorized(caller));
+            }
+            Err(error) => {
+                let (request, _) = req.into_parts();
+                return Ok(ServiceResponse::new(request, error.error_response()));
+            }
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// The caller of a request that passed [`check`].
+#[derive(Debug, Clone)]
+pub(crate) struct Authorized(pub(crate) crate::auth::Caller);
+
+/// What answers a request no route took: 501 for an unknown method, 405 (with `Allow`) for a
+/// path that exists with other methods, 404 otherwise.
+pub(crate) async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if !KNOWN_METHODS.contains(req.method()) {
+        return Err(ApiError::new(
+            ErrorCode::NotImplemented,
+            "nigrani does not implement this HTTP method",
+        ));
+    }
+    let allowed: Vec<&str> = req
+        .match_pattern()
+        .map(|pattern| {
+            RULES
+                .iter()
+                .filter(|(_, p, _)| *p == pattern)
+                .map(|(m, _, _)| m.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no route {} {}", req.method(), req.path()),
+        ));
+    }
+    let allow = allowed.join(", ");
+    let mut response = ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} takes {allow}, not {}", req.path(), req.method()),
+    )
+    .error_response();
+    if let Ok(value) = header::HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    Ok(response)
+}
