@@ -3,9 +3,9 @@
 //! A key looks like `nk_3f9a1c2b_<32 hex digits>`. The `nk_3f9a1c2b` part is its public id (shown
 //! in lists and the audit log); the store keeps only the SHA-256 of the whole key. Keys are read
 //! from the store and cached for a few seconds, so a revoked key stops working within
-//! [`CACHE_SECONDS`]; an id the cache does not know reloads it — at most once per
-//! [`UNKNOWN_RELOAD_MILLIS`], so a new key works within that and invented ids cannot turn into a
-//! read of the table each. Each key has a token bucket: past its rate, requests get 429 with
+//! [`CACHE_SECONDS`]; an id the cache does not know reloads it, so a new key works at once —
+//! within [`UNKNOWN_RELOADS_PER_SECOND`], so that invented ids cannot each cost a read of the
+//! table. Each key has a token bucket: past its rate, requests get 429 with
 //! `Retry-After`; so has each client address for its failed authentications
 //! ([`FAILURES_PER_SECOND`]), checked before the key is looked at.
 
@@ -27,8 +27,8 @@ use crate::error::ErrorCode;
 
 /// How long the key cache is trusted.
 pub const CACHE_SECONDS: u64 = 5;
-/// How often an unknown key id may reload the key table: a new key works within this long.
-pub const UNKNOWN_RELOAD_MILLIS: u64 = 100;
+/// Reloads of the key table that unknown key ids may cause per second (and in a burst).
+pub const UNKNOWN_RELOADS_PER_SECOND: f64 = 10.0;
 /// Failed authentications one client address may make per second (bursts of five times that) before
 /// it gets 429 without its key being looked at.
 pub const FAILURES_PER_SECOND: f64 = 20.0;
@@ -129,6 +129,7 @@ pub struct Keys {
     cache: RwLock<Cache>,
     buckets: Mutex<HashMap<String, Bucket>>,
     failures: Failures,
+    unknown_reloads: Mutex<Bucket>,
     rate: f64,
     burst: f64,
 }
@@ -145,6 +146,10 @@ impl Keys {
             }),
             buckets: Mutex::new(HashMap::new()),
             failures: Failures::default(),
+            unknown_reloads: Mutex::new(Bucket {
+                tokens: UNKNOWN_RELOADS_PER_SECOND,
+                updated: Instant::now(),
+            }),
             rate,
             burst: rate * 2.0,
         }
@@ -159,13 +164,40 @@ impl Keys {
         let record = cache.keys.get(key_id).cloned();
         let age = cache.loaded.map(|t| t.elapsed());
         // A known id is trusted for `CACHE_SECONDS`. An unknown one reloads the table, so that a
-        // new key works at once — but at most once per `UNKNOWN_RELOAD_MILLIS`, so a stream of
-        // invented ids costs no more than one read of the table per interval.
+        // new key works at once — while reloads for unknown ids are left, so that a stream of
+        // invented ids costs at most `UNKNOWN_RELOADS_PER_SECOND` reads of the table.
         let trusted = match record {
             Some(_) => age.is_some_and(|a| a < Duration::from_secs(CACHE_SECONDS)),
-            None => age.is_some_and(|a| a < Duration::from_millis(UNKNOWN_RELOAD_MILLIS)),
+            None => age.is_some() && !self.may_reload_for_unknown(),
         };
         (record, trusted)
+    }
+
+    /// Whether the cache holds this id (without reloading or trusting it).
+    fn knows(&self, key_id: &str) -> bool {
+        match self.cache.read() {
+            Ok(c) => c.keys.contains_key(key_id),
+            Err(poisoned) => poisoned.into_inner().keys.contains_key(key_id),
+        }
+    }
+
+    /// Takes one of the reloads unknown ids may cause, if one is left.
+    fn may_reload_for_unknown(&self) -> bool {
+        let mut bucket = match self.unknown_reloads.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = Instant::now();
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens =
+            (bucket.tokens + elapsed * UNKNOWN_RELOADS_PER_SECOND).min(UNKNOWN_RELOADS_PER_SECOND);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     async fn reload(&self) -> Result<(), StoreError> {
@@ -183,7 +215,12 @@ impl Keys {
     /// with 429 before its key is looked at.
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         let address = req.peer_addr().map(|a| a.ip());
-        if let Some(address) = address {
+        // A key the cache knows is checked at no cost to the store, so it passes even from an
+        // address that is failing (a shared proxy); anything else waits for the address.
+        let known = presented_key(req)
+            .and_then(|key| key_id(&key))
+            .is_some_and(|id| self.knows(&id));
+        if let (false, Some(address)) = (known, address) {
             self.failures.allow(address)?;
         }
         let result = self.authenticate_key(req).await;
