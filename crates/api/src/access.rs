@@ -178,3 +178,32 @@ pub(crate) async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError>
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_operation_has_an_access_rule() {
+        let document: serde_json::Value =
+            serde_json::from_str(&crate::openapi::document_json()).unwrap_or_default();
+        let paths = document["paths"].as_object().cloned().unwrap_or_default();
+        assert!(paths.len() > 10);
+        for (path, operations) in paths {
+            for method in operations.as_object().into_iter().flat_map(|o| o.keys()) {
+                let method: Method = method.to_ascii_uppercase().parse().unwrap_or(Method::GET);
+                assert!(
+                    rule(&method, &path).is_some(),
+                    "{method} {path} has no access rule"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn method_labels_are_a_fixed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        let invented = Method::from_bytes(b"INVENTED").unwrap_or(Method::GET);
+        assert_eq!(method_label(&invented), "other");
+    }
+}
