@@ -141,6 +141,12 @@ fn methods_are_bounded_in_metrics_and_answered_405_or_501() {
             &request(&format!("INVENT{i}"), "/api/v1/summary", ""),
             Duration::from_secs(5),
         );
+        assert_eq!(status, 405);
+        let (status, _) = raw(
+            &server,
+            &request(&format!("INVENT{i}"), &format!("/nowhere/{i}"), ""),
+            Duration::from_secs(5),
+        );
         assert_eq!(status, 501);
     }
     let after = lines(&server);

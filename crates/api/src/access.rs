@@ -6,9 +6,9 @@
 //! query or body validated (400). A route missing from [`RULES`] is refused by
 //! [`crate::auth::Authenticated`] (no handler runs without a rule), which the route tests catch.
 //!
-//! HTTP methods are sorted here too: a method nigrani does not know is 501 on every path, a
-//! known method on a path that does not take it is 405 with `Allow`, and metrics label methods
-//! from a fixed set, so a client inventing methods cannot grow `/metrics`.
+//! HTTP methods are sorted here too: a method a path does not take is 405 with `Allow`, a method
+//! nigrani does not know is 501 elsewhere, and metrics label methods from a fixed set, so a
+//! client inventing methods cannot grow `/metrics`.
 
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
@@ -142,15 +142,9 @@ pub(crate) async fn check(
 #[derive(Debug, Clone)]
 pub(crate) struct Authorized(pub(crate) crate::auth::Caller);
 
-/// What answers a request no route took: 501 for an unknown method, 405 (with `Allow`) for a
-/// path that exists with other methods, 404 otherwise.
+/// What answers a request no route took: 405 (with `Allow`) on a path that exists with other
+/// methods, whatever the method; elsewhere 501 for a method nigrani does not know, else 404.
 pub(crate) async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    if !KNOWN_METHODS.contains(req.method()) {
-        return Err(ApiError::new(
-            ErrorCode::NotImplemented,
-            "nigrani does not implement this HTTP method",
-        ));
-    }
     let allowed: Vec<&str> = req
         .match_pattern()
         .map(|pattern| {
@@ -162,6 +156,12 @@ pub(crate) async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError>
         })
         .unwrap_or_default();
     if allowed.is_empty() {
+        if !KNOWN_METHODS.contains(req.method()) {
+            return Err(ApiError::new(
+                ErrorCode::NotImplemented,
+                "nigrani does not implement this HTTP method",
+            ));
+        }
         return Err(ApiError::new(
             ErrorCode::NotFound,
             format!("no route {} {}", req.method(), req.path()),

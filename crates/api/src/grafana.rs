@@ -74,9 +74,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     responses((status = 200, description = "The key may read figures", body = Object, example = json!({"status": "ok"})),
               (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
     security(("api_key" = [])))]
-pub(crate) async fn connection_test(
-    _authorized: Authenticated,
-) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn connection_test(_authorized: Authenticated) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
 }
 
@@ -494,9 +492,7 @@ pub(crate) async fn variable(
     responses((status = 200, description = "The dimensions", body = Object, example = json!([{"type": "string", "text": "province"}])),
               (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
     security(("api_key" = [])))]
-pub(crate) async fn tag_keys(
-    _authorized: Authenticated,
-) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn tag_keys(_authorized: Authenticated) -> Result<HttpResponse, ApiError> {
     let list: Vec<Value> = Dimension::ALL
         .iter()
         .map(|d| json!({ "type": "string", "text": d.as_str() }))
