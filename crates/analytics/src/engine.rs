@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use nigrani_domain::Learner;
 use nigrani_store::{FeedEvent, Page, Store, StoreError};
 use polars::prelude::DataFrame;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::answers::{Answers, Stamped};
 use crate::checkpoint::Checkpoint;
@@ -266,14 +267,23 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Refreshes every `every` until the returned task is aborted. Errors are logged and retried.
-    pub fn spawn_follower(self: &Arc<Self>, every: Duration) -> JoinHandle<()> {
+    /// Refreshes every `every`, on a task of `tasks`, until `stopping` is cancelled; a refresh
+    /// under way finishes first. Errors are logged and retried.
+    pub fn spawn_follower(
+        self: &Arc<Self>,
+        every: Duration,
+        tasks: &TaskTracker,
+        stopping: CancellationToken,
+    ) {
         let engine = Arc::clone(self);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    () = stopping.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
                 let started = Instant::now();
                 match engine.refresh().await {
                     Ok(refresh) if refresh.events > 0 || refresh.rebuilt => tracing::debug!(
@@ -286,7 +296,7 @@ impl Engine {
                     Err(e) => tracing::warn!(error = %e, "Analytics refresh failed; retrying."),
                 }
             }
-        })
+        });
     }
 
     /// Answers a breakdown. Queries as of now (or after the latest event) use the snapshot;

@@ -61,7 +61,14 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     )
     .await
     .context("cannot build the analytics state")?;
-    let follower = engine.spawn_follower(std::time::Duration::from_millis(settings.refresh_millis));
+    // Background work stops through `stopping` and is waited for through `tasks`.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    engine.spawn_follower(
+        std::time::Duration::from_millis(settings.refresh_millis),
+        &tasks,
+        stopping.clone(),
+    );
     let app = Application::build(&settings.server(), Arc::clone(&store), engine)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     // Only once the port is ours: a key made by a start that then fails would never be shown.
@@ -75,8 +82,6 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
         println!("admin key (shown once; keep it safe): {key}");
     }
     tracing::info!(address = %app.address(), ?backend, "Serving.");
-    let stopping = tokio_util::sync::CancellationToken::new();
-    let tasks = tokio_util::task::TaskTracker::new();
     if settings.ingest.rejection_retention_days > 0 {
         let retention = chrono::Duration::days(i64::from(settings.ingest.rejection_retention_days));
         tasks.spawn(purge_old_rejections(
@@ -90,7 +95,6 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     stopping.cancel();
     tasks.wait().await;
     served.context("the HTTP server failed")?;
-    follower.abort();
     tracing::info!("Stopped: requests in flight have finished.");
     Ok(())
 }

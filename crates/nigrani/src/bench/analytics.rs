@@ -573,7 +573,9 @@ async fn freshness(
     engine: &Arc<Engine>,
     args: &AnalyticsArgs,
 ) -> anyhow::Result<()> {
-    let follower = engine.spawn_follower(Duration::from_millis(250));
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    engine.spawn_follower(Duration::from_millis(250), &tasks, stopping.clone());
     let learners = store
         .learners(nigrani_store::Page {
             after: None,
@@ -621,7 +623,9 @@ async fn freshness(
         });
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    follower.abort();
+    stopping.cancel();
+    tasks.close();
+    tasks.wait().await;
     latencies.sort_by(f64::total_cmp);
     println!(
         "freshness at {} events/s for {} s: acknowledgement to visible p50 {:.0} ms, p99 {:.0} ms \
