@@ -125,13 +125,28 @@ impl ApiError {
         self
     }
 
-    fn internal(cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "Request failed on nigrani's side.");
+    fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %chain(cause), "Request failed on nigrani's side.");
         Self::new(
             ErrorCode::InternalError,
             "nigrani could not complete the request; the cause is in its log",
         )
     }
+}
+
+/// An error and its sources, each once: `outer: inner: innermost`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let words = cause.to_string();
+        if !text.ends_with(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl std::fmt::Display for ApiError {
@@ -164,7 +179,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "The database is unavailable.");
+                tracing::warn!(error = %chain(&cause), "The database is unavailable.");
                 ApiError::new(
                     ErrorCode::StoreUnavailable,
                     "the database cannot be reached; nothing was stored, retry later",
@@ -172,7 +187,7 @@ impl From<StoreError> for ApiError {
                 .with_retry_after(RETRY_AFTER_STORE_SECONDS)
             }
             StoreError::OutcomeUnknown(cause) => {
-                tracing::warn!(error = %cause, "The connection failed while committing.");
+                tracing::warn!(error = %chain(&cause), "The connection failed while committing.");
                 ApiError::new(
                     ErrorCode::OutcomeUnknown,
                     "the database connection failed while the batch was being committed, so \
@@ -180,9 +195,9 @@ impl From<StoreError> for ApiError {
                 )
                 .with_retry_after(RETRY_AFTER_STORE_SECONDS)
             }
-            StoreError::Invalid(message) => {
-                tracing::info!(error = %message, "The database refused the data.");
-                ApiError::new(ErrorCode::InvalidData, message)
+            StoreError::Invalid(cause) => {
+                tracing::info!(error = %chain(&cause), "The database refused the data.");
+                ApiError::new(ErrorCode::InvalidData, cause.message())
             }
             other @ (StoreError::Internal(_) | StoreError::Migration { .. }) => {
                 ApiError::internal(&other)
@@ -261,13 +276,14 @@ mod tests {
 
     #[test]
     fn store_failures_ask_for_a_retry_and_say_what_is_known() {
-        let e: ApiError = StoreError::OutcomeUnknown("connection reset".into()).into();
+        let e: ApiError =
+            StoreError::OutcomeUnknown(nigrani_store::Cause::new("connection reset")).into();
         assert_eq!(e.code, ErrorCode::OutcomeUnknown);
         assert_eq!(e.status_code().as_u16(), 503);
         assert!(e.message.contains("may or may not be stored"));
         let response = e.error_response();
         assert_eq!(response.headers().get("retry-after").unwrap(), "2");
-        let e: ApiError = StoreError::Unavailable("refused".into()).into();
+        let e: ApiError = StoreError::unavailable("refused").into();
         assert_eq!(
             e.error_response().headers().get("retry-after").unwrap(),
             "2"
@@ -276,7 +292,7 @@ mod tests {
 
     #[test]
     fn internal_errors_say_nothing_internal() {
-        let e: ApiError = StoreError::Internal("relation \"events\" does not exist".into()).into();
+        let e: ApiError = StoreError::internal("relation \"events\" does not exist").into();
         assert_eq!(e.code, ErrorCode::InternalError);
         assert!(!e.message.contains("relation"));
     }

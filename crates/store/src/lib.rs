@@ -51,20 +51,22 @@ impl Backend {
     }
 }
 
-/// What went wrong in the store, sorted by what a caller can do about it.
+/// What went wrong in the store, sorted by what a caller can do about it. Each carries a
+/// [`Cause`]: what happened in words, and the database's own error as its source, so the log
+/// can show the whole chain.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is not accepting work right now; retrying later may help.
     #[error("the database is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The connection failed while a transaction was being committed: the database may or may
     /// not have committed it. Resending is safe (writes are idempotent) and tells which.
     #[error("the outcome of the commit is unknown: {0}")]
-    OutcomeUnknown(String),
+    OutcomeUnknown(#[source] Cause),
     /// The data broke a rule of the schema (e.g. a learner naming an unknown cohort) or is
     /// text the database cannot hold.
     #[error("the data was refused by the database: {0}")]
-    Invalid(String),
+    Invalid(#[source] Cause),
     /// Applying migrations failed.
     #[error("migration {version} ({name}) failed: {reason}")]
     Migration {
@@ -74,7 +76,71 @@ pub enum StoreError {
     },
     /// Anything else: a bug or a corrupted database.
     #[error("database error: {0}")]
-    Internal(String),
+    Internal(#[source] Cause),
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] from words alone.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable(Cause::new(message))
+    }
+
+    /// [`StoreError::Invalid`] from words alone.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid(Cause::new(message))
+    }
+
+    /// [`StoreError::Internal`] from words alone.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal(Cause::new(message))
+    }
+}
+
+/// What went wrong, in words for people and the log, and the error that caused it.
+#[derive(Debug)]
+pub struct Cause {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// Words alone.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Words, and the error they describe.
+    pub fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// Settings of the store.

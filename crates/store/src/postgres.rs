@@ -22,8 +22,9 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::migrations::{self, Migration};
 use crate::{
-    ApiKeyRecord, AuditEntry, Backend, EventColumns, EventWrite, FeedEvent, Page, RosterChange,
-    Store, StoreConfig, StoreError, StoreStats, StoredEvent, StoredRejection, classify,
+    ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
+    RosterChange, Store, StoreConfig, StoreError, StoreStats, StoredEvent, StoredRejection,
+    classify,
 };
 
 /// Key of the advisory lock that orders event inserts (any constant unique to nigrani).
@@ -41,7 +42,7 @@ impl PostgresStore {
     /// Builds the pool and checks that one connection can be made. Does not migrate.
     pub async fn connect(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
         let mut pg = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("database URL is not valid: {e}")))?;
+            .map_err(|e| StoreError::invalid(format!("database URL is not valid: {e}")))?;
         pg.connect_timeout(config.connect_timeout);
         if pg.get_application_name().is_none() {
             pg.application_name("nigrani");
@@ -60,7 +61,7 @@ impl PostgresStore {
             .recycle_timeout(Some(config.connect_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Internal(format!("cannot build the pool: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("cannot build the pool: {e}")))?;
         let store = Self { pool };
         store.ping().await?;
         Ok(store)
@@ -84,7 +85,7 @@ impl PostgresStore {
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => map_error(e),
-            other => StoreError::Unavailable(format!("no database connection: {other}")),
+            other => StoreError::unavailable(format!("no database connection: {other}")),
         })
     }
 }
@@ -131,7 +132,7 @@ async fn apply_migrations(client: &mut Object) -> Result<Vec<Migration>, StoreEr
 fn map_error(e: tokio_postgres::Error) -> StoreError {
     let Some(code) = e.code() else {
         // No SQLSTATE: the connection failed or closed.
-        return StoreError::Unavailable(e.to_string());
+        return StoreError::Unavailable(Cause::caused_by(e.to_string(), e));
     };
     let class = &code.code()[..2];
     // The database's own words (SQLSTATE, message, detail) go into the error, and so the log.
@@ -144,7 +145,7 @@ fn map_error(e: tokio_postgres::Error) -> StoreError {
     );
     // 23: integrity constraints; 22: data the column cannot hold (e.g. a NUL in text).
     if class == "23" || class == "22" {
-        return StoreError::Invalid(described);
+        return StoreError::Invalid(Cause::caused_by(described, e));
     }
     let unavailable = class == "08"
         || class == "53"
@@ -153,9 +154,9 @@ fn map_error(e: tokio_postgres::Error) -> StoreError {
         || *code == SqlState::T_R_SERIALIZATION_FAILURE
         || *code == SqlState::T_R_DEADLOCK_DETECTED;
     if unavailable {
-        StoreError::Unavailable(described)
+        StoreError::Unavailable(Cause::caused_by(described, e))
     } else {
-        StoreError::Internal(described)
+        StoreError::Internal(Cause::caused_by(described, e))
     }
 }
 
@@ -164,7 +165,7 @@ fn sql_int(value: u32) -> i32 {
 }
 
 fn decode<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError> {
-    result.map_err(|e| StoreError::Internal(format!("stored value cannot be read back: {e}")))
+    result.map_err(|e| StoreError::internal(format!("stored value cannot be read back: {e}")))
 }
 
 fn learner_from_row(row: &Row) -> Result<Learner, StoreError> {
@@ -612,7 +613,7 @@ impl Store for PostgresStore {
         }
         let mut rejections = rejections.to_vec();
         let outcomes = classify(events, &inserted, &existing, &known, &mut rejections)
-            .map_err(StoreError::Internal)?;
+            .map_err(StoreError::internal)?;
         if !rejections.is_empty() {
             let source: Vec<Option<&str>> =
                 rejections.iter().map(|r| r.source.as_deref()).collect();

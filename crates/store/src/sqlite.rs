@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::migrations::{self, Migration};
 use crate::{
-    ApiKeyRecord, AuditEntry, Backend, EventColumns, EventWrite, FeedEvent, Page, RosterChange,
-    Store, StoreError, StoreStats, StoredEvent, StoredRejection, classify,
+    ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
+    RosterChange, Store, StoreError, StoreStats, StoredEvent, StoredRejection, classify,
 };
 
 /// File name of the database inside the data folder.
@@ -46,7 +46,7 @@ impl SqliteStore {
         let data_dir = data_dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&data_dir).map_err(|e| {
-                StoreError::Unavailable(format!(
+                StoreError::unavailable(format!(
                     "cannot create data folder {}: {e}",
                     data_dir.display()
                 ))
@@ -63,7 +63,7 @@ impl SqliteStore {
             })
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| StoreError::internal(format!("blocking task failed: {e}")))?
     }
 
     /// The database file.
@@ -111,11 +111,11 @@ impl SqliteStore {
             let mut conn = inner
                 .writer
                 .lock()
-                .map_err(|_| StoreError::Internal("writer connection poisoned".into()))?;
+                .map_err(|_| StoreError::internal("writer connection poisoned"))?;
             work(&mut conn).map_err(WorkError::into_store_error)
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| StoreError::internal(format!("blocking task failed: {e}")))?
     }
 
     /// Runs one `INSERT … SELECT … FROM json_each(?1)` over `rows`, passed as one JSON array.
@@ -141,17 +141,17 @@ impl SqliteStore {
             let conn = inner
                 .reader
                 .lock()
-                .map_err(|_| StoreError::Internal("reader connection poisoned".into()))?;
+                .map_err(|_| StoreError::internal("reader connection poisoned"))?;
             work(&conn).map_err(WorkError::into_store_error)
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| StoreError::internal(format!("blocking task failed: {e}")))?
     }
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -172,7 +172,7 @@ impl WorkError {
     fn into_store_error(self) -> StoreError {
         match self {
             WorkError::Sql(e) => map_error(e),
-            WorkError::Decode(message) => StoreError::Internal(message),
+            WorkError::Decode(message) => StoreError::internal(message),
         }
     }
 }
@@ -188,8 +188,10 @@ fn decode<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, WorkError>
 }
 
 fn map_error(e: rusqlite::Error) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(e.to_string()),
+    let code = e.sqlite_error_code();
+    let cause = Cause::caused_by(e.to_string(), e);
+    match code {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(cause),
         Some(
             ErrorCode::DatabaseBusy
             | ErrorCode::DatabaseLocked
@@ -198,8 +200,8 @@ fn map_error(e: rusqlite::Error) -> StoreError {
             | ErrorCode::DiskFull
             | ErrorCode::ReadOnly
             | ErrorCode::PermissionDenied,
-        ) => StoreError::Unavailable(e.to_string()),
-        _ => StoreError::Internal(e.to_string()),
+        ) => StoreError::Unavailable(cause),
+        _ => StoreError::Internal(cause),
     }
 }
 
