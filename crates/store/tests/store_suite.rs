@@ -57,6 +57,7 @@ both_backends!(
     unmatched_events_are_attributed_when_the_roster_learns_the_learner,
     change_feed_pages_in_sequence_order,
     rejections_are_listed_in_order,
+    rejected_payloads_are_capped_and_purged_after_their_retention,
     api_keys_and_the_audit_log,
 );
 
@@ -385,6 +386,82 @@ async fn change_feed_pages_in_sequence_order(store: Arc<dyn Store>) {
     assert_eq!(seen[0], "b0-0");
     assert_eq!(seen[34], "b4-6");
     assert_eq!(store.stats().await.unwrap().last_seq, after);
+}
+
+async fn rejected_payloads_are_capped_and_purged_after_their_retention(store: Arc<dyn Store>) {
+    let rejection = |raw: String| Rejection {
+        reason: RejectReason::MalformedJson,
+        message: "not JSON".into(),
+        source: None,
+        event_id: None,
+        raw,
+    };
+    // Just under, at and over the cap; a multi-byte character straddling it is not split.
+    let cap = nigrani_store::MAX_KEPT_PAYLOAD_BYTES;
+    let payloads = [
+        "a".repeat(cap - 1),
+        "b".repeat(cap),
+        "c".repeat(cap + 1),
+        format!("{}é", "d".repeat(cap - 1)),
+    ];
+    store
+        .write_batch(
+            &[],
+            &[
+                rejection(payloads[0].clone()),
+                rejection(payloads[1].clone()),
+            ],
+            at(3),
+        )
+        .await
+        .unwrap();
+    store
+        .write_batch(
+            &[],
+            &[
+                rejection(payloads[2].clone()),
+                rejection(payloads[3].clone()),
+            ],
+            at(5),
+        )
+        .await
+        .unwrap();
+    let kept = store
+        .rejections(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let shape: Vec<_> = kept
+        .iter()
+        .map(|r| (r.rejection.raw.len(), r.raw_bytes, r.raw_truncated))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (cap - 1, cap as u64 - 1, false),
+            (cap, cap as u64, false),
+            (cap, cap as u64 + 1, true),
+            (cap - 1, cap as u64 + 1, true),
+        ]
+    );
+    assert_eq!(
+        kept[2].raw_sha256.as_deref(),
+        Some(nigrani_domain::roster::sha256_hex(payloads[2].as_bytes()).as_str())
+    );
+    // Retention: what was received before the cut-off goes, the rest stays.
+    assert_eq!(store.purge_rejections(at(4)).await.unwrap(), 2);
+    let left = store
+        .rejections(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|r| r.received_at == at(5)));
+    assert_eq!(store.purge_rejections(at(4)).await.unwrap(), 0);
 }
 
 async fn rejections_are_listed_in_order(store: Arc<dyn Store>) {
