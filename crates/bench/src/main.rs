@@ -2,9 +2,9 @@
 //! in the same run (absolute times drift on a shared machine; ratios hold).
 //!
 //! This crate owns the benchmarks against peers — ingest over HTTP against `psql \copy`, the
-//! analytics engine against DuckDB, the read API against a bare actix-web handler with wrk. It
-//! must never be a dependency of the `nigrani` binary: benchmark code, its peers and their
-//! dependencies stay out of production.
+//! analytics engine against DuckDB, the read API against a bare actix-web handler with wrk — and
+//! the criterion benches of hot functions under `benches/`. It must never be a dependency of the
+//! `nigrani` binary: benchmark code, its peers and their dependencies stay out of production.
 //!
 //! The benchmarks that measure the server (`ingest`, `api`) run the real `nigrani` binary as a
 //! child process, as production runs it, so that its resident memory is its own and SIGTERM stops
