@@ -416,3 +416,16 @@ pub(crate) async fn run(args: ApiArgs, nigrani: &std::path::Path) -> anyhow::Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wrk_ms;
+
+    #[test]
+    fn wrk_durations_are_read_in_milliseconds() {
+        assert_eq!(wrk_ms("850.00us"), Some(0.85));
+        assert_eq!(wrk_ms(" 1.23ms"), Some(1.23));
+        assert_eq!(wrk_ms("2.00s"), Some(2000.0));
+        assert_eq!(wrk_ms("12"), None);
+    }
+}

@@ -182,3 +182,29 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{nigrani_binary, percentile};
+
+    #[test]
+    fn a_missing_nigrani_binary_is_an_error_that_says_how_to_build_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = nigrani_binary(Some(dir.path().join("nigrani"))).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cargo build --release -p nigrani"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(percentile(&sorted, 0.0), 1.0);
+        assert_eq!(percentile(&sorted, 0.5), 3.0);
+        assert_eq!(percentile(&sorted, 0.99), 5.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+}
