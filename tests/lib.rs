@@ -2,15 +2,26 @@
 //! a fresh SQLite folder or a fresh PostgreSQL database, talk to it over HTTP, stop it politely
 //! (SIGTERM) or not (SIGKILL), and start it again on the same data.
 //!
-//! The binary is the one `cargo test --workspace` builds next to the test executables (or the one
-//! `NIGRANI_BIN` names).
+//! The binary under test is the one built from the current source: the first time a test process
+//! needs it, [`binary`] runs `cargo build -p nigrani --bin nigrani` — with the cargo that runs the
+//! tests (`CARGO`), into the target folder and profile this test executable was built in — and
+//! uses the executable cargo reports. (`CARGO_BIN_EXE_nigrani` would be the natural way, but cargo
+//! sets it only for tests of the `nigrani` package itself; and a binary merely found in
+//! `target/debug` may predate the source, e.g. after `cargo test -p nigrani-e2e`.) The build is a
+//! no-op when the binary is current. It resolves features for `nigrani` alone, so the binary is the
+//! production one: without the `testing` feature of nigrani-store that these helpers use.
+//! `NIGRANI_TEST_BIN` names another binary instead, and nothing is built.
+//!
+//! Run the end-to-end tests one process at a time, as `cargo test` does: every `cargo build`,
+//! even one with nothing to do, links the binary into its place anew, so a build started by a
+//! parallel runner could briefly take it away from a test that is starting it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use nigrani_store::testing::TestDatabase;
@@ -40,24 +51,63 @@ pub struct TestServer {
     agent: ureq::Agent,
 }
 
-/// The `nigrani` binary under test.
+/// The `nigrani` binary under test: `NIGRANI_TEST_BIN`, or the binary of the current source, built
+/// once per test process (see the crate's header).
 pub fn binary() -> PathBuf {
-    if let Ok(path) = std::env::var("NIGRANI_BIN") {
-        return PathBuf::from(path);
-    }
-    // Test executables live in target/<profile>/deps; the binary one folder up.
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| match std::env::var_os("NIGRANI_TEST_BIN") {
+            Some(path) => PathBuf::from(path),
+            None => build_binary(),
+        })
+        .clone()
+}
+
+/// Builds `nigrani` from the workspace's current source and returns the executable's path.
+fn build_binary() -> PathBuf {
+    // Test executables live in <target>/<profile folder>/deps; build into the same place, so that
+    // the build reuses what the test build compiled.
     let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("nigrani"))
-        .unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    // Cargo tells the tests it runs which cargo it is; the one this crate was built by otherwise.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let output = Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "nigrani",
+            "--bin",
+            "nigrani",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        // Compiler messages go to stderr as text; stdout carries the artifacts as JSON.
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cannot run cargo to build the nigrani binary");
     assert!(
-        path.exists(),
-        "{} does not exist: run the tests with `cargo test --workspace`, which builds it",
-        path.display()
+        output.status.success(),
+        "`cargo build -p nigrani` failed (its errors are above)"
     );
-    path
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|message| {
+            message["reason"] == "compiler-artifact" && message["target"]["name"] == "nigrani"
+        })
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .expect("cargo built no nigrani executable")
 }
 
 impl TestServer {

@@ -55,11 +55,17 @@ fn metrics_are_bounded_and_pass_promtool() {
         .spawn()
     else {
         assert_ne!(
-            std::env::var("NIGRANI_REQUIRE_PROMTOOL").as_deref(),
+            std::env::var("NIGRANI_TEST_REQUIRE_PROMTOOL").as_deref(),
             Ok("1"),
             "promtool is required but not installed"
         );
-        eprintln!("skipping `promtool check metrics`: promtool is not installed");
+        // Straight to stderr, past libtest's capture, so that the skip shows in a passing run
+        // (as nigrani_store::testing does for PostgreSQL).
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIPPED: `promtool check metrics` did not run: promtool is not installed \
+             (NIGRANI_TEST_REQUIRE_PROMTOOL=1 makes this a failure)"
+        );
         return;
     };
     promtool

@@ -1,9 +1,9 @@
 //! `nigrani`: the impact-monitoring service of Pakistan's AI Upskilling Program for faculty.
 //!
 //! A thin binary: it reads settings, sets up logging and runs one command — `serve`, `migrate`,
-//! `demo`, `import`, `keys` or `bench`. The work itself lives in the library crates.
+//! `demo`, `import`, `keys` or `openapi`. The work itself lives in the library crates; the
+//! benchmarks are a binary of their own (`nigrani-bench`, crates/bench).
 
-mod bench;
 mod commands;
 mod settings;
 
@@ -43,9 +43,6 @@ enum Command {
     Keys(commands::KeysCommand),
     /// Print the OpenAPI document (the checked-in copy is openapi/openapi.json).
     Openapi,
-    /// Benchmarks that print their figures.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,7 +76,6 @@ fn main() -> std::process::ExitCode {
                 print!("{}", nigrani_api::openapi::document_json());
                 Ok(())
             }
-            Command::Bench(command) => bench::run(command).await,
         }
     });
     match result {

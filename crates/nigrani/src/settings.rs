@@ -143,14 +143,8 @@ impl Default for IngestSettings {
 /// `NIGRANI_BENCH_*`). Any other `NIGRANI_*` variable must name a setting, or the start fails.
 fn is_setting(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key != "config"
-        && !key.starts_with("test_")
-        && !key.starts_with("bench_")
-        && !NOT_SETTINGS.contains(&key.as_str())
+    key != "config" && !key.starts_with("test_") && !key.starts_with("bench_")
 }
-
-/// Older names of test variables, still not read as settings.
-const NOT_SETTINGS: &[&str] = &["require_postgres", "require_promtool", "bin"];
 
 impl Settings {
     /// Reads the settings: defaults, then `file` (or `nigrani.toml` in the working folder, when it

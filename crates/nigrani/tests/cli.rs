@@ -1,5 +1,5 @@
-//! The command line as a user meets it: migrate, import, demo. (Having an integration test here
-//! also makes `cargo test --workspace` build the `nigrani` binary the end-to-end tests run.)
+//! The command line as a user meets it: migrate, import, demo; run on the binary cargo built for
+//! these tests (`CARGO_BIN_EXE_nigrani`).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 

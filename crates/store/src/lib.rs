@@ -10,7 +10,8 @@
 //! - [`migrations`]: the numbered SQL files of each backend and what has been applied.
 //! - [`sqlite`]: the embedded backend.
 //! - [`postgres`]: the PostgreSQL backend.
-//! - [`testing`]: throw-away PostgreSQL databases for the tests of this and other crates.
+//! - `testing`: throw-away PostgreSQL databases for the tests of this and other crates; only with
+//!   the `testing` feature, which test code alone enables, so that production never compiles it.
 //!
 //! Events are append-only and keyed by `(source, event_id)`: writing an event a second time with
 //! the same content is a duplicate and changes nothing; with other content it is a conflict,
@@ -20,6 +21,7 @@
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::path::PathBuf;

@@ -2,9 +2,15 @@
 //!
 //! Tests that need PostgreSQL read the server's URL from `NIGRANI_TEST_POSTGRES_URL` (for example
 //! `postgres://postgres:secret@127.0.0.1:5432/postgres`), create a database of their own and drop
-//! it when done. Without the variable they are skipped with a note on stderr — unless
-//! `NIGRANI_REQUIRE_POSTGRES=1` is set (as CI does), in which case they fail.
+//! it when done. Without the variable they are skipped — unless `NIGRANI_TEST_REQUIRE_POSTGRES=1` is set
+//! (as CI does), in which case they fail.
+//!
+//! A skipped test still passes, so its skip must be seen: the `SKIPPED` line is written straight
+//! to the process's stderr. libtest captures only what the `print!`/`eprint!` macros write and
+//! shows it for failed tests alone, so an `eprintln!` here would vanish from a normal
+//! `cargo test` run; a direct write to the stderr handle is not captured and shows in every run.
 
+use std::io::Write;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -13,7 +19,7 @@ use tokio_postgres::NoTls;
 /// The environment variable naming the PostgreSQL server for tests.
 pub const URL_VAR: &str = "NIGRANI_TEST_POSTGRES_URL";
 /// Set to `1` to make PostgreSQL tests fail rather than skip when no server is configured.
-pub const REQUIRE_VAR: &str = "NIGRANI_REQUIRE_POSTGRES";
+pub const REQUIRE_VAR: &str = "NIGRANI_TEST_REQUIRE_POSTGRES";
 
 /// A database created for one test, dropped when this value is dropped.
 #[derive(Debug)]
@@ -31,7 +37,13 @@ impl TestDatabase {
             if std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
                 panic!("{REQUIRE_VAR}=1 but {URL_VAR} is not set");
             }
-            eprintln!("skipping the PostgreSQL part of `{label}`: {URL_VAR} is not set");
+            // Best effort: a note that cannot be written is no reason to fail the test.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED: the PostgreSQL part of `{label}` did not run: set {URL_VAR} \
+                 (e.g. postgres://postgres:secret@127.0.0.1:5432/postgres); {REQUIRE_VAR}=1 \
+                 makes this a failure"
+            );
             return None;
         };
         static COUNTER: AtomicU32 = AtomicU32::new(0);

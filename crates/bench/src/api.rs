@@ -1,4 +1,4 @@
-//! `bench api`: read throughput and latency of the API under ingest, with wrk on loopback.
+//! `nigrani-bench api`: read throughput and latency of the API under ingest, with wrk on loopback.
 //!
 //! It loads a demo program of `--learners` into a SQLite folder (once: the folder is kept and
 //! reused by later runs), starts the real `nigrani serve` on it, and streams new events to it at
@@ -18,7 +18,7 @@ use nigrani_ingest::demo::{DemoConfig, Generator};
 use nigrani_store::StoreConfig;
 use serde_json::Value;
 
-use super::{BENCH_KEY, Server, memory_kib};
+use crate::support::{BENCH_KEY, Server, memory_kib, percentile};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ApiArgs {
@@ -279,19 +279,18 @@ fn freshness(address: &str, generator: &Generator) -> anyhow::Result<()> {
     println!(
         "freshness under ingest: acknowledgement to visible in a breakdown, p50 {:.0} ms, p99 {:.0} \
          ms, max {:.0} ms over {PROBES} probes",
-        super::percentile(&times, 0.5),
-        super::percentile(&times, 0.99),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
         times.last().copied().unwrap_or(f64::NAN)
     );
     Ok(())
 }
 
-pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the nigrani binary")?;
+pub(crate) async fn run(args: ApiArgs, nigrani: &std::path::Path) -> anyhow::Result<()> {
     let dir = args.data_dir.clone().unwrap_or_else(|| {
         std::path::PathBuf::from(format!("/var/tmp/nigrani-bench-api-{}", args.learners))
     });
-    ensure_program(&exe, &dir, args.learners)?;
+    ensure_program(nigrani, &dir, args.learners)?;
     let config = StoreConfig {
         data_dir: dir.clone(),
         database_url: None,
@@ -306,7 +305,7 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     })?);
 
     let started = Instant::now();
-    let server = Server::start(&config, &[])?;
+    let server = Server::start(nigrani, &config, &[])?;
     println!(
         "serve: state of {} learners built and listening after {:.1} s, RSS {} MiB",
         args.learners,
@@ -416,4 +415,17 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
         bail!("some ingest requests failed during the run");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrk_ms;
+
+    #[test]
+    fn wrk_durations_are_read_in_milliseconds() {
+        assert_eq!(wrk_ms("850.00us"), Some(0.85));
+        assert_eq!(wrk_ms(" 1.23ms"), Some(1.23));
+        assert_eq!(wrk_ms("2.00s"), Some(2000.0));
+        assert_eq!(wrk_ms("12"), None);
+    }
 }

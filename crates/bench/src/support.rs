@@ -1,34 +1,29 @@
-//! `nigrani bench`: benchmarks that print their figures, each next to a peer measured in the same
-//! run (absolute times drift on a shared machine; ratios hold).
-
-mod analytics;
-mod api;
-mod ingest;
+//! What the benchmarks share: the `nigrani serve` child process, throw-away PostgreSQL databases,
+//! `psql`, resident memory from /proc and percentiles.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, bail, ensure};
 use nigrani_store::StoreConfig;
 
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum BenchCommand {
-    /// Ingest throughput of POST /api/v1/events against `psql \copy` of the same rows.
-    Ingest(ingest::IngestArgs),
-    /// Analytics at scale: rebuild time and memory, query latency, cold group-bys against DuckDB,
-    /// freshness under load.
-    Analytics(analytics::AnalyticsArgs),
-    /// Read throughput and latency (wrk) of the summary and a breakdown under ingest, against a
-    /// bare actix-web handler.
-    Api(api::ApiArgs),
-}
-
-pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
-    match command {
-        BenchCommand::Ingest(args) => ingest::run(args).await,
-        BenchCommand::Analytics(args) => analytics::run(args).await,
-        BenchCommand::Api(args) => api::run(args).await,
-    }
+/// The `nigrani` binary to benchmark: `given` (from `--nigrani` or `NIGRANI_BENCH_BIN`), else the one
+/// cargo built next to this binary in the same target folder and profile.
+pub(crate) fn nigrani_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("cannot find this binary's folder")?
+            .with_file_name(format!("nigrani{}", std::env::consts::EXE_SUFFIX)),
+    };
+    ensure!(
+        path.is_file(),
+        "there is no nigrani binary at {}: build it with this one (`cargo build --release -p \
+         nigrani -p nigrani-bench`) or name it with --nigrani or NIGRANI_BENCH_BIN",
+        path.display()
+    );
+    Ok(path)
 }
 
 /// The admin key the benchmark's servers are started with (their data is the benchmark's own).
@@ -41,11 +36,14 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `nigrani serve` on a free port with the bench key as admin and no rate limit;
-    /// `env` adds settings.
-    pub(crate) fn start(config: &StoreConfig, env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the nigrani binary")?;
-        let mut command = Command::new(exe);
+    /// Starts `nigrani serve` (the binary `nigrani`) on a free port with the bench key as admin
+    /// and no rate limit; `env` adds settings.
+    pub(crate) fn start(
+        nigrani: &Path,
+        config: &StoreConfig,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut command = Command::new(nigrani);
         command
             .arg("serve")
             .env("NIGRANI_LISTEN", "127.0.0.1:0")
@@ -183,4 +181,30 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{nigrani_binary, percentile};
+
+    #[test]
+    fn a_missing_nigrani_binary_is_an_error_that_says_how_to_build_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = nigrani_binary(Some(dir.path().join("nigrani"))).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cargo build --release -p nigrani"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(percentile(&sorted, 0.0), 1.0);
+        assert_eq!(percentile(&sorted, 0.5), 3.0);
+        assert_eq!(percentile(&sorted, 0.99), 5.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
 }

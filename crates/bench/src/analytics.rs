@@ -1,4 +1,4 @@
-//! `bench analytics`: the analytics engine at scale.
+//! `nigrani-bench analytics`: the analytics engine at scale.
 //!
 //! 0. Scale: the learner state of `--learners` demo learners (3 required courses each, ~30
 //!    events per learner) built in memory straight from the generated events — no database — to
@@ -11,7 +11,7 @@
 //! 3. Queries from the maintained state: province × track × discipline and institution × cohort,
 //!    six metrics each; p50/p99 over repeated runs.
 //! 4. Cold: the same two group-bys computed from the events — by nigrani (rebuild + query) and by
-//!    DuckDB over the same events exported to Parquet (`tests/bench/duckdb_groupbys.py`).
+//!    DuckDB over the same events exported to Parquet (`duckdb_groupbys.py` in this crate).
 //! 5. Freshness: events written at `--rate` per second while the engine follows the change feed;
 //!    the time from acknowledgement to visible in a query, p50/p99.
 
@@ -32,7 +32,7 @@ use nigrani_ingest::roster;
 use nigrani_ingest::{Ingestor, Limits, seed};
 use nigrani_store::{Store, StoreConfig};
 
-use super::{BenchDatabase, memory_kib, percentile, psql};
+use crate::support::{BenchDatabase, memory_kib, percentile, psql};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AnalyticsArgs {
@@ -51,7 +51,7 @@ pub(crate) struct AnalyticsArgs {
     )]
     postgres_url: Option<String>,
     /// Instead of PostgreSQL, the SQLite folder of a program loaded before (by `nigrani demo`
-    /// or `bench api`, e.g. /var/tmp/nigrani-bench-api-1000000); the DuckDB export then needs
+    /// or `nigrani-bench api`, e.g. /var/tmp/nigrani-bench-api-1000000); the DuckDB export then needs
     /// the `sqlite3` command.
     #[arg(long, conflicts_with = "postgres_url")]
     sqlite_dir: Option<PathBuf>,
@@ -541,10 +541,7 @@ fn duckdb_peer(
         "exported for DuckDB in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/bench/duckdb_groupbys.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/duckdb_groupbys.py");
     let output = Command::new(&args.python)
         .args([script, &dir.display().to_string(), &as_of.to_rfc3339()])
         .output()

@@ -1,4 +1,4 @@
-//! `bench ingest` starts the real `nigrani serve` as a child process on each backend, streams
+//! `nigrani-bench ingest` starts the real `nigrani serve` as a child process on each backend, streams
 //! demo events to `POST /api/v1/events` from several client threads on loopback, and samples the
 //! server's resident memory. Its peer is `psql \copy` of the same normalised rows into a table of
 //! the same shape (the real `events` table, created by nigrani's migrations in a fresh database).
@@ -9,8 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-
-use super::{BENCH_KEY, BenchDatabase, Server, memory_kib, percentile, psql};
 use chrono::Utc;
 use nigrani_ingest::demo::{DemoConfig, Generator};
 use nigrani_ingest::native::parse_event;
@@ -18,6 +16,8 @@ use nigrani_ingest::roster::{self, Rows};
 use nigrani_ingest::seed;
 use nigrani_store::StoreConfig;
 use serde_json::Value;
+
+use crate::support::{BENCH_KEY, BenchDatabase, Server, memory_kib, percentile, psql};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IngestArgs {
@@ -95,7 +95,7 @@ impl Measured {
     }
 }
 
-pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::Result<()> {
     ensure!(
         args.events > 0 && args.batch > 0 && args.clients > 0,
         "counts must be positive"
@@ -123,6 +123,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<()> {
         };
         load_roster(&config, &work).await?;
         results.push(serve_and_load(
+            nigrani,
             "nigrani → PostgreSQL",
             &config,
             &work,
@@ -146,6 +147,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<()> {
         };
         load_roster(&config, &work).await?;
         results.push(serve_and_load(
+            nigrani,
             "nigrani → SQLite",
             &config,
             &work,
@@ -197,12 +199,13 @@ async fn load_roster(config: &StoreConfig, work: &Workload) -> anyhow::Result<()
 }
 
 fn serve_and_load(
+    nigrani: &std::path::Path,
     label: &str,
     config: &StoreConfig,
     work: &Workload,
     clients: usize,
 ) -> anyhow::Result<Measured> {
-    let server = Server::start(config, &[])?;
+    let server = Server::start(nigrani, config, &[])?;
     let url = format!("{}/api/v1/events", server.address);
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::<String>::new());

@@ -1,4 +1,4 @@
-"""The peer of `nigrani bench analytics`: DuckDB computes the same two breakdowns from the same
+"""The peer of `nigrani-bench analytics`: DuckDB computes the same two breakdowns from the same
 events, exported to Parquet, with the same metric definitions (see crates/analytics/src/definitions.rs).
 
 Usage: python3 duckdb_groupbys.py EXPORT_DIR AS_OF_RFC3339
