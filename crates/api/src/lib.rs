@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// How fast request bodies must arrive.
     pub body_rate: BodyRate,
+    /// Where "now" comes from.
+    pub clock: nigrani_domain::SharedClock,
 }
 
 /// What every handler can reach.
@@ -90,6 +92,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// How fast request bodies must arrive.
     pub body_rate: BodyRate,
+    /// Where "now" comes from: every handler asks it, never the system clock directly.
+    pub clock: nigrani_domain::SharedClock,
     /// Rendered answers of polled requests.
     rendered: Arc<rendered::Rendered>,
     /// Cancelled when the server is asked to stop, so that endless answers (the live stream)
@@ -123,6 +127,7 @@ impl Application {
             )),
             suppression_k: config.suppression_k,
             body_rate: config.body_rate,
+            clock: std::sync::Arc::clone(&config.clock),
             metrics: Arc::new(metrics::Metrics::new().map_err(std::io::Error::other)?),
             store,
             engine,

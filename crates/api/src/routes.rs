@@ -3,7 +3,6 @@
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use nigrani_ingest::BodyFormat;
 use nigrani_ingest::roster::{self, RosterKind, Rows};
 use nigrani_store::Page;
@@ -164,7 +163,7 @@ pub(crate) async fn post_events(
     let report = state
         .ingestor
         .bound_to(caller.source.as_deref())
-        .ingest_body(&body, format, Utc::now())
+        .ingest_body(&body, format, state.clock.now())
         .await;
     in_flight.dec();
     let report = report?;
@@ -504,7 +503,7 @@ pub(crate) async fn audit_partners(
         if let Some(state) = state {
             let entry = nigrani_store::AuditEntry {
                 id: 0,
-                at: Utc::now(),
+                at: state.clock.now(),
                 key_id: caller.key_id,
                 method: response.request().method().to_string(),
                 path: response.request().path().to_owned(),

@@ -125,7 +125,7 @@ impl Connection {
     /// The summary and every track × province slice, both from one snapshot newer than the
     /// last update sent; `None` until the answers are.
     async fn update(&self) -> Result<Option<Update>, ApiError> {
-        let now = Utc::now();
+        let now = self.state.clock.now();
         let answers = summary_answers(&self.state, now).await?;
         let (published_at, last_seq) = answers.data();
         if self.sent.is_some_and(|sent| published_at <= sent) {

@@ -6,16 +6,19 @@
 //! the normalised one: adapters live in `nigrani-ingest`, durability in `nigrani-store`.
 //!
 //! Modules:
+//! - [`clock`]: where "now" comes from — the system clock, or one a test sets.
 //! - [`program`]: enumerations with fixed members (track, province, sector, role, gender, and
 //!   the access role of an API key).
 //! - [`roster`]: reference data and the roster (institutions, disciplines, track plans, cohorts,
 //!   learners) and the [`LearnerRef`] by which platforms name a learner.
 //! - [`event`]: the normalised learning event, its kinds and its validation.
 
+pub mod clock;
 pub mod event;
 pub mod program;
 pub mod roster;
 
+pub use clock::{Clock, SharedClock};
 pub use event::{EventKind, LearningEvent, RejectReason, Rejection};
 pub use program::{AccessRole, Gender, Province, Role, Sector, Track};
 pub use roster::{Cohort, Discipline, Institution, Learner, LearnerRef, TrackPlan};

@@ -226,6 +226,7 @@ impl Settings {
             rate_limit_per_second: self.rate_limit_per_second,
             suppression_k: self.suppression_k,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            clock: nigrani_domain::clock::system(),
             body_rate: nigrani_api::BodyRate {
                 grace: Duration::from_secs(self.ingest.body_grace_secs),
                 min_bytes_per_second: self.ingest.min_body_bytes_per_second,
