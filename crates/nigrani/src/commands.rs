@@ -57,6 +57,7 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
         nigrani_analytics::EngineOptions {
             max_staleness: std::time::Duration::from_millis(settings.answer_staleness_millis),
             checkpoint: settings.analytics_checkpoint_path(),
+            ..Default::default()
         },
     )
     .await
