@@ -39,8 +39,8 @@ pub struct SeriesQuery {
     pub filters: BTreeMap<Dimension, Vec<String>>,
     /// Milestones counted since the beginning rather than within each period.
     pub cumulative: bool,
-    /// Computed on the latest data even if some event is dated after `as_of` (see
-    /// [`crate::BreakdownQuery::latest`]).
+    /// Computed on the latest data, the last point as of the later of `as_of` and the moment
+    /// the live state was brought up to (see [`crate::BreakdownQuery::latest`]).
     pub latest: bool,
 }
 
