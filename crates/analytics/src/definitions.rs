@@ -7,6 +7,8 @@
 //! `occurred_at ≤ T` count: an event a platform dated after `T` (ingest accepts up to a day
 //! ahead) counts once `T` reaches its date, on every route alike, and with nothing further
 //! arriving (the live state holds such events back until their time; see [`crate::engine`]).
+//! A moment asked that lies after now has no figures yet and is answered as of now, so no
+//! event ever counts before its date.
 //! A learner counts when they are on the roster; events of learners the roster does not know
 //! yet count once it learns them. Until then they are *unmatched* activity, a figure of its own
 //! per source (the store's [`nigrani_store::Store::unmatched_by_source`], shown by

@@ -86,7 +86,6 @@ struct Follower {
 
 /// Events dated in the future, held out of the live state until their time comes. Ingest
 /// accepts at most a day ahead, so there are few; a linear pass over them is cheap.
-#[derive(Default)]
 struct Waiting {
     events: Vec<(u32, Effect)>,
     /// The earliest `at` among them; `i64::MAX` when there are none.
@@ -409,6 +408,10 @@ impl Engine {
         query: &BreakdownQuery,
     ) -> Result<Arc<Stamped<Breakdown>>, AnalyticsError> {
         query.validate()?;
+        let mut query = query.clone();
+        (query.as_of, query.latest) = self.not_after_now(query.as_of, query.latest);
+        query.from = query.from.map(|from| from.min(query.as_of));
+        let query = &query;
         let snapshot = self.snapshot();
         let stamp = |value: Breakdown| {
             Arc::new(Stamped {
@@ -501,6 +504,18 @@ pub(crate) async fn compute<R: Send + 'static>(
 }
 
 impl Engine {
+    /// A moment after now has no figures yet — counting the events already dated before it would
+    /// count them before their time — so a query as of one is answered as of now, on the latest
+    /// data. Returns the moment to answer as of and whether that is the latest data.
+    fn not_after_now(&self, as_of: DateTime<Utc>, latest: bool) -> (DateTime<Utc>, bool) {
+        let now = self.clock.now();
+        if as_of > now {
+            (now, true)
+        } else {
+            (as_of, latest)
+        }
+    }
+
     /// Runs `work` on the state as of `as_of`: the live state when it holds every event up to
     /// `as_of` and none after (refreshes wait meanwhile), otherwise a replay of the events up to
     /// `as_of`.
@@ -528,7 +543,9 @@ impl Engine {
     /// A time series of one metric.
     pub async fn series(&self, query: &SeriesQuery) -> Result<Series, AnalyticsError> {
         query.periods()?;
-        let query = query.clone();
+        let mut query = query.clone();
+        (query.as_of, query.latest) = self.not_after_now(query.as_of, query.latest);
+        query.from = query.from.min(query.as_of);
         self.with_state(query.as_of, query.latest, move |roster, states| {
             series::series(roster, states, &query)
         })
@@ -543,6 +560,7 @@ impl Engine {
     ) -> Result<Vec<FunnelRow>, AnalyticsError> {
         let snapshot = self.snapshot();
         let query = query.clone();
+        let as_of = as_of.filter(|&as_of| !self.not_after_now(as_of, false).1);
         let Some(as_of) = as_of else {
             let until = snapshot.held_until;
             return compute(move || {

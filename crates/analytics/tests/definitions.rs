@@ -250,15 +250,30 @@ async fn enrolment_is_dated_and_every_rate_is_over_the_enrolled_of_then() {
     let now = [Some(5.0), Some(2.0), Some(0.4)];
     assert_eq!(p.figures(&metrics, None, Some(t0())).await, now);
     assert_eq!(p.figures(&metrics, None, None).await, now);
-    // Learners with no enrolled event enrol on the cohort's first day, in Pakistan.
+    // A moment after now has no figures yet: it is answered as of now.
     assert_eq!(
         p.figures(&metrics, None, Some(day(2026, 12, 21))).await,
-        [Some(6.0), Some(2.0), Some(2.0 / 6.0)]
+        now
     );
-    // The live state enrols them when the cohort starts, with no event arriving — from the
-    // cells (counts only) and from the learner frame alike.
+    // Learners with no enrolled event enrol on the cohort's first day, in Pakistan: the live
+    // state enrols them when it starts, with no event arriving — from the cells (counts only)
+    // and from the learner frame alike — from the very moment it starts.
     p.set_now(Utc.with_ymd_and_hms(2026, 12, 19, 19, 30, 0).unwrap());
     p.engine.refresh().await.unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 12, 19, 19, 0, 0).unwrap();
+    assert_eq!(
+        p.figures(&metrics, None, Some(start)).await,
+        [Some(6.0), Some(2.0), Some(2.0 / 6.0)]
+    );
+    assert_eq!(
+        p.figures(
+            &metrics,
+            None,
+            Some(start - chrono::Duration::microseconds(1))
+        )
+        .await,
+        now
+    );
     assert_eq!(
         p.figures(&[Metric::Enrolled], None, None).await,
         [Some(6.0)]
@@ -315,11 +330,12 @@ async fn an_event_dated_after_now_counts_once_its_time_comes() {
         p.figures(&frame, None, Some(t0())).await,
         [Some(0.0), Some(1.0)]
     );
-    // Asked as of a moment after it, it counts (from a replay up to that moment).
+    // Nor when asked as of a moment after its date that has not come yet: that is answered as
+    // of now.
     let later = soon + chrono::Duration::minutes(1);
     assert_eq!(
         p.figures(&frame, None, Some(later)).await,
-        [Some(1.0), Some(2.0)]
+        [Some(0.0), Some(1.0)]
     );
     // Its time comes: the next refresh counts it, though nothing new arrived.
     p.set_now(later);
@@ -327,6 +343,12 @@ async fn an_event_dated_after_now_counts_once_its_time_comes() {
     assert_eq!(refresh.events, 0);
     assert_eq!(p.figures(&cells, None, None).await, [Some(1.0), Some(0.2)]);
     assert_eq!(p.figures(&frame, None, None).await, [Some(1.0), Some(2.0)]);
+    // And as of a moment between now and its date, from a replay, it does not.
+    assert_eq!(
+        p.figures(&frame, None, Some(soon - chrono::Duration::seconds(1)))
+            .await,
+        [Some(0.0), Some(1.0)]
+    );
     // A restart holds it back the same way while its time has not come.
     p.set_now(t0());
     let restarted = Engine::start_with(
