@@ -110,7 +110,7 @@ pub struct BreakdownRow {
     pub period: Option<String>,
     /// The group's value of each `by` dimension; `None` in a total or subtotal over it.
     pub keys: Vec<Option<String>>,
-    /// Learners in the group.
+    /// Learners in the group enrolled by the moment asked (everyone the figures are over).
     pub learners: u64,
     /// One value per metric, in query order; `None` where undefined (e.g. an average over none).
     pub values: Vec<Option<f64>>,
