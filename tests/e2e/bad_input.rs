@@ -223,6 +223,11 @@ fn unmatched_events_are_attributed_when_the_roster_arrives() {
         json!([event("u-1", "coursera:new"), event("u-2", "coursera:new")]).to_string(),
     );
     assert_eq!(report["counts"]["unmatched"], 2);
+    // Unmatched activity is a figure of its own, per source.
+    assert_eq!(
+        server.get_json("/api/v1/status").1["unmatched"],
+        json!([{"source": "coursera", "learner_refs": 1, "events": 2}])
+    );
     let cohorts = "cohort_id,name,track,starts_on,ends_on,target\nsoft-x,Soft X,soft,2026-02-01,2026-06-30,100\n";
     let (status, body) = server.post("/api/v1/cohorts", "text/csv", cohorts);
     assert_eq!(status, 200, "{body}");
@@ -232,6 +237,7 @@ fn unmatched_events_are_attributed_when_the_roster_arrives() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["attributed_events"], 2);
     assert_eq!(status_counts(&server)["unmatched_events"], 0);
+    assert_eq!(server.get_json("/api/v1/status").1["unmatched"], json!([]));
     let (_, csv) = server.get("/api/v1/learners?format=csv");
     assert!(csv.contains("L1,PK-PB-001"), "{csv}");
     assert!(

@@ -227,6 +227,8 @@ mod tests {
             cells: polars::prelude::DataFrame::empty(),
             last_seq,
             latest_event: 0,
+            held_until: 0,
+            waiting_from: i64::MAX,
             published_at: Utc::now(),
         })
     }

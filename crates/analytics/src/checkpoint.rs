@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use nigrani_domain::EventKind;
 use nigrani_store::FeedEvent;
 
-use crate::state::{Effect, Roster, States};
+use crate::state::{Effect, Roster};
 
 const MAGIC: &[u8; 8] = b"NGRNCKP1";
 const HEADER: usize = 8 + 8 + 64;
@@ -107,15 +107,15 @@ impl Checkpoint {
         })
     }
 
-    /// Reads the checkpoint at `path` into `states` if it was written for this roster; returns
-    /// its last event and how many events it held, and the checkpoint opened to append to.
-    /// `None` when there is no usable checkpoint: `states` may then hold part of it and must be
-    /// started afresh.
+    /// Hands each event of the checkpoint at `path` to `apply` (a row and its effect) if it was
+    /// written for this roster; returns its last event and how many events it held, and the
+    /// checkpoint opened to append to. `None` when there is no usable checkpoint: what `apply`
+    /// was given must then be dropped and the state started afresh.
     pub(crate) fn resume(
         path: &Path,
         roster_version: i64,
         roster: &Roster,
-        states: &mut States,
+        mut apply: impl FnMut(usize, Effect),
     ) -> io::Result<Option<(Self, LastEvent, usize)>> {
         let mut file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(file) => file,
@@ -150,7 +150,7 @@ impl Checkpoint {
             if !in_order || !plausible(roster, record[13], row, &effect) {
                 return Ok(None);
             }
-            states.apply(row, &effect);
+            apply(row, effect);
             last = Some(LastEvent {
                 seq,
                 at: effect.at,

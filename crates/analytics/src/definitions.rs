@@ -2,40 +2,74 @@
 //! correctness test (`tests/analytics_vs_sql.rs`) restates each definition in SQL over the raw
 //! events; the two must agree exactly.
 //!
-//! Every metric is computed per learner *as of* a moment `T` (events with `occurred_at ≤ T`), then
-//! aggregated. A learner counts when they are on the roster; events of learners the roster does
-//! not know yet count once it learns them.
+//! Every metric is computed per learner *as of* a moment `T`, then aggregated. `T` is the moment
+//! asked (`as_of`/`to`), and by default *now* — the same now on every route. Only events with
+//! `occurred_at ≤ T` count: an event a platform dated after `T` (ingest accepts up to a day
+//! ahead) counts once `T` reaches its date, on every route alike, and with nothing further
+//! arriving (the live state holds such events back until their time; see [`crate::engine`]).
+//! A moment asked that lies after now has no figures yet and is answered as of now, so no
+//! event ever counts before its date.
+//! A learner counts when they are on the roster; events of learners the roster does not know
+//! yet count once it learns them. Until then they are *unmatched* activity, a figure of its own
+//! per source (the store's [`nigrani_store::Store::unmatched_by_source`], shown by
+//! `GET /api/v1/status`), never part of these metrics.
+//!
+//! **Learning events** are all kinds but `enrolled` and `withdrawn` (see [`is_learning`]):
+//! `started`, `progressed`, `module_completed`, `assessment_passed`, `assessment_failed`,
+//! `course_completed`, `certificate_earned`, `session_attended`.
 //!
 //! Per learner, as of `T`:
-//! - **enrolled**: on the roster.
-//! - **started**: has an event of kind `started`, or any event with `progress > 0`, or a
-//!   `course_completed`.
-//! - **active_7d / active_30d**: has any event with `occurred_at` in `(T − 7 days, T]`
-//!   (resp. 30 days).
+//! - **enrolled**: on the roster and enrolled by `T`. The enrolment moment is the learner's
+//!   first `enrolled` event if there is one (whether before or after the cohort's start),
+//!   otherwise the start of their cohort's first day (`starts_on`, 00:00 in Pakistan); but if
+//!   their first learning event came earlier than that, it is that event (nobody learns before
+//!   enrolling). A learner enrolled after `T` — a cohort that had not started, an enrolment
+//!   dated later — is in no figure as of `T`: every metric below is over the learners enrolled
+//!   by `T`, and so is each row's `learners`.
+//! - **started**: has a learning event (any of the kinds above — a `started` event with or
+//!   without progress, progress, a completion, a session attended, …); the start is the first.
+//! - **active_7d / active_30d**: has a learning event with `occurred_at` in `(T − 7 days, T]`
+//!   (resp. 30 days). Enrolling or withdrawing does not make anyone active.
 //! - **completed**: has a `course_completed` for every required course of their track; the
 //!   completion time is the latest of those (each course's first completion).
 //! - **certified**: has a `certificate_earned`.
 //! - **trained**: completed (soft track) or certified (hard track) — what each track's target
 //!   counts.
 //! - **withdrawn**: has a `withdrawn` event and is not completed.
-//! - **inactive**: started, not completed, not withdrawn, and no event in `(T − 14 days, T]`.
+//! - **inactive**: started, not completed, not withdrawn, and no learning event in
+//!   `(T − 14 days, T]`.
 //! - **progress**: the mean over the track's required courses of the course's progress — the
-//!   highest `progress` reported for it, 1 once completed, 0 when nothing was reported.
+//!   highest `progress` any event reported for it, 1 once completed, 0 when nothing was reported.
 //! - **score**: the best `score` of any event; none when no event had one.
-//! - **days_to_complete**: from the learner's first event to completion, in days.
+//! - **days_to_complete**: from the learner's first event of any kind (usually the `enrolled`
+//!   event) to completion, in days.
 //!
-//! Aggregated over a group of learners:
+//! With `from`, the milestones — started, completed, certified, trained, withdrawn — count only
+//! when they happened in `[from, T]`; stocks (enrolled, active, inactive, progress, score) are as
+//! of `T` regardless. A breakdown by period evaluates each period as of its end (the last one as
+//! of `T`) with `from` at its start.
+//!
+//! Aggregated over a group of learners (those enrolled by `T`):
 //! counts (`enrolled` … `withdrawn`), `completion_rate` = completed / enrolled,
 //! `certification_rate` = certified / enrolled, `avg_progress` (mean over learners),
-//! `avg_score` (mean over learners with a score), `median_days_to_complete` (over completed
-//! learners).
+//! `avg_score` (mean over learners with a score), `median_days_to_complete` (over the completers
+//! the same row's `completed` counts: with `from`, those who completed in `[from, T]`). A group
+//! with no learner enrolled by `T` is not a row (the total row always is).
 
+use nigrani_domain::EventKind;
 use serde::{Deserialize, Serialize};
 
 /// Microseconds in a day.
 pub const DAY_MICROS: i64 = 86_400_000_000;
 /// Days without activity after which a started learner counts as inactive.
 pub const INACTIVE_AFTER_DAYS: i64 = 14;
+
+/// Whether an event of this kind is *learning activity*: every kind but `enrolled` and
+/// `withdrawn`. Signing up and leaving are not learning, so neither makes a learner active or
+/// started.
+pub fn is_learning(kind: EventKind) -> bool {
+    !matches!(kind, EventKind::Enrolled | EventKind::Withdrawn)
+}
 
 /// Something a breakdown can group or filter learners by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -7,6 +7,15 @@
 //! roster (a new learner, an identity, a cohort) rebuilds the state from the store, because it can
 //! attribute old events anew. Queries as of a moment before the latest event replay the events up
 //! to that moment instead of using the snapshot.
+//!
+//! The live state is *as of now*. Ingest accepts events dated up to a day ahead (platforms'
+//! clocks drift); such an event waits outside the state, in a small list, until its time comes,
+//! and the first refresh after that applies it and publishes — no new event needs to arrive. So
+//! the state holds every event dated up to the moment of its last refresh and none dated later,
+//! and every route, whether it answers from the state or from a replay, counts an event only
+//! once the moment asked is at or after its date. A refresh also publishes when a cohort starts,
+//! since its members enrol with it ([`crate::definitions`]). The checkpoint records events as
+//! they arrive, due or not; resuming from it holds back the ones still ahead.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,7 +33,7 @@ use crate::funnel::{self, FunnelQuery, FunnelRow};
 use crate::live::LiveFrame;
 use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
 use crate::series::{self, Series, SeriesQuery};
-use crate::state::{Roster, States};
+use crate::state::{Effect, Roster, States};
 use crate::targets::{self, TargetStatus};
 
 /// Events read from the change feed per call.
@@ -53,6 +62,11 @@ pub struct Snapshot {
     pub last_seq: i64,
     /// The latest `occurred_at` included (microseconds), `i64::MIN` when none.
     pub latest_event: i64,
+    /// The state holds no event dated after this moment (the refresh that published it).
+    pub held_until: i64,
+    /// The earliest event held back because it is dated after `held_until`; `i64::MAX` when
+    /// none. A query as of this moment or later needs that event, so a replay.
+    pub waiting_from: i64,
     /// When the snapshot was published.
     pub published_at: DateTime<Utc>,
 }
@@ -65,8 +79,82 @@ struct Follower {
     live: Option<LiveFrame>,
     /// The checkpoint being appended to, when the engine keeps one.
     checkpoint: Option<Checkpoint>,
+    /// Events dated after `states.held_until`, not yet applied.
+    waiting: Waiting,
     last_seq: i64,
     roster_version: i64,
+}
+
+/// Events dated in the future, held out of the live state until their time comes. Ingest
+/// accepts at most a day ahead, so there are few; a linear pass over them is cheap.
+struct Waiting {
+    events: Vec<(u32, Effect)>,
+    /// The earliest `at` among them; `i64::MAX` when there are none.
+    from: i64,
+}
+
+impl Waiting {
+    fn new() -> Self {
+        Self {
+            events: Vec::new(),
+            from: i64::MAX,
+        }
+    }
+
+    fn hold(&mut self, row: usize, effect: Effect) {
+        self.from = self.from.min(effect.at);
+        self.events.push((row as u32, effect));
+    }
+
+    /// Takes out the events dated at or before `moment`.
+    fn due(&mut self, moment: i64) -> Vec<(u32, Effect)> {
+        if self.from > moment {
+            return Vec::new();
+        }
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.events.drain(..).partition(|(_, e)| e.at <= moment);
+        self.events = later;
+        self.from = self
+            .events
+            .iter()
+            .map(|(_, e)| e.at)
+            .min()
+            .unwrap_or(i64::MAX);
+        due
+    }
+}
+
+/// Where the engine reads "now": the system clock, or one a test sets.
+#[derive(Clone, Default)]
+pub struct Clock(Option<Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>>);
+
+impl Clock {
+    /// A clock that reads `now`.
+    pub fn from_fn(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(now)))
+    }
+
+    /// The current moment.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.0.as_ref().map_or_else(Utc::now, |now| now())
+    }
+}
+
+impl From<nigrani_domain::SharedClock> for Clock {
+    /// The engine reads the same clock as the rest of the server.
+    fn from(clock: nigrani_domain::SharedClock) -> Self {
+        Self::from_fn(move || clock.now())
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Clock(set)"
+        } else {
+            "Clock(system)"
+        })
+    }
 }
 
 /// How an engine runs.
@@ -78,6 +166,8 @@ pub struct EngineOptions {
     /// Where to keep the analytics checkpoint ([`crate::checkpoint`]); none: every start reads
     /// every event from the store.
     pub checkpoint: Option<std::path::PathBuf>,
+    /// What "now" is: events dated later wait outside the live state.
+    pub clock: Clock,
 }
 
 /// Figures of the program, kept current.
@@ -94,6 +184,7 @@ pub struct Engine {
     follower: Arc<tokio::sync::Mutex<Follower>>,
     /// Where the checkpoint is kept, if anywhere.
     checkpoint: Option<std::path::PathBuf>,
+    clock: Clock,
     /// How the state was built at start.
     started: Started,
 }
@@ -156,9 +247,11 @@ impl Engine {
         let EngineOptions {
             max_staleness,
             checkpoint,
+            clock,
         } = options;
         let started = Instant::now();
-        let (follower, started_from) = build(&store, None, checkpoint.as_deref()).await?;
+        let now = clock.now().timestamp_micros();
+        let (follower, started_from) = build(&store, None, checkpoint.as_deref(), now).await?;
         let snapshot = publish(&follower)?;
         tracing::info!(
             learners = follower.roster.len(),
@@ -175,6 +268,7 @@ impl Engine {
             targets: Answers::new(max_staleness),
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
             checkpoint,
+            clock,
             started: started_from,
         }))
     }
@@ -220,44 +314,63 @@ impl Engine {
     async fn refresh_inner(&self) -> Result<Refresh, AnalyticsError> {
         let mut follower = self.follower.lock().await;
         let version = self.store.roster_version().await?;
+        let now = self.clock.now().timestamp_micros();
         let mut outcome = Refresh {
             events: 0,
             rebuilt: false,
         };
+        let mut changed = false;
         if version != follower.roster_version {
             // Drop the old checkpoint's writer before a new file replaces it.
             follower.checkpoint = None;
-            let (rebuilt, _) = build(&self.store, None, self.checkpoint.as_deref()).await?;
+            let (rebuilt, _) = build(&self.store, None, self.checkpoint.as_deref(), now).await?;
             *follower = rebuilt;
             outcome.rebuilt = true;
         } else {
+            let Follower {
+                roster,
+                states,
+                live,
+                checkpoint,
+                waiting,
+                last_seq,
+                ..
+            } = &mut *follower;
+            // Events whose time has come since the last refresh, then what was committed since.
+            let mut touched = Vec::new();
+            for (row, effect) in waiting.due(now) {
+                states.apply(row as usize, &effect);
+                touched.push(row);
+            }
+            states.held_until = states.held_until.max(now);
             loop {
-                let page = self.store.feed_after(follower.last_seq, FEED_PAGE).await?;
+                let page = self.store.feed_after(*last_seq, FEED_PAGE).await?;
                 let Some(last) = page.last() else { break };
-                follower.last_seq = last.seq;
+                *last_seq = last.seq;
                 outcome.events += page.len();
-                let Follower {
+                let cutoff = states.held_until;
+                touched.extend(apply_page(
                     roster,
                     states,
-                    live,
+                    &page,
+                    cutoff,
+                    Some(waiting),
                     checkpoint,
-                    ..
-                } = &mut *follower;
-                let mut touched = apply_page(roster, states, &page, None, checkpoint);
-                if let Some(live) = live {
-                    touched.sort_unstable();
-                    touched.dedup();
-                    live.update(roster, states, &touched);
-                }
+                ));
                 if page.len() < FEED_PAGE {
                     break;
                 }
+            }
+            if let Some(live) = live {
+                touched.sort_unstable();
+                touched.dedup();
+                changed = live.update(roster, states, &touched, states.held_until);
             }
         }
         if outcome.events > 0 {
             flush(&mut follower.checkpoint);
         }
-        if outcome.rebuilt || outcome.events > 0 {
+        if outcome.rebuilt || outcome.events > 0 || changed {
             let snapshot = publish(&follower)?;
             match self.published.write() {
                 Ok(mut guard) => *guard = Arc::new(snapshot),
@@ -312,6 +425,10 @@ impl Engine {
         query: &BreakdownQuery,
     ) -> Result<Arc<Stamped<Breakdown>>, AnalyticsError> {
         query.validate()?;
+        let mut query = query.clone();
+        (query.as_of, query.latest) = self.not_after_now(query.as_of, query.latest);
+        query.from = query.from.map(|from| from.min(query.as_of));
+        let query = &query;
         let snapshot = self.snapshot();
         let stamp = |value: Breakdown| {
             Arc::new(Stamped {
@@ -331,7 +448,7 @@ impl Engine {
             return Ok(stamp(answer));
         }
         let as_of = query.as_of.timestamp_micros();
-        if query.latest || as_of >= snapshot.latest_event {
+        if query.latest || snapshot.holds_all_until(as_of) {
             // Queries of the latest data differ only by "now" from one poll to the next: one
             // answer per shape, so that the previous one can stand in while the next is computed.
             let mut shape = query.clone();
@@ -349,7 +466,12 @@ impl Engine {
                         if query::cells_answer(&query) {
                             query::breakdown_from_cells(&snapshot.cells, &snapshot.roster, &query)
                         } else {
-                            query::breakdown(&snapshot.frame, &snapshot.roster, &query)
+                            query::breakdown(
+                                &snapshot.frame,
+                                &snapshot.roster,
+                                &query,
+                                snapshot.held_until,
+                            )
                         }
                     },
                 )
@@ -358,7 +480,12 @@ impl Engine {
         let replayed = query.clone();
         let answer = self
             .with_state(query.as_of, false, move |roster, states| {
-                query::breakdown(&query::learner_frame(roster, states)?, roster, &replayed)
+                query::breakdown(
+                    &query::learner_frame(roster, states)?,
+                    roster,
+                    &replayed,
+                    states.held_until,
+                )
             })
             .await?;
         Ok(stamp(answer))
@@ -394,8 +521,21 @@ pub(crate) async fn compute<R: Send + 'static>(
 }
 
 impl Engine {
-    /// Runs `work` on the state as of `as_of`: the live state when `as_of` is at or after its
-    /// latest event (refreshes wait meanwhile), otherwise a replay of the events up to `as_of`.
+    /// A moment after now has no figures yet — counting the events already dated before it would
+    /// count them before their time — so a query as of one is answered as of now, on the latest
+    /// data. Returns the moment to answer as of and whether that is the latest data.
+    fn not_after_now(&self, as_of: DateTime<Utc>, latest: bool) -> (DateTime<Utc>, bool) {
+        let now = self.clock.now();
+        if as_of > now {
+            (now, true)
+        } else {
+            (as_of, latest)
+        }
+    }
+
+    /// Runs `work` on the state as of `as_of`: the live state when it holds every event up to
+    /// `as_of` and none after (refreshes wait meanwhile), otherwise a replay of the events up to
+    /// `as_of`.
     async fn with_state<R: Send + 'static>(
         &self,
         as_of: DateTime<Utc>,
@@ -404,7 +544,7 @@ impl Engine {
     ) -> Result<R, AnalyticsError> {
         let as_of = as_of.timestamp_micros();
         let follower = Arc::clone(&self.follower).lock_owned().await;
-        if latest || as_of >= follower.states.latest_event {
+        if latest || (follower.states.latest_event <= as_of && as_of < follower.waiting.from) {
             return compute(move || work(&follower.roster, &follower.states)).await;
         }
         drop(follower);
@@ -413,14 +553,16 @@ impl Engine {
         let _replaying = REPLAYS.acquire().await.map_err(|e| {
             AnalyticsError::Query(QueryError::Engine(format!("no replay slot: {e}")))
         })?;
-        let (replayed, _) = build(&self.store, Some(as_of), None).await?;
+        let (replayed, _) = build(&self.store, Some(as_of), None, as_of).await?;
         compute(move || work(&replayed.roster, &replayed.states)).await
     }
 
     /// A time series of one metric.
     pub async fn series(&self, query: &SeriesQuery) -> Result<Series, AnalyticsError> {
         query.periods()?;
-        let query = query.clone();
+        let mut query = query.clone();
+        (query.as_of, query.latest) = self.not_after_now(query.as_of, query.latest);
+        query.from = query.from.min(query.as_of);
         self.with_state(query.as_of, query.latest, move |roster, states| {
             series::series(roster, states, &query)
         })
@@ -435,16 +577,29 @@ impl Engine {
     ) -> Result<Vec<FunnelRow>, AnalyticsError> {
         let snapshot = self.snapshot();
         let query = query.clone();
+        let as_of = as_of.filter(|&as_of| !self.not_after_now(as_of, false).1);
         let Some(as_of) = as_of else {
-            return compute(move || funnel::funnel(&snapshot.frame, &snapshot.roster, &query))
-                .await;
+            let until = snapshot.held_until;
+            return compute(move || {
+                funnel::funnel(&snapshot.frame, &snapshot.roster, &query, until)
+            })
+            .await;
         };
-        if as_of.timestamp_micros() >= snapshot.latest_event {
-            return compute(move || funnel::funnel(&snapshot.frame, &snapshot.roster, &query))
-                .await;
+        let as_of = as_of.timestamp_micros();
+        if snapshot.holds_all_until(as_of) {
+            return compute(move || {
+                funnel::funnel(&snapshot.frame, &snapshot.roster, &query, as_of)
+            })
+            .await;
         }
-        self.with_state(as_of, false, move |roster, states| {
-            funnel::funnel(&query::learner_frame(roster, states)?, roster, &query)
+        let moment = DateTime::from_timestamp_micros(as_of).unwrap_or_default();
+        self.with_state(moment, false, move |roster, states| {
+            funnel::funnel(
+                &query::learner_frame(roster, states)?,
+                roster,
+                &query,
+                as_of,
+            )
         })
         .await
     }
@@ -465,7 +620,9 @@ impl Engine {
                 "targets".to_owned(),
                 self.snapshot(),
                 now,
-                move |snapshot| targets::targets(&snapshot.frame, &snapshot.roster, now),
+                move |snapshot| {
+                    targets::targets(&snapshot.frame, &snapshot.roster, now, snapshot.held_until)
+                },
             )
             .await
     }
@@ -546,12 +703,21 @@ impl Engine {
     }
 }
 
+impl Snapshot {
+    /// Whether the snapshot holds every event dated up to `as_of` and none dated later, so that
+    /// figures as of `as_of` can be read from it.
+    pub fn holds_all_until(&self, as_of: i64) -> bool {
+        self.latest_event <= as_of && as_of < self.waiting_from
+    }
+}
+
 fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
+    let held_until = follower.states.held_until;
     let (frame, cells) = match &follower.live {
         Some(live) => (live.frame()?, live.cells()?),
         None => {
             let frame = query::learner_frame(&follower.roster, &follower.states)?;
-            let cells = query::cells(&frame)?;
+            let cells = query::cells(&frame, held_until)?;
             (frame, cells)
         }
     };
@@ -561,17 +727,21 @@ fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
         roster: Arc::clone(&follower.roster),
         last_seq: follower.last_seq,
         latest_event: follower.states.latest_event,
+        held_until,
+        waiting_from: follower.waiting.from,
         published_at: Utc::now(),
     })
 }
 
-/// Applies a page of the feed (and appends what it applied to the checkpoint); returns the rows
-/// it touched (with repeats).
+/// Applies a page of the feed up to `cutoff`: events dated later go to `waiting` (the live
+/// follower) or are skipped (a replay). Appends every event of a known learner to the
+/// checkpoint, due or not. Returns the rows it touched (with repeats).
 fn apply_page(
     roster: &Roster,
     states: &mut States,
     page: &[FeedEvent],
-    as_of: Option<i64>,
+    cutoff: i64,
+    mut waiting: Option<&mut Waiting>,
     checkpoint: &mut Option<Checkpoint>,
 ) -> Vec<u32> {
     let mut touched = Vec::with_capacity(page.len());
@@ -582,16 +752,19 @@ fn apply_page(
             continue;
         };
         let effect = States::effect(roster, row, event);
-        if as_of.is_some_and(|t| effect.at > t) {
-            continue;
-        }
-        states.apply(row, &effect);
-        touched.push(row as u32);
         if let Some(writer) = checkpoint
             && let Err(e) = writer.append(event.seq, row, &effect)
         {
             stop_checkpoint(checkpoint, &e);
         }
+        if effect.at > cutoff {
+            if let Some(waiting) = waiting.as_deref_mut() {
+                waiting.hold(row, effect);
+            }
+            continue;
+        }
+        states.apply(row, &effect);
+        touched.push(row as u32);
     }
     touched
 }
@@ -614,16 +787,25 @@ fn stop_checkpoint(checkpoint: &mut Option<Checkpoint>, error: &std::io::Error) 
     }
 }
 
-/// Reads the checkpoint into `states` when it is usable: written for this roster, and ending
-/// with an event the store holds at the same position.
+/// Reads the checkpoint into `states` (events dated after `states.held_until` into `waiting`)
+/// when it is usable: written for this roster, and ending with an event the store holds at the
+/// same position.
 async fn resume(
     store: &Arc<dyn Store>,
     path: &std::path::Path,
     roster_version: i64,
     roster: &Roster,
     states: &mut States,
+    waiting: &mut Waiting,
 ) -> Result<Option<(Checkpoint, i64, usize)>, AnalyticsError> {
-    let resumed = match Checkpoint::resume(path, roster_version, roster, states) {
+    let cutoff = states.held_until;
+    let resumed = match Checkpoint::resume(path, roster_version, roster, |row, effect| {
+        if effect.at > cutoff {
+            waiting.hold(row, effect);
+        } else {
+            states.apply(row, &effect);
+        }
+    }) {
         Ok(Some(resumed)) => resumed,
         Ok(None) => return Ok(None),
         Err(e) => {
@@ -641,12 +823,14 @@ async fn resume(
     Ok(Some((writer, last.seq, events)))
 }
 
-/// Reads the roster and replays the change feed (up to `as_of`, if given) — for the live
-/// follower, from the checkpoint and the feed since, when a usable checkpoint is there.
+/// Reads the roster and replays the change feed up to `as_of` (a replay), or else for the live
+/// follower up to `now` (holding later events back), from the checkpoint and the feed since
+/// when a usable checkpoint is there.
 async fn build(
     store: &Arc<dyn Store>,
     as_of: Option<i64>,
     checkpoint: Option<&std::path::Path>,
+    now: i64,
 ) -> Result<(Follower, Started), AnalyticsError> {
     let started = Instant::now();
     // Read the version first: a change after this point makes the next refresh rebuild again.
@@ -677,14 +861,30 @@ async fn build(
         &store.track_plans().await?,
     );
     let roster_read = started.elapsed();
-    let mut states = States::new(&roster);
+    let cutoff = as_of.unwrap_or(now);
+    let fresh = || {
+        let mut states = States::new(&roster);
+        states.held_until = cutoff;
+        states
+    };
+    let mut states = fresh();
+    let mut waiting = Waiting::new();
     let mut last_seq = 0;
     let mut events = 0;
     // Only the live follower keeps a checkpoint; a replay reads the store.
     let mut writer = None;
     let mut from_checkpoint = 0;
     if let (Some(path), None) = (checkpoint, as_of) {
-        match resume(store, path, roster_version, &roster, &mut states).await? {
+        match resume(
+            store,
+            path,
+            roster_version,
+            &roster,
+            &mut states,
+            &mut waiting,
+        )
+        .await?
+        {
             Some((resumed, seq, read)) => {
                 tracing::info!(
                     events = read,
@@ -696,7 +896,8 @@ async fn build(
                 from_checkpoint = read;
             }
             None => {
-                states = States::new(&roster);
+                states = fresh();
+                waiting = Waiting::new();
                 match Checkpoint::create(path, roster_version, &roster) {
                     Ok(created) => writer = Some(created),
                     Err(e) => tracing::warn!(path = %path.display(), error = %e,
@@ -711,14 +912,15 @@ async fn build(
         let Some(last) = page.last() else { break };
         last_seq = last.seq;
         events += page.len();
-        apply_page(&roster, &mut states, &page, as_of, &mut writer);
+        let waiting = as_of.is_none().then_some(&mut waiting);
+        apply_page(&roster, &mut states, &page, cutoff, waiting, &mut writer);
     }
     flush(&mut writer);
     let feed_read = started.elapsed();
     // The live follower keeps its frame current; a replay answers one query and is dropped.
     let live = as_of
         .is_none()
-        .then(|| LiveFrame::new(&roster, &states, true));
+        .then(|| LiveFrame::new(&roster, &states, true, cutoff));
     let millis = |d: Duration| d.as_millis() as u64;
     tracing::debug!(
         roster_ms = millis(roster_read),
@@ -733,6 +935,7 @@ async fn build(
             live,
             checkpoint: writer,
             states,
+            waiting,
             last_seq,
             roster_version,
         },

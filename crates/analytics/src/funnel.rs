@@ -7,7 +7,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::definitions::Dimension;
-use crate::query::{QueryError, dimension_names, filtered};
+use crate::query::{QueryError, dimension_names, enrolled_by, filtered};
 use crate::state::Roster;
 
 /// Progress from which a learner counts as half-way.
@@ -40,13 +40,18 @@ pub struct FunnelRow {
     pub days_to_complete: CompletionTimes,
 }
 
-/// Computes the funnel over a learner frame that holds nothing after the moment asked for.
+/// Computes the funnel over a learner frame that holds nothing after `as_of`, over the learners
+/// enrolled by then.
 pub fn funnel(
     frame: &DataFrame,
     roster: &Roster,
     query: &FunnelQuery,
+    as_of: i64,
 ) -> Result<Vec<FunnelRow>, QueryError> {
-    let lazy = filtered(frame.clone().lazy(), roster, &query.filters)?;
+    let lazy = enrolled_by(
+        filtered(frame.clone().lazy(), roster, &query.filters)?,
+        as_of,
+    );
     let count = |e: Expr, name: &str| e.cast(DataType::Int64).sum().alias(name);
     let days = || col("days_to_complete");
     let aggs = [

@@ -36,5 +36,5 @@ pub mod suppress;
 pub mod targets;
 
 pub use definitions::{Dimension, Metric};
-pub use engine::{AnalyticsError, Engine, EngineOptions, Started};
+pub use engine::{AnalyticsError, Clock, Engine, EngineOptions, Started};
 pub use query::{Breakdown, BreakdownQuery, BreakdownRow};

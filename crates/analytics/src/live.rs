@@ -54,6 +54,14 @@ fn dimension_codes(roster: &Roster) -> Vec<Vec<u32>> {
 const DIMENSIONS: usize = 8;
 const _: () = assert!(Dimension::ALL.len() == DIMENSIONS);
 
+/// The position of a dimension in [`Dimension::ALL`] (and in a cell's key).
+fn dimension_index(dimension: Dimension) -> usize {
+    Dimension::ALL
+        .iter()
+        .position(|d| *d == dimension)
+        .unwrap_or(0)
+}
+
 fn code<T: PartialEq>(all: &[T], value: T) -> u32 {
     all.iter().position(|v| *v == value).unwrap_or(0) as u32
 }
@@ -65,6 +73,7 @@ fn at(value: i64) -> Option<i64> {
 /// One learner's figures (see [`crate::definitions`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct RowFigures {
+    enrolled_at: i64,
     started_at: Option<i64>,
     completed_at: Option<i64>,
     certified_at: Option<i64>,
@@ -80,6 +89,7 @@ impl RowFigures {
         let learner = &states.learners[row];
         let completed_at = states.completed_at(roster, row);
         Self {
+            enrolled_at: states.enrolled_at(roster, row),
             started_at: at(learner.started_at),
             completed_at,
             certified_at: at(learner.certified_at),
@@ -88,7 +98,7 @@ impl RowFigures {
             progress: states.progress(roster, row),
             score: (!learner.best_score.is_nan()).then_some(learner.best_score),
             days_to_complete: completed_at
-                .map(|c| (c - learner.first_activity) as f64 / DAY_MICROS as f64),
+                .map(|c| (c - learner.first_event) as f64 / DAY_MICROS as f64),
         }
     }
 }
@@ -101,6 +111,8 @@ struct Cells {
     cell_of: Vec<u32>,
     /// Per cell: its learner rows.
     members: Vec<Vec<u32>>,
+    /// Per cell: its members enrolled by the frame's moment.
+    learners: Vec<i64>,
     started: Vec<i64>,
     completed: Vec<i64>,
     certified: Vec<i64>,
@@ -116,6 +128,10 @@ pub struct LiveFrame {
     rows: usize,
     fixed: Vec<Column>,
     soft: Vec<bool>,
+    /// The moment the cells count enrolment as of: a learner whose enrolment is dated later
+    /// (a cohort that has not started) is left out of them.
+    moment: i64,
+    enrolled_at: Vec<i64>,
     started_at: Vec<Option<i64>>,
     completed_at: Vec<Option<i64>>,
     certified_at: Vec<Option<i64>>,
@@ -128,8 +144,9 @@ pub struct LiveFrame {
 }
 
 impl LiveFrame {
-    /// The frame of every learner; with `cells`, the cells too.
-    pub fn new(roster: &Roster, states: &States, cells: bool) -> Self {
+    /// The frame of every learner; with `cells`, the cells too, counting the learners enrolled
+    /// by `moment`.
+    pub fn new(roster: &Roster, states: &States, cells: bool, moment: i64) -> Self {
         let rows = roster.len();
         let codes = dimension_codes(roster);
         let soft: Vec<bool> = (0..rows)
@@ -145,6 +162,8 @@ impl LiveFrame {
             rows,
             fixed,
             soft,
+            moment,
+            enrolled_at: vec![NEVER; rows],
             started_at: vec![None; rows],
             completed_at: vec![None; rows],
             certified_at: vec![None; rows],
@@ -165,6 +184,7 @@ impl LiveFrame {
     }
 
     fn set(&mut self, row: usize, figures: RowFigures) {
+        self.enrolled_at[row] = figures.enrolled_at;
         self.started_at[row] = figures.started_at;
         self.completed_at[row] = figures.completed_at;
         self.certified_at[row] = figures.certified_at;
@@ -175,21 +195,39 @@ impl LiveFrame {
         self.days_to_complete[row] = figures.days_to_complete;
     }
 
-    /// Recomputes the given rows (after their states changed) and the cells they belong to.
-    pub fn update(&mut self, roster: &Roster, states: &States, rows: &[u32]) {
+    /// Recomputes the given rows (after their states changed) and the cells they belong to,
+    /// and moves the cells on to `moment`: the cells of a cohort that started meanwhile are
+    /// added up again, since its members without an `enrolled` event enrol with it. Returns
+    /// whether anything changed.
+    pub fn update(&mut self, roster: &Roster, states: &States, rows: &[u32], moment: i64) -> bool {
         for &row in rows {
             self.set(row as usize, RowFigures::of(roster, states, row as usize));
         }
+        let before = std::mem::replace(&mut self.moment, moment);
+        let started: Vec<u32> = (0..roster.cohort_starts.len() as u32)
+            .filter(|&c| {
+                let start = roster.cohort_starts[c as usize];
+                before < start && start <= moment
+            })
+            .collect();
         let Some(mut cells) = self.cells.take() else {
-            return;
+            return !rows.is_empty() || !started.is_empty();
         };
         let mut touched: Vec<u32> = rows.iter().map(|&r| cells.cell_of[r as usize]).collect();
+        if !started.is_empty() {
+            let cohort = dimension_index(Dimension::Cohort);
+            touched.extend(
+                (0..cells.members.len() as u32)
+                    .filter(|&cell| started.contains(&cells.keys[cohort][cell as usize])),
+            );
+        }
         touched.sort_unstable();
         touched.dedup();
-        for cell in touched {
+        for &cell in &touched {
             self.add_up(&mut cells, cell as usize);
         }
         self.cells = Some(cells);
+        !touched.is_empty()
     }
 
     /// Groups every learner into its cell and adds the cells up.
@@ -221,6 +259,7 @@ impl LiveFrame {
             keys,
             cell_of,
             members,
+            learners: vec![0; n],
             started: vec![0; n],
             completed: vec![0; n],
             certified: vec![0; n],
@@ -236,13 +275,18 @@ impl LiveFrame {
         cells
     }
 
-    /// Adds up one cell from its members.
+    /// Adds up one cell from its members enrolled by the frame's moment.
     fn add_up(&self, cells: &mut Cells, cell: usize) {
-        let (mut started, mut completed, mut certified, mut trained, mut withdrawn) =
+        let (mut learners, mut started, mut completed, mut certified, mut trained) =
             (0, 0, 0, 0, 0);
+        let mut withdrawn = 0;
         let (mut progress, mut score, mut scored) = (0.0, 0.0, 0);
         for &row in &cells.members[cell] {
             let row = row as usize;
+            if self.enrolled_at[row] > self.moment {
+                continue;
+            }
+            learners += 1;
             let is_completed = self.completed_at[row].is_some();
             let is_certified = self.certified_at[row].is_some();
             started += i64::from(self.started_at[row].is_some());
@@ -260,6 +304,7 @@ impl LiveFrame {
                 scored += 1;
             }
         }
+        cells.learners[cell] = learners;
         cells.started[cell] = started;
         cells.completed[cell] = completed;
         cells.certified[cell] = certified;
@@ -274,6 +319,7 @@ impl LiveFrame {
     pub fn frame(&self) -> Result<DataFrame, QueryError> {
         let mut all: Vec<Column> = self.fixed[..Dimension::ALL.len()].to_vec();
         all.extend([
+            Column::new(columns::ENROLLED_AT.into(), self.enrolled_at.clone()),
             Column::new(columns::STARTED_AT.into(), self.started_at.clone()),
             Column::new(columns::COMPLETED_AT.into(), self.completed_at.clone()),
             Column::new(columns::CERTIFIED_AT.into(), self.certified_at.clone()),
@@ -296,14 +342,13 @@ impl LiveFrame {
         let Some(cells) = &self.cells else {
             return Ok(DataFrame::empty());
         };
-        let learners: Vec<i64> = cells.members.iter().map(|m| m.len() as i64).collect();
         let mut all: Vec<Column> = Dimension::ALL
             .iter()
             .zip(&cells.keys)
             .map(|(d, codes)| Column::new(d.as_str().into(), codes.clone()))
             .collect();
         all.extend([
-            Column::new(cell::LEARNERS.into(), learners),
+            Column::new(cell::LEARNERS.into(), cells.learners.clone()),
             Column::new(cell::STARTED.into(), cells.started.clone()),
             Column::new(cell::COMPLETED.into(), cells.completed.clone()),
             Column::new(cell::CERTIFIED.into(), cells.certified.clone()),

@@ -33,9 +33,11 @@ pub struct BreakdownQuery {
     /// Also group by calendar period: the rows repeat for each period from `from` to `as_of`,
     /// each evaluated as of the period's end with milestones counted within the period.
     pub period: Option<crate::period::Interval>,
-    /// Answer from the latest data: every milestone recorded counts (even one a platform dated
-    /// slightly after `as_of`), and `as_of` only places the activity windows. This is what "now"
-    /// means; an explicit past `as_of` leaves it false.
+    /// Answer from the latest data — the live state, which holds every event dated up to the
+    /// moment it was last brought up to date and none dated later (see [`crate::engine`]) — as
+    /// of the later of that moment and `as_of` (which callers round down, so that pollers share
+    /// answers); `as_of` places the activity windows. This is what "now" means on every route;
+    /// an explicit `as_of` leaves it false.
     pub latest: bool,
 }
 
@@ -108,7 +110,7 @@ pub struct BreakdownRow {
     pub period: Option<String>,
     /// The group's value of each `by` dimension; `None` in a total or subtotal over it.
     pub keys: Vec<Option<String>>,
-    /// Learners in the group.
+    /// Learners in the group enrolled by the moment asked (everyone the figures are over).
     pub learners: u64,
     /// One value per metric, in query order; `None` where undefined (e.g. an average over none).
     pub values: Vec<Option<f64>>,
@@ -126,6 +128,7 @@ pub struct Breakdown {
 
 /// Column names of the learner frame.
 pub(crate) mod columns {
+    pub(crate) const ENROLLED_AT: &str = "enrolled_at";
     pub(crate) const STARTED_AT: &str = "started_at";
     pub(crate) const COMPLETED_AT: &str = "completed_at";
     pub(crate) const CERTIFIED_AT: &str = "certified_at";
@@ -140,7 +143,7 @@ pub(crate) mod columns {
 /// Builds the learner frame: one row per learner, dimension codes and the per-learner figures
 /// (see [`crate::live`], which also keeps it current).
 pub fn learner_frame(roster: &Roster, states: &States) -> Result<DataFrame, QueryError> {
-    crate::live::LiveFrame::new(roster, states, false).frame()
+    crate::live::LiveFrame::new(roster, states, false, states.held_until).frame()
 }
 
 /// The names of a dimension's codes, in code order.
@@ -173,7 +176,8 @@ pub fn dimension_names(roster: &Roster, dimension: Dimension) -> Vec<String> {
 pub(crate) struct At {
     /// Evaluate as of this moment (microseconds): activity windows end here.
     pub(crate) as_of: i64,
-    /// Milestones count up to this moment: `as_of`, or `i64::MAX` for the latest data.
+    /// Milestones and enrolments count up to this moment: `as_of`, or for the latest data the
+    /// moment the state was brought up to, if later.
     pub(crate) until: i64,
     /// Count milestones only from this moment on.
     pub(crate) from: Option<i64>,
@@ -192,12 +196,9 @@ pub(crate) fn activity_column(days: i64) -> String {
 
 /// A milestone that happened by `until` (and from `from`, when given).
 fn milestone(column: &str, at: At) -> Expr {
-    let happened = col(column).is_not_null();
-    let happened = if at.until == i64::MAX {
-        happened
-    } else {
-        happened.and(col(column).lt_eq(lit(at.until)))
-    };
+    let happened = col(column)
+        .is_not_null()
+        .and(col(column).lt_eq(lit(at.until)));
     match at.from {
         Some(from) => happened.and(col(column).gt_eq(lit(from))),
         None => happened,
@@ -276,9 +277,10 @@ pub(crate) fn metric_parts(metric: Metric, at: At) -> Result<MetricParts, QueryE
         }
         Metric::AvgProgress => (None, col(PROGRESS).mean()),
         Metric::AvgScore => (None, col(SCORE).mean()),
+        // Over the completers `completed` counts in the same row: within `from`, when given.
         Metric::MedianDaysToComplete => (
             Some(
-                when(ever(COMPLETED_AT, at))
+                when(completed())
                     .then(col(DAYS_TO_COMPLETE))
                     .otherwise(lit(NULL).cast(DataType::Float64))
                     .alias(column.as_str()),
@@ -320,7 +322,14 @@ pub(crate) fn filtered(
     Ok(lazy)
 }
 
-/// Groups (with totals and subtotals when asked) and computes the metrics.
+/// Keeps the learners enrolled by `until`: every figure is over them (see
+/// [`crate::definitions`]).
+pub(crate) fn enrolled_by(lazy: LazyFrame, until: i64) -> LazyFrame {
+    lazy.filter(col(columns::ENROLLED_AT).lt_eq(lit(until)))
+}
+
+/// Groups (with totals and subtotals when asked) and computes the metrics, over the learners
+/// enrolled by `at.until`.
 pub(crate) fn aggregate(
     lazy: LazyFrame,
     roster: &Roster,
@@ -329,6 +338,7 @@ pub(crate) fn aggregate(
     totals: bool,
     at: At,
 ) -> Result<Vec<BreakdownRow>, QueryError> {
+    let lazy = enrolled_by(lazy, at.until);
     let mut aggs: Vec<Expr> = vec![len().cast(DataType::Int64).alias("learners")];
     let mut per_learner = Vec::new();
     for metric in metrics {
@@ -399,19 +409,28 @@ pub(crate) mod cell {
     pub(crate) const SCORED: &str = "c_scored";
 }
 
-/// The learners of a snapshot added up per combination of all dimensions: counts of each
-/// milestone (ever reached) and sums for the averages. A breakdown of the latest data with the
-/// [`CELL_METRICS`] and no `from` groups these few thousand cells instead of every learner.
-pub fn cells(frame: &DataFrame) -> Result<DataFrame, QueryError> {
+/// The learners of a snapshot added up per combination of all dimensions: counts of the
+/// learners enrolled by `moment` and of each milestone they reached, and sums for the averages.
+/// Every combination of the roster has a cell, with no enrolled learners if need be. A
+/// breakdown of the latest data with the [`CELL_METRICS`] and no `from` groups these few
+/// thousand cells instead of every learner.
+pub fn cells(frame: &DataFrame, moment: i64) -> Result<DataFrame, QueryError> {
     use columns::*;
-    let flag = |e: Expr, name: &str| e.cast(DataType::Int64).alias(name);
+    let enrolled = || col(ENROLLED_AT).lt_eq(lit(moment));
+    let flag = |e: Expr, name: &str| enrolled().and(e).cast(DataType::Int64).alias(name);
     let completed = || col(COMPLETED_AT).is_not_null();
     let certified = || col(CERTIFIED_AT).is_not_null();
+    let of_enrolled = |name: &str| {
+        when(enrolled())
+            .then(col(name))
+            .otherwise(lit(NULL).cast(DataType::Float64))
+    };
     let keys: Vec<Expr> = Dimension::ALL.iter().map(|d| col(d.as_str())).collect();
     Ok(frame
         .clone()
         .lazy()
         .with_columns([
+            flag(lit(true), cell::LEARNERS),
             flag(col(STARTED_AT).is_not_null(), cell::STARTED),
             flag(completed(), cell::COMPLETED),
             flag(certified(), cell::CERTIFIED),
@@ -427,14 +446,14 @@ pub fn cells(frame: &DataFrame) -> Result<DataFrame, QueryError> {
         ])
         .group_by(keys)
         .agg([
-            len().cast(DataType::Int64).alias(cell::LEARNERS),
+            col(cell::LEARNERS).sum(),
             col(cell::STARTED).sum(),
             col(cell::COMPLETED).sum(),
             col(cell::CERTIFIED).sum(),
             col(cell::TRAINED).sum(),
             col(cell::WITHDRAWN).sum(),
-            col(PROGRESS).sum().alias(cell::PROGRESS),
-            col(SCORE).sum().alias(cell::SCORE),
+            of_enrolled(PROGRESS).sum().alias(cell::PROGRESS),
+            of_enrolled(SCORE).sum().alias(cell::SCORE),
             col(cell::SCORED).sum(),
         ])
         .collect()?)
@@ -482,7 +501,10 @@ pub fn breakdown_from_cells(
         aggs.push(expr.alias(metric.as_str()));
     }
     let lazy = filtered(cells.clone().lazy(), roster, &query.filters)?;
-    let rows = grouped_rows(lazy, roster, &query.by, &query.metrics, query.totals, &aggs)?;
+    let mut rows = grouped_rows(lazy, roster, &query.by, &query.metrics, query.totals, &aggs)?;
+    // A group whose cells hold no enrolled learner (a cohort yet to start) is no group, as in
+    // the learner-level path; the total row stays.
+    rows.retain(|r| r.learners > 0 || r.keys.iter().all(Option::is_none));
     Ok(Breakdown {
         period: None,
         by: query.by.clone(),
@@ -491,17 +513,23 @@ pub fn breakdown_from_cells(
     })
 }
 
-/// Answers a breakdown over a learner frame that holds nothing after `query.as_of`.
+/// Answers a breakdown over a learner frame that holds no event dated after `held_until`, nor
+/// — unless the query is of the latest data — after `query.as_of`.
 pub fn breakdown(
     frame: &DataFrame,
     roster: &Roster,
     query: &BreakdownQuery,
+    held_until: i64,
 ) -> Result<Breakdown, QueryError> {
     query.validate()?;
     let as_of = query.as_of.timestamp_micros();
     let at = At {
         as_of,
-        until: if query.latest { i64::MAX } else { as_of },
+        until: if query.latest {
+            as_of.max(held_until)
+        } else {
+            as_of
+        },
         from: query.from.map(|f| f.timestamp_micros()),
         activity_columns: false,
     };

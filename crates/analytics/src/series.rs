@@ -39,8 +39,8 @@ pub struct SeriesQuery {
     pub filters: BTreeMap<Dimension, Vec<String>>,
     /// Milestones counted since the beginning rather than within each period.
     pub cumulative: bool,
-    /// Computed on the latest data even if some event is dated after `as_of` (see
-    /// [`crate::BreakdownQuery::latest`]).
+    /// Computed on the latest data, the last point as of the later of `as_of` and the moment
+    /// the live state was brought up to (see [`crate::BreakdownQuery::latest`]).
     pub latest: bool,
 }
 
@@ -107,7 +107,8 @@ impl SeriesQuery {
 /// Computes a series over a state that holds nothing after `query.as_of`.
 pub fn series(roster: &Roster, states: &States, query: &SeriesQuery) -> Result<Series, QueryError> {
     let periods = query.periods()?;
-    let periods_frame = PeriodFrames::new(roster, states, &[query.metric], query.as_of)?;
+    let periods_frame =
+        PeriodFrames::new(roster, states, &[query.metric], query.as_of, query.latest)?;
     let from = query.from.timestamp_micros();
     let split: Vec<Dimension> = query.split.into_iter().collect();
     let mut points = Vec::with_capacity(periods.len());
@@ -167,7 +168,8 @@ pub fn period_breakdown(
         latest: query.latest,
     }
     .periods()?;
-    let periods_frame = PeriodFrames::new(roster, states, &query.metrics, query.as_of)?;
+    let periods_frame =
+        PeriodFrames::new(roster, states, &query.metrics, query.as_of, query.latest)?;
     let mut rows = Vec::new();
     for (start, next) in periods {
         let window_from = Some(day_start_micros(start).max(from.timestamp_micros()));
@@ -193,6 +195,9 @@ pub fn period_breakdown(
 struct PeriodFrames {
     frame: DataFrame,
     as_of: i64,
+    /// Milestones and enrolments of the last period count up to here: `as_of`, or on the
+    /// latest data the moment the state was brought up to, if later (as in a breakdown).
+    until: i64,
     needs_activity: bool,
 }
 
@@ -202,10 +207,17 @@ impl PeriodFrames {
         states: &States,
         metrics: &[Metric],
         as_of: DateTime<Utc>,
+        latest: bool,
     ) -> Result<Self, QueryError> {
+        let as_of = as_of.timestamp_micros();
         Ok(Self {
             frame: learner_frame(roster, states)?,
-            as_of: as_of.timestamp_micros(),
+            as_of,
+            until: if latest {
+                as_of.max(states.held_until)
+            } else {
+                as_of
+            },
             needs_activity: metrics
                 .iter()
                 .any(|m| matches!(m, Metric::Active7d | Metric::Active30d | Metric::Inactive)),
@@ -223,7 +235,7 @@ impl PeriodFrames {
         let past = end < self.as_of;
         let at = At {
             as_of: end.min(self.as_of),
-            until: end.min(self.as_of),
+            until: if past { end } else { self.until },
             from,
             activity_columns: past,
         };

@@ -49,6 +49,9 @@ pub struct Roster {
     pub disciplines: Vec<String>,
     /// Cohorts, by code.
     pub cohorts: Vec<Cohort>,
+    /// Per cohort code: the moment it starts (its first day's start in Pakistan), in
+    /// microseconds — the enrolment of members the events do not date.
+    pub cohort_starts: Vec<i64>,
     /// Required courses per track (index into `Track::ALL`).
     pub required_courses: Vec<Vec<String>>,
     /// The program's target per track (index into `Track::ALL`): trained (soft), certified (hard).
@@ -134,6 +137,10 @@ impl Roster {
         }
         roster.institutions = institutions;
         roster.disciplines = disciplines;
+        roster.cohort_starts = cohorts
+            .iter()
+            .map(|c| crate::period::day_start_micros(c.starts_on))
+            .collect();
         roster.cohorts = cohorts;
         roster
     }
@@ -156,6 +163,14 @@ impl Roster {
     /// The track of a row.
     pub fn track_of(&self, row: usize) -> Track {
         Track::ALL[self.track[row] as usize]
+    }
+
+    /// When the row's cohort starts (microseconds).
+    pub fn cohort_start(&self, row: usize) -> i64 {
+        self.cohort_starts
+            .get(self.cohort[row] as usize)
+            .copied()
+            .unwrap_or(NEVER)
     }
 
     /// Bytes the roster's per-learner columns take (ids and dimension codes).
@@ -196,11 +211,17 @@ pub struct Effect {
     pub at: i64,
 }
 
-/// Per learner, what their events add up to.
+/// Per learner, what their events add up to (see [`crate::definitions`] for which events are
+/// *learning* events).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LearnerState {
-    pub first_activity: i64,
+    /// The first event of any kind: where days to complete are counted from.
+    pub first_event: i64,
+    /// The first `enrolled` event.
+    pub enrolled_at: i64,
+    /// The last learning event.
     pub last_activity: i64,
+    /// The first learning event.
     pub started_at: i64,
     pub certified_at: i64,
     pub withdrawn_at: i64,
@@ -211,7 +232,8 @@ pub struct LearnerState {
 impl Default for LearnerState {
     fn default() -> Self {
         Self {
-            first_activity: NEVER,
+            first_event: NEVER,
+            enrolled_at: NEVER,
             last_activity: NOT_YET,
             started_at: NEVER,
             certified_at: NEVER,
@@ -250,13 +272,16 @@ pub struct States {
     pub courses: Vec<CourseState>,
     /// Slots per learner.
     pub slots: usize,
-    /// Per roster row × word: one bit per calendar day with activity, from
+    /// Per roster row × word: one bit per calendar day with a learning event, from
     /// [`CALENDAR_EPOCH_DAY`]. Bounded by the program's length, not by its events.
     pub activity_days: Vec<u64>,
     /// Words per learner in `activity_days`.
     pub day_words: usize,
     /// Latest `occurred_at` applied, over all learners.
     pub latest_event: i64,
+    /// The state holds no event dated after this moment: a replay's `as_of`, or the moment the
+    /// live state was last brought up to (events dated later wait, see [`crate::engine`]).
+    pub held_until: i64,
 }
 
 impl States {
@@ -270,6 +295,7 @@ impl States {
             activity_days: Vec::new(),
             day_words: 0,
             latest_event: NOT_YET,
+            held_until: NEVER,
         }
     }
 
@@ -293,15 +319,14 @@ impl States {
     pub fn apply(&mut self, row: usize, effect: &Effect) {
         let at = effect.at;
         self.latest_event = self.latest_event.max(at);
-        self.mark_active_day(row, at);
+        let learning = crate::definitions::is_learning(effect.kind);
+        if learning {
+            self.mark_active_day(row, at);
+        }
         let learner = &mut self.learners[row];
-        learner.first_activity = learner.first_activity.min(at);
-        learner.last_activity = learner.last_activity.max(at);
-        let progressed = effect.progress.is_some_and(|p| p > 0.0);
-        if effect.kind == EventKind::Started
-            || effect.kind == EventKind::CourseCompleted
-            || progressed
-        {
+        learner.first_event = learner.first_event.min(at);
+        if learning {
+            learner.last_activity = learner.last_activity.max(at);
             learner.started_at = learner.started_at.min(at);
         }
         if let Some(score) = effect.score
@@ -310,6 +335,7 @@ impl States {
             learner.best_score = score;
         }
         match effect.kind {
+            EventKind::Enrolled => learner.enrolled_at = learner.enrolled_at.min(at),
             EventKind::CertificateEarned => learner.certified_at = learner.certified_at.min(at),
             EventKind::Withdrawn => learner.withdrawn_at = learner.withdrawn_at.min(at),
             _ => {}
@@ -356,7 +382,7 @@ impl States {
         self.day_words = new_words;
     }
 
-    /// Whether the row's learner had an event on any calendar day in `[first_day, last_day]`
+    /// Whether the row's learner had a learning event on any calendar day in `[first_day, last_day]`
     /// (days since 1970-01-01, in Pakistan).
     pub fn active_between(&self, row: usize, first_day: i64, last_day: i64) -> bool {
         let first = (first_day - CALENDAR_EPOCH_DAY).max(0);
@@ -367,6 +393,19 @@ impl States {
         let words = &self.activity_days[row * self.day_words..(row + 1) * self.day_words];
         let last = last.min(self.day_words as i64 * 64 - 1);
         (first..=last).any(|day| words[day as usize / 64] & (1 << (day % 64)) != 0)
+    }
+
+    /// When the row's learner counts as enrolled (see [`crate::definitions`]): their first
+    /// `enrolled` event, else their cohort's start — or their first learning event if that came
+    /// earlier.
+    pub fn enrolled_at(&self, roster: &Roster, row: usize) -> i64 {
+        let learner = &self.learners[row];
+        let enrolment = if learner.enrolled_at == NEVER {
+            roster.cohort_start(row)
+        } else {
+            learner.enrolled_at
+        };
+        enrolment.min(learner.started_at)
     }
 
     /// When the row's learner completed every required course, if they did.

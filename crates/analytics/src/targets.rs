@@ -55,16 +55,19 @@ fn projection(attained: u64, target: u32, pace: f64, today: NaiveDate) -> Option
     (days < 36_500.0).then(|| today + Duration::days(days as i64))
 }
 
-/// Targets of every track and cohort, as of `now`, over a frame that holds nothing after it.
+/// Targets of every track and cohort, as of `now`, over a frame of the latest data, which holds
+/// nothing after `held_until` (milestones count up to the later of the two, as in a breakdown
+/// of the latest data).
 pub fn targets(
     frame: &DataFrame,
     roster: &Roster,
     now: DateTime<Utc>,
+    held_until: i64,
 ) -> Result<Vec<TargetStatus>, QueryError> {
     let as_of = now.timestamp_micros();
     let total = At {
         as_of,
-        until: i64::MAX,
+        until: as_of.max(held_until),
         from: None,
         activity_columns: false,
     };

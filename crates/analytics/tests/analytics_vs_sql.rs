@@ -85,7 +85,8 @@ fn sql_metric(m: Metric) -> &'static str {
         Metric::AvgScore => "avg(score)",
         Metric::MedianDaysToComplete => {
             "percentile_cont(0.5) WITHIN GROUP (ORDER BY \
-            extract(epoch FROM completed_at - first_activity)::float8 / 86400)"
+            extract(epoch FROM completed_at - first_event)::float8 / 86400) \
+            FILTER (WHERE completed_at >= $2)"
         }
     }
 }
@@ -110,20 +111,29 @@ WITH ev AS (
            CASE WHEN bool_and(completed_at IS NOT NULL) THEN max(completed_at) END AS completed_at
     FROM per_course GROUP BY learner_id
 ), acts AS (
-    SELECT learner_id, min(occurred_at) AS first_activity, max(occurred_at) AS last_activity,
-           min(occurred_at) FILTER (WHERE kind IN ('started', 'course_completed') OR progress > 0)
-               AS started_at,
+    SELECT learner_id, min(occurred_at) AS first_event,
+           max(occurred_at) FILTER (WHERE kind NOT IN ('enrolled', 'withdrawn')) AS last_activity,
+           min(occurred_at) FILTER (WHERE kind NOT IN ('enrolled', 'withdrawn')) AS started_at,
+           min(occurred_at) FILTER (WHERE kind = 'enrolled') AS enrolled_event,
            min(occurred_at) FILTER (WHERE kind = 'certificate_earned') AS certified_at,
            min(occurred_at) FILTER (WHERE kind = 'withdrawn') AS withdrawn_at,
            max(score) AS score
     FROM ev GROUP BY learner_id
-), per AS (
+), on_roster AS (
     SELECT l.learner_id, i.province, l.institution, i.sector, l.discipline, l.track, l.cohort,
            coalesce(l.gender, 'unknown') AS gender, l.role,
            coalesce(c.progress, 0) AS progress, c.completed_at,
-           a.first_activity, a.last_activity, a.started_at, a.certified_at, a.withdrawn_at, a.score
+           a.first_event, a.last_activity, a.started_at, a.certified_at, a.withdrawn_at, a.score,
+           -- Enrolled: the first enrolled event, else the cohort's first day (its start in
+           -- Pakistan, UTC+5), or the first learning event when that came earlier.
+           least(coalesce(a.enrolled_event,
+                          (co.starts_on::timestamp - interval '5 hours') AT TIME ZONE 'UTC'),
+                 a.started_at) AS enrolled_at
     FROM learners l JOIN institutions i ON i.hec_id = l.institution
+    JOIN cohorts co ON co.cohort_id = l.cohort
     LEFT JOIN courses c USING (learner_id) LEFT JOIN acts a USING (learner_id)
+), per AS (
+    SELECT * FROM on_roster WHERE enrolled_at <= $1
 )";
 
 type Rows2 = BTreeMap<Vec<Option<String>>, (u64, Vec<Option<f64>>)>;
@@ -469,9 +479,9 @@ async fn funnel_agrees_with_sql() {
         let sql = format!(
             "{PER_LEARNER} SELECT track, count(*), count(started_at), count(*) FILTER (WHERE progress >= 0.5),
                 count(completed_at), count(certified_at),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_activity)::float8 / 86400),
-                percentile_cont(0.75) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_activity)::float8 / 86400),
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_activity)::float8 / 86400)
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_event)::float8 / 86400),
+                percentile_cont(0.75) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_event)::float8 / 86400),
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - first_event)::float8 / 86400)
              FROM per GROUP BY track ORDER BY track DESC"
         );
         let expected = client.query(&sql, &[&as_of]).await.unwrap();

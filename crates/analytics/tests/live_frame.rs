@@ -167,7 +167,8 @@ async fn incremental_frame_and_cells_equal_a_rebuild() {
     assert_eq!(live_cells.height(), rebuilt_cells.height());
     assert!(live_cells.height() > 100);
     // And both equal polars' own grouping of the frame (sums of floats to rounding).
-    let grouped = sorted(&nigrani_analytics::query::cells(&rebuilt.frame).unwrap());
+    let grouped =
+        sorted(&nigrani_analytics::query::cells(&rebuilt.frame, rebuilt.held_until).unwrap());
     for other in [&rebuilt_cells, &grouped] {
         for column in live_cells.columns() {
             let name = column.name().as_str();

@@ -86,10 +86,12 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
 }
 
-/// What the store holds: counts of events, unmatched events, learners and rejections.
+/// What the store holds: counts of events, unmatched events, learners and rejections, and the
+/// unmatched activity per source.
 #[utoipa::path(get, path = "/api/v1/status", tag = "admin",
-    responses((status = 200, description = "The store's counts and the ingest limits", body = Object,
+    responses((status = 200, description = "The store's counts, unmatched activity per source (events whose learner the roster does not know: distinct learner references and events) and the ingest limits", body = Object,
                example = json!({"backend": "sqlite", "stats": {"events": 31000, "unmatched_events": 310, "learners": 1000, "rejections": 4},
+                                "unmatched": [{"source": "coursera", "learner_refs": 12, "events": 310}],
                                 "limits": {"max_events": 5000, "max_body_bytes": 10485760}})),
               (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
     security(("api_key" = [])))]
@@ -99,9 +101,11 @@ pub(crate) async fn status(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let stats = state.store.stats().await?;
+    let unmatched = state.store.unmatched_by_source().await?;
     Ok(HttpResponse::Ok().json(json!({
         "backend": state.store.backend(),
         "stats": stats,
+        "unmatched": unmatched,
         "limits": {
             "max_events": state.ingestor.limits().max_events,
             "max_body_bytes": state.ingestor.limits().max_body_bytes,

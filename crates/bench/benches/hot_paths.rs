@@ -129,7 +129,7 @@ fn breakdown(c: &mut Criterion) {
         }
     }
     let frame = learner_frame(&roster, &states).expect("the learner frame builds");
-    let cells = cells(&frame).expect("the cells build");
+    let cells = cells(&frame, i64::MAX).expect("the cells build");
     let query = BreakdownQuery {
         by: vec![Dimension::Province, Dimension::Track, Dimension::Discipline],
         filters: BTreeMap::new(),

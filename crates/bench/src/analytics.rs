@@ -322,7 +322,7 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
         self_rss_mib("VmHWM:")
     );
     let t = Instant::now();
-    let cells = nigrani_analytics::query::cells(&frame)?;
+    let cells = nigrani_analytics::query::cells(&frame, now.timestamp_micros())?;
     println!(
         "scale: {} cells (learners added up per combination of dimensions) built in {:.0} ms",
         cells.height(),
@@ -358,7 +358,9 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
         let mut rows = 0;
         for _ in 0..args.queries {
             let t = Instant::now();
-            rows = breakdown(&frame, &roster, &q)?.rows.len();
+            rows = breakdown(&frame, &roster, &q, now.timestamp_micros())?
+                .rows
+                .len();
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         times.sort_by(f64::total_cmp);
@@ -382,7 +384,7 @@ fn publish_after_a_batch(
 ) -> anyhow::Result<()> {
     use nigrani_analytics::live::LiveFrame;
     let t = Instant::now();
-    let mut live = LiveFrame::new(roster, states, true);
+    let mut live = LiveFrame::new(roster, states, true, now.timestamp_micros());
     let (frame, cells) = (live.frame()?, live.cells()?);
     let full_ms = t.elapsed().as_secs_f64() * 1000.0;
     drop((frame, cells));
@@ -405,7 +407,7 @@ fn publish_after_a_batch(
         }
         touched.sort_unstable();
         touched.dedup();
-        live.update(roster, states, &touched);
+        live.update(roster, states, &touched, now.timestamp_micros() + round);
         let (frame, cells) = (live.frame()?, live.cells()?);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         drop((frame, cells));

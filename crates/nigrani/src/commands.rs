@@ -52,11 +52,14 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     let backend = store.backend();
+    let server = settings.server();
     let engine = nigrani_analytics::Engine::start_with(
         Arc::clone(&store),
         nigrani_analytics::EngineOptions {
             max_staleness: std::time::Duration::from_millis(settings.answer_staleness_millis),
             checkpoint: settings.analytics_checkpoint_path(),
+            // The figures' "now" is the server's.
+            clock: Arc::clone(&server.clock).into(),
         },
     )
     .await
@@ -69,7 +72,7 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
         &tasks,
         stopping.clone(),
     );
-    let app = Application::build(&settings.server(), Arc::clone(&store), engine)
+    let app = Application::build(&server, Arc::clone(&store), engine)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     // Only once the port is ours: a key made by a start that then fails would never be shown.
     let new_admin_key = bootstrap_admin(settings, &store).await?;

@@ -332,6 +332,18 @@ pub struct StoreStats {
     pub last_seq: i64,
 }
 
+/// Activity the roster cannot attribute yet, from one source: events whose learner reference no
+/// learner's identities hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnmatchedSource {
+    /// The source (platform) that sent them.
+    pub source: String,
+    /// Distinct learner references among them.
+    pub learner_refs: u64,
+    /// The events.
+    pub events: u64,
+}
+
 /// A page of a list ordered by key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<K> {
@@ -409,6 +421,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counts of what the store holds.
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
+    /// Unmatched activity per source, by source name; sources with none are left out.
+    async fn unmatched_by_source(&self) -> Result<Vec<UnmatchedSource>, StoreError>;
+
     /// Stores a new API key.
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     /// Every API key, revoked ones included, oldest first.
@@ -456,6 +471,13 @@ pub(crate) const STATS_SQL: &str = "SELECT
     (SELECT count(*) FROM learners),
     (SELECT count(*) FROM rejections),
     (SELECT coalesce(max(seq), 0) FROM events)";
+
+/// Unmatched events and their distinct learner references, per source.
+pub(crate) const UNMATCHED_BY_SOURCE_SQL: &str = "SELECT e.source, count(DISTINCT e.learner_ref),
+        count(*)
+    FROM events e WHERE NOT EXISTS
+        (SELECT 1 FROM learner_identities i WHERE i.learner_ref = e.learner_ref)
+    GROUP BY e.source ORDER BY e.source";
 
 /// The columns of a stored event, as both backends read them back.
 pub(crate) struct EventColumns {

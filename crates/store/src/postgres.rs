@@ -24,7 +24,7 @@ use crate::migrations::{self, Migration};
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
     RosterChange, Store, StoreConfig, StoreError, StoreStats, StoredEvent, StoredRejection,
-    classify,
+    UnmatchedSource, classify,
 };
 
 /// Key of the advisory lock that orders event inserts (any constant unique to nigrani).
@@ -785,6 +785,22 @@ impl Store for PostgresStore {
             rejections: row.get::<_, i64>(3) as u64,
             last_seq: row.get(4),
         })
+    }
+
+    async fn unmatched_by_source(&self) -> Result<Vec<UnmatchedSource>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(crate::UNMATCHED_BY_SOURCE_SQL, &[])
+            .await
+            .map_err(map_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| UnmatchedSource {
+                source: row.get(0),
+                learner_refs: row.get::<_, i64>(1) as u64,
+                events: row.get::<_, i64>(2) as u64,
+            })
+            .collect())
     }
 
     async fn roster_version(&self) -> Result<i64, StoreError> {

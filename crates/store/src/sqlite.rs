@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 use crate::migrations::{self, Migration};
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
-    RosterChange, Store, StoreError, StoreStats, StoredEvent, StoredRejection, classify,
+    RosterChange, Store, StoreError, StoreStats, StoredEvent, StoredRejection, UnmatchedSource,
+    classify,
 };
 
 /// File name of the database inside the data folder.
@@ -819,6 +820,21 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(stats)
+        })
+        .await
+    }
+
+    async fn unmatched_by_source(&self) -> Result<Vec<UnmatchedSource>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare(crate::UNMATCHED_BY_SOURCE_SQL)?;
+            let rows = statement.query_map([], |row| {
+                Ok(UnmatchedSource {
+                    source: row.get(0)?,
+                    learner_refs: row.get::<_, i64>(1)? as u64,
+                    events: row.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

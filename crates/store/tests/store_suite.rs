@@ -332,6 +332,15 @@ async fn unmatched_events_are_attributed_when_the_roster_learns_the_learner(stor
             .iter()
             .all(|e| e.learner_id.is_none())
     );
+    // Unmatched activity is a figure of its own, per source.
+    assert_eq!(
+        store.unmatched_by_source().await.unwrap(),
+        vec![nigrani_store::UnmatchedSource {
+            source: "coursera".into(),
+            learner_refs: 1,
+            events: 2,
+        }]
+    );
 
     let change = store
         .upsert_learners(&[learner("L9", &["coursera:late"])])
@@ -341,6 +350,7 @@ async fn unmatched_events_are_attributed_when_the_roster_learns_the_learner(stor
     let events = store.events_after(0, 10).await.unwrap();
     assert!(events.iter().all(|e| e.learner_id.as_deref() == Some("L9")));
     assert_eq!(store.stats().await.unwrap().unmatched_events, 0);
+    assert!(store.unmatched_by_source().await.unwrap().is_empty());
 
     // Learning the same identity again attributes nothing new.
     let change = store
