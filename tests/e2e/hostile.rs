@@ -416,8 +416,18 @@ async fn a_connection_lost_at_commit_answers_outcome_unknown() {
         .batch_execute("DROP TRIGGER die_at_commit ON events")
         .await
         .unwrap();
-    let (status, report) = server.post("/api/v1/events", "application/x-ndjson", &batch);
-    assert_eq!(status, 200, "{report}");
+    // Resend as a client would, after `Retry-After`: the pool may first hand out another
+    // connection the database closed (503 `store_unavailable`, nothing stored).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let (status, report) = server.post("/api/v1/events", "application/x-ndjson", &batch);
+        if status == 200 {
+            break report;
+        }
+        assert_eq!(status, 503, "{report}");
+        assert!(Instant::now() < deadline, "{report}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     for outcome in outcomes(&report) {
         assert!(
             ["unmatched", "duplicate"].contains(&outcome.as_str()),
@@ -426,4 +436,79 @@ async fn a_connection_lost_at_commit_answers_outcome_unknown() {
     }
     let (_, status) = server.get_json("/api/v1/status");
     assert_eq!(status["stats"]["events"], 2, "{status}");
+}
+
+#[test]
+fn access_follows_the_route_the_router_takes() {
+    let server = TestServer::sqlite();
+    let out = server.cli(&["keys", "create", "--role", "partner", "--name", "p"]);
+    let partner = out
+        .split_whitespace()
+        .find(|w| w.starts_with("nk_"))
+        .unwrap()
+        .to_owned();
+    let as_partner = format!("Authorization: Bearer {partner}\r\n");
+    let as_admin = format!("Authorization: Bearer {ADMIN_KEY}\r\n");
+    let get = |path: &str, headers: &str| {
+        raw(
+            &server,
+            &request("GET", path, headers),
+            Duration::from_secs(5),
+        )
+    };
+    // Percent-encoded paths reach the route they decode to, under that route's rule.
+    for path in [
+        "/api/v1/r%65jections",
+        "/api/v1/st%61tus",
+        "/api/v1/%61udit",
+        "/api/v1/learners?limit=abc",
+    ] {
+        let (status, text) = get(path, &as_partner);
+        assert_eq!(status, 403, "{path}: {text}");
+    }
+    let (status, text) = get("/%61pi/v1/status", "");
+    assert_eq!(status, 401, "{text}");
+    let (status, _) = get("/api/v1/st%61tus", &as_admin);
+    assert_eq!(status, 200);
+    // Another method of a real route is 405, never a roster kind and never a 500.
+    let (status, text) = get("/api/v1/events", &as_admin);
+    assert_eq!(status, 405, "{text}");
+    assert!(text.to_ascii_lowercase().contains("allow: post"), "{text}");
+    let (status, text) = raw(
+        &server,
+        &request("POST", "/api/v1/status", &as_admin),
+        Duration::from_secs(5),
+    );
+    assert_eq!(status, 405, "{text}");
+    let (status, _) = get("/api/v1/nonsense", &as_admin);
+    assert_eq!(status, 404);
+    // A partner's refused request is in the audit log too.
+    let (_, audit) = server.get_json("/api/v1/audit");
+    let refused = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["status"] == 403)
+        .count();
+    assert_eq!(refused, 4, "{audit}");
+}
+
+#[test]
+fn a_guessed_secret_for_a_public_key_id_is_rate_limited() {
+    let server = TestServer::sqlite();
+    // The admin key's id is public; its secret is not.
+    let id = &ADMIN_KEY[..11];
+    let mut limited = 0;
+    for i in 0..200 {
+        let guess = format!("{id}_{:032x}", 0xdead_0000_u128 + i);
+        let ((status, _), _) = server.get_as(Some(&guess), "/api/v1/status");
+        assert!(status == 401 || status == 429, "{status}");
+        limited += usize::from(status == 429);
+    }
+    assert!(
+        limited > 50,
+        "only {limited} of 200 guesses were rate-limited"
+    );
+    // The right key still works from the same address.
+    assert_eq!(server.get("/api/v1/status").0, 200);
 }

@@ -31,15 +31,22 @@ pub(crate) enum Access {
 const READERS: Access = Access::Roles(&[Admin, Manager, Partner]);
 const ADMIN: Access = Access::Roles(&[Admin]);
 
-/// Every route: method, pattern (as the router names it) and who may call it. The learner list
-/// under `/api/v1/{kind}` further needs an admin or manager key, which its handler checks.
+/// Every route: method, pattern (as the router names it, without the regular expressions of its
+/// segments) and who may call it. A pattern without segments may also name one path of a wider
+/// pattern: that entry comes first and wins (the learner list needs more than the other roster
+/// lists).
 pub(crate) const RULES: &[(Method, &str, Access)] = &[
+    (
+        Method::GET,
+        "/api/v1/learners",
+        Access::Roles(&[Admin, Manager]),
+    ),
     (Method::GET, "/healthz", Access::Public),
     (Method::GET, "/readyz", Access::Public),
     (Method::GET, "/metrics", Access::Public),
     (Method::GET, "/api/openapi.json", Access::Public),
     (Method::GET, "/api/openapi-ui.json", Access::Public),
-    (Method::GET, "/api/docs/{_:.*}", Access::Public),
+    (Method::GET, "/api/docs/{_}", Access::Public),
     (
         Method::POST,
         "/api/v1/events",
@@ -93,11 +100,63 @@ pub(crate) fn method_label(method: &Method) -> &'static str {
 }
 
 /// The rule for a request, when its path matches a route that takes its method.
-fn rule(method: &Method, pattern: &str) -> Option<Access> {
+fn rule(method: &Method, path: &str, pattern: &str) -> Option<Access> {
+    let pattern = plain(pattern);
     RULES
         .iter()
-        .find(|(m, p, _)| m == method && *p == pattern)
+        .find(|(m, p, _)| m == method && (*p == path || *p == pattern))
         .map(|(_, _, access)| *access)
+}
+
+/// A pattern without the regular expressions of its segments: `/{kind:a|b}` is `/{kind}`.
+fn plain(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut depth = 0usize;
+    let mut in_regex = false;
+    for c in pattern.chars() {
+        if in_regex {
+            // Skip the expression, braces of its own included, up to its segment's `}`.
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 1 => {
+                    depth = 0;
+                    in_regex = false;
+                    out.push(c);
+                }
+                '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ':' if depth > 0 => {
+                in_regex = true;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The route of a request as a metric label: its pattern without regular expressions, or
+/// `unmatched` — never the raw path.
+pub(crate) fn route_label(req: &HttpRequest) -> String {
+    routed(req)
+        .1
+        .map_or_else(|| "unmatched".to_owned(), |pattern| plain(&pattern))
+}
+
+/// The path as the router sees it (percent-decoded), and the pattern of the first route that
+/// matches it — the route the router takes, so that the rule checked is the rule of the handler
+/// that runs.
+fn routed(req: &HttpRequest) -> (String, Option<String>) {
+    let path = req.match_info().as_str().to_owned();
+    let pattern = req.resource_map().match_pattern(&path);
+    (path, pattern)
 }
 
 /// Applies [`RULES`]: authenticates and checks the role of every request to a route that needs
@@ -106,25 +165,23 @@ pub(crate) async fn check(
     req: ServiceRequest,
     next: Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let access = req
-        .match_pattern()
-        .and_then(|pattern| rule(req.method(), &pattern));
+    let (path, pattern) = routed(req.request());
+    let access = pattern.and_then(|pattern| rule(req.method(), &path, &pattern));
     if let Some(Access::Roles(roles)) = access {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let verdict = match state {
-            Some(state) => state
-                .keys
-                .authenticate(req.request())
-                .await
-                .and_then(|caller| {
-                    caller.require(roles)?;
-                    Ok(caller)
-                }),
+        let caller = match state {
+            Some(state) => state.keys.authenticate(req.request()).await,
             None => Err(ApiError::new(
                 ErrorCode::InternalError,
                 "application state missing",
             )),
         };
+        let verdict = caller.and_then(|caller| {
+            // Known even when refused, so that a partner's refused request is audited too.
+            req.extensions_mut().insert(caller.clone());
+            caller.require(roles)?;
+            Ok(caller)
+        });
         match verdict {
             Ok(caller) => {
                 req.extensions_mut().insert(Authorized(caller));
@@ -145,9 +202,10 @@ pub(crate) struct Authorized(pub(crate) crate::auth::Caller);
 /// What answers a request no route took: 405 (with `Allow`) on a path that exists with other
 /// methods, whatever the method; elsewhere 501 for a method nigrani does not know, else 404.
 pub(crate) async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let allowed: Vec<&str> = req
-        .match_pattern()
+    let (_, pattern) = routed(&req);
+    let allowed: Vec<&str> = pattern
         .map(|pattern| {
+            let pattern = plain(&pattern);
             RULES
                 .iter()
                 .filter(|(_, p, _)| *p == pattern)
@@ -193,11 +251,26 @@ mod tests {
             for method in operations.as_object().into_iter().flat_map(|o| o.keys()) {
                 let method: Method = method.to_ascii_uppercase().parse().unwrap_or(Method::GET);
                 assert!(
-                    rule(&method, &path).is_some(),
+                    rule(&method, &path, &path).is_some(),
                     "{method} {path} has no access rule"
                 );
             }
         }
+    }
+
+    #[test]
+    fn patterns_are_compared_without_their_regular_expressions() {
+        assert_eq!(plain(crate::routes::ROSTER_PATH), "/{kind}");
+        assert_eq!(plain("/api/docs/{_:.*}"), "/api/docs/{_}");
+        assert_eq!(plain("/a/{n:[0-9]{2}}/b"), "/a/{n}/b");
+        assert_eq!(
+            plain("/api/v1/cohorts/{cohort_id}"),
+            "/api/v1/cohorts/{cohort_id}"
+        );
+        let learners = rule(&Method::GET, "/api/v1/learners", "/api/v1/{kind:x|y}");
+        assert_eq!(learners, Some(Access::Roles(&[Admin, Manager])));
+        let cohorts = rule(&Method::GET, "/api/v1/cohorts", "/api/v1/{kind:x|y}");
+        assert_eq!(cohorts, Some(READERS));
     }
 
     #[test]

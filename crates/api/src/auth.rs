@@ -168,17 +168,26 @@ impl Keys {
         // invented ids costs at most `UNKNOWN_RELOADS_PER_SECOND` reads of the table.
         let trusted = match record {
             Some(_) => age.is_some_and(|a| a < Duration::from_secs(CACHE_SECONDS)),
-            None => age.is_some() && !self.may_reload_for_unknown(),
+            None => {
+                age.is_some_and(|a| a < Duration::from_secs(CACHE_SECONDS))
+                    && !self.may_reload_for_unknown()
+            }
         };
         (record, trusted)
     }
 
-    /// Whether the cache holds this id (without reloading or trusting it).
-    fn knows(&self, key_id: &str) -> bool {
-        match self.cache.read() {
-            Ok(c) => c.keys.contains_key(key_id),
-            Err(poisoned) => poisoned.into_inner().keys.contains_key(key_id),
-        }
+    /// Whether the cache holds this key, unrevoked and with its secret (without reloading).
+    fn verifies(&self, key: &str) -> bool {
+        let Some(key_id) = key_id(key) else {
+            return false;
+        };
+        let cache = match self.cache.read() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        cache.keys.get(&key_id).is_some_and(|record| {
+            record.revoked_at.is_none() && record.key_hash == sha256_hex(key.as_bytes())
+        })
     }
 
     /// Takes one of the reloads unknown ids may cause, if one is left.
@@ -215,11 +224,10 @@ impl Keys {
     /// with 429 before its key is looked at.
     pub async fn authenticate(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
         let address = req.peer_addr().map(|a| a.ip());
-        // A key the cache knows is checked at no cost to the store, so it passes even from an
-        // address that is failing (a shared proxy); anything else waits for the address.
-        let known = presented_key(req)
-            .and_then(|key| key_id(&key))
-            .is_some_and(|id| self.knows(&id));
+        // A key the cache holds, valid and unrevoked, costs the store nothing, so it passes even
+        // from an address that is failing (a shared proxy); anything else waits for the address
+        // (a guessed secret for a public key id too).
+        let known = presented_key(req).is_some_and(|key| self.verifies(&key));
         if let (false, Some(address)) = (known, address) {
             self.failures.allow(address)?;
         }
@@ -310,8 +318,21 @@ impl Failures {
         bucket.updated = now;
     }
 
+    /// The unit an address is counted in: itself for IPv4, its /64 for IPv6 (one host usually
+    /// has a whole /64, and would otherwise have endless addresses to fail from).
+    fn unit(address: std::net::IpAddr) -> std::net::IpAddr {
+        match address {
+            std::net::IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                std::net::IpAddr::V6(bits.into())
+            }
+            v4 => v4,
+        }
+    }
+
     /// 429 when the address has used up its failures.
     fn allow(&self, address: std::net::IpAddr) -> Result<(), ApiError> {
+        let address = Self::unit(address);
         let mut buckets = match self.buckets.lock() {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
@@ -337,19 +358,27 @@ impl Failures {
     }
 
     fn record(&self, address: std::net::IpAddr) {
+        let address = Self::unit(address);
         let mut buckets = match self.buckets.lock() {
             Ok(b) => b,
             Err(poisoned) => poisoned.into_inner(),
         };
         let now = Instant::now();
         if buckets.len() >= MAX_FAILING_ADDRESSES && !buckets.contains_key(&address) {
-            // Forget the addresses whose buckets have refilled: they are not failing now.
+            // Forget the addresses whose buckets have refilled: they are not failing now. If
+            // all are, forget the one failing least, so that a new address is still counted.
             buckets.retain(|_, bucket| {
                 Self::refilled(bucket, now);
                 bucket.tokens < Self::BURST
             });
             if buckets.len() >= MAX_FAILING_ADDRESSES {
-                return;
+                let least = buckets
+                    .iter()
+                    .max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens))
+                    .map(|(address, _)| *address);
+                if let Some(least) = least {
+                    buckets.remove(&least);
+                }
             }
         }
         let bucket = buckets.entry(address).or_insert(Bucket {

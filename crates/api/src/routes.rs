@@ -16,6 +16,9 @@ use nigrani_domain::AccessRole::{self, Admin, Manager, Partner};
 
 /// Largest roster file accepted over HTTP; bigger rosters go through `nigrani import`.
 pub const MAX_ROSTER_BYTES: usize = 64 * 1024 * 1024;
+/// The roster lists, one path each: `{kind}` takes only their names, so that no other path under
+/// `/api/v1` (a misspelt route, another method of a real one) is taken for a roster kind.
+pub(crate) const ROSTER_PATH: &str = "/{kind:institutions|disciplines|tracks|cohorts|learners}";
 /// Default and largest page of a list.
 const DEFAULT_PAGE: usize = 1_000;
 const MAX_PAGE: usize = 10_000;
@@ -63,8 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/cohorts/{cohort_id}",
                 web::get().to(crate::summary::cohort),
             )
-            .route("/{kind}", web::post().to(upsert_roster))
-            .route("/{kind}", web::get().to(list_roster)),
+            .route(ROSTER_PATH, web::post().to(upsert_roster))
+            .route(ROSTER_PATH, web::get().to(list_roster)),
     )
     .default_service(web::to(crate::access::unrouted));
 }
@@ -620,10 +623,7 @@ pub(crate) async fn observe_http(
         .map(|state| std::sync::Arc::clone(&state.metrics));
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
+        let route = crate::access::route_label(response.request());
         metrics.observe_request(
             &route,
             method,

@@ -181,6 +181,17 @@ impl Settings {
                 && settings.ingest.min_body_bytes_per_second > 0,
             "ingest limits must be greater than 0"
         );
+        anyhow::ensure!(
+            settings.ingest.body_grace_secs <= 3_600,
+            "ingest.body_grace_secs must be at most 3600 (an hour), got {}",
+            settings.ingest.body_grace_secs
+        );
+        anyhow::ensure!(
+            settings.ingest.rejection_retention_days <= 36_500,
+            "ingest.rejection_retention_days must be at most 36500 (a century; 0 keeps them for \
+             ever), got {}",
+            settings.ingest.rejection_retention_days
+        );
         tracing_subscriber::EnvFilter::try_new(&settings.log).map_err(|e| {
             anyhow::anyhow!("`log` ({:?}) is not a valid log filter: {e}", settings.log)
         })?;

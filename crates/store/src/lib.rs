@@ -276,26 +276,35 @@ pub(crate) struct KeptPayload<'a> {
 
 impl<'a> KeptPayload<'a> {
     pub(crate) fn of(raw: &'a str) -> Self {
-        let mut end = raw.len().min(MAX_KEPT_PAYLOAD_BYTES);
-        while !raw.is_char_boundary(end) {
-            end -= 1;
-        }
         Self {
-            text: &raw[..end],
+            text: &raw[..kept_len(raw)],
             bytes: i64::try_from(raw.len()).unwrap_or(i64::MAX),
             sha256: nigrani_domain::roster::sha256_hex(raw.as_bytes()),
         }
     }
 }
 
-/// A stored rejection from its columns; rows from before the payload cap have no size or hash.
+/// How much of a payload is kept: all of it, or its first [`MAX_KEPT_PAYLOAD_BYTES`], cut at a
+/// character boundary.
+fn kept_len(raw: &str) -> usize {
+    let mut end = raw.len().min(MAX_KEPT_PAYLOAD_BYTES);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// A stored rejection from its columns; rows from before the payload cap have no hash, and may
+/// hold more than the cap, of which only the cap is returned.
 pub(crate) fn stored_rejection(
     id: i64,
     received_at: DateTime<Utc>,
-    rejection: Rejection,
+    mut rejection: Rejection,
     raw_bytes: Option<i64>,
     raw_sha256: Option<String>,
 ) -> StoredRejection {
+    let cut = kept_len(&rejection.raw);
+    rejection.raw.truncate(cut);
     let kept = rejection.raw.len() as u64;
     let raw_bytes = raw_bytes.map_or(kept, |b| u64::try_from(b).unwrap_or(0));
     StoredRejection {

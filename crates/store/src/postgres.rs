@@ -135,14 +135,11 @@ fn map_error(e: tokio_postgres::Error) -> StoreError {
         return StoreError::Unavailable(Cause::caused_by(e.to_string(), e));
     };
     let class = &code.code()[..2];
-    // The database's own words (SQLSTATE, message, detail) go into the error, and so the log.
-    let described = e.as_db_error().map_or_else(
-        || e.to_string(),
-        |db| match db.detail() {
-            Some(detail) => format!("{} ({}): {detail}", db.message(), db.code().code()),
-            None => format!("{} ({})", db.message(), db.code().code()),
-        },
-    );
+    // The database's message is what a client may read; its SQLSTATE and detail (which can
+    // quote values) stay in the source error, which the log shows.
+    let described = e
+        .as_db_error()
+        .map_or_else(|| e.to_string(), |db| db.message().to_owned());
     // 23: integrity constraints; 22: data the column cannot hold (e.g. a NUL in text).
     if class == "23" || class == "22" {
         return StoreError::Invalid(Cause::caused_by(described, e));
@@ -736,8 +733,10 @@ impl Store for PostgresStore {
         let limit = page.limit as i64;
         let rows = client
             .query(
-                "SELECT id, received_at, source, event_id, reason, message, raw, raw_bytes,
-                        raw_sha256
+                // Rows from before the cap may hold whole bodies: read no more than the cap
+                // (in characters here; `stored_rejection` cuts to bytes).
+                "SELECT id, received_at, source, event_id, reason, message, left(raw, 65536),
+                        coalesce(raw_bytes, octet_length(raw)::int8), raw_sha256
                  FROM rejections WHERE id > $1 ORDER BY id LIMIT $2",
                 &[&after, &limit],
             )

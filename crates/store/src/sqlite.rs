@@ -754,8 +754,11 @@ impl Store for SqliteStore {
     async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, received_at, source, event_id, reason, message, raw, raw_bytes,
-                        raw_sha256
+                // Rows from before the cap may hold whole bodies: read no more than the cap
+                // (in characters here; `stored_rejection` cuts to bytes).
+                "SELECT id, received_at, source, event_id, reason, message,
+                        substr(raw, 1, 65536),
+                        coalesce(raw_bytes, length(CAST(raw AS BLOB))), raw_sha256
                  FROM rejections WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let rows =
