@@ -652,6 +652,7 @@ fn fresh_event(n: u64, learner: LearnerRef, i: usize) -> LearningEvent {
         duration_seconds: None,
         occurred_at: Utc::now(),
         content_hash: content_hash(&raw),
+        earlier_content_hash: None,
         raw: raw.to_string(),
     }
 }

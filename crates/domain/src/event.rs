@@ -113,6 +113,10 @@ pub struct LearningEvent {
     pub raw: String,
     /// SHA-256 (hex) of the payload's canonical JSON.
     pub content_hash: String,
+    /// The hash the payload had before numbers were canonical (`1.0` and `1` told apart), when
+    /// that differs: an event stored then with this hash is the same event, not a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier_content_hash: Option<String>,
 }
 
 /// SHA-256 (hex) of a payload's canonical JSON: object keys sorted, no insignificant whitespace,
@@ -133,6 +137,12 @@ pub fn canonical_json(payload: &serde_json::Value) -> String {
     } else {
         payload.to_string()
     }
+}
+
+/// The hash a payload had before numbers were canonical, when its text differed then: events
+/// stored by earlier versions carry it.
+pub fn earlier_content_hash(payload: &serde_json::Value) -> Option<String> {
+    has_integral_float(payload).then(|| content_hash_of_canonical(&payload.to_string()))
 }
 
 /// Floats up to this magnitude are integers exactly (2^53).
@@ -367,6 +377,18 @@ mod tests {
         );
         // Past 2^53 a float is not an exact integer; it keeps its float form.
         assert_eq!(canonical_json(&parse("[1e300]")), "[1e+300]");
+    }
+
+    #[test]
+    fn the_earlier_hash_is_that_of_the_text_as_sent() {
+        let sent: serde_json::Value = serde_json::from_str(r#"{"progress":1.0}"#).unwrap();
+        assert_eq!(
+            earlier_content_hash(&sent),
+            Some(content_hash_of_canonical(r#"{"progress":1.0}"#))
+        );
+        assert_ne!(earlier_content_hash(&sent), Some(content_hash(&sent)));
+        let plain: serde_json::Value = serde_json::from_str(r#"{"progress":0.5}"#).unwrap();
+        assert_eq!(earlier_content_hash(&plain), None);
     }
 
     #[test]

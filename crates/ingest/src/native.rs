@@ -202,6 +202,7 @@ fn json_type(value: &Value) -> &'static str {
 /// Turns one JSON value into a normalised event, or a rejection saying why not.
 pub fn parse_event(mut value: Value, now: DateTime<Utc>) -> Result<LearningEvent, Rejection> {
     // `1.0` and `1` are the same number: the fields read as the canonical text does.
+    let earlier_content_hash = nigrani_domain::event::earlier_content_hash(&value);
     nigrani_domain::event::normalise_numbers(&mut value);
     // The canonical text is both what is kept and what is hashed: serialised once.
     let raw = canonical_json(&value);
@@ -285,6 +286,7 @@ pub fn parse_event(mut value: Value, now: DateTime<Utc>) -> Result<LearningEvent
         duration_seconds,
         occurred_at,
         content_hash: content_hash_of_canonical(&raw),
+        earlier_content_hash,
         raw: raw.clone(),
     };
     event

@@ -520,6 +520,7 @@ impl EventColumns {
             duration_seconds: self.duration_seconds,
             occurred_at,
             content_hash: self.content_hash,
+            earlier_content_hash: None,
             raw: self.raw,
         })
     }
@@ -551,7 +552,10 @@ pub(crate) fn classify(
                 event.source, event.event_id
             )
         })?;
-        if *stored_hash == event.content_hash {
+        // Stored by an earlier version, the same event may carry the hash of its earlier text.
+        let same = *stored_hash == event.content_hash
+            || event.earlier_content_hash.as_ref() == Some(stored_hash);
+        if same {
             outcomes.push(EventWrite::Duplicate { seq: *seq });
         } else {
             outcomes.push(EventWrite::Conflict { seq: *seq });

@@ -58,6 +58,7 @@ both_backends!(
     change_feed_pages_in_sequence_order,
     rejections_are_listed_in_order,
     rejected_payloads_are_capped_and_purged_after_their_retention,
+    an_event_stored_with_its_earlier_hash_is_a_duplicate,
     api_keys_and_the_audit_log,
 );
 
@@ -130,6 +131,7 @@ fn event(id: &str, learner: &str, progress: f64) -> LearningEvent {
         duration_seconds: Some(600),
         occurred_at: at(2),
         content_hash: content_hash(&raw),
+        earlier_content_hash: None,
         raw: raw.to_string(),
     }
 }
@@ -229,6 +231,33 @@ async fn learners_must_name_known_institutions(store: Arc<dyn Store>) {
         store.stats().await.unwrap().learners,
         0,
         "nothing half-written"
+    );
+}
+
+/// An event stored before numbers were canonical has the hash of its text as sent; resent, it
+/// carries that hash as its earlier one and is a duplicate, not a conflict.
+async fn an_event_stored_with_its_earlier_hash_is_a_duplicate(store: Arc<dyn Store>) {
+    let stored = event("old", "coursera:a1", 1.0);
+    store
+        .write_batch(&[stored.clone()], &[], at(3))
+        .await
+        .unwrap();
+    let mut resent = stored.clone();
+    resent.content_hash = "the hash of the canonical text".into();
+    resent.earlier_content_hash = Some(stored.content_hash.clone());
+    let outcomes = store
+        .write_batch(&[resent.clone()], &[], at(4))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[..], [EventWrite::Duplicate { .. }]),
+        "{outcomes:?}"
+    );
+    resent.earlier_content_hash = Some("another".into());
+    let outcomes = store.write_batch(&[resent], &[], at(4)).await.unwrap();
+    assert!(
+        matches!(outcomes[..], [EventWrite::Conflict { .. }]),
+        "{outcomes:?}"
     );
 }
 
