@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{AnalyticsError, Snapshot};
+use crate::compute::Computations;
+use crate::error::AnalyticsError;
 use crate::query::QueryError;
+use crate::snapshot::Snapshot;
 
 /// Most queries kept; beyond it the table starts afresh (dashboards ask a few dozen).
 const MAX_QUERIES: usize = 512;
@@ -54,9 +56,10 @@ impl<T> Default for Slot<T> {
 }
 
 /// The latest answer per query.
-pub(crate) struct Answers<T> {
-    slots: Arc<Mutex<HashMap<String, Slot<T>>>>,
+pub(crate) struct Answers<K, T> {
+    slots: Arc<Mutex<HashMap<K, Slot<T>>>>,
     max_staleness: Duration,
+    computations: Computations,
 }
 
 /// What a lookup decided.
@@ -68,18 +71,24 @@ enum Plan<T> {
     Compute(Arc<tokio::sync::Mutex<()>>),
 }
 
-impl<T: Send + Sync + 'static> Answers<T> {
-    pub(crate) fn new(max_staleness: Duration) -> Self {
+/// What a query is known by: its own value (the query itself), never a rendering of it.
+pub(crate) trait Key: Clone + Eq + std::hash::Hash + Send + Sync + 'static {}
+
+impl<K: Clone + Eq + std::hash::Hash + Send + Sync + 'static> Key for K {}
+
+impl<K: Key, T: Send + Sync + 'static> Answers<K, T> {
+    pub(crate) fn new(max_staleness: Duration, computations: Computations) -> Self {
         Self {
             slots: Arc::new(Mutex::new(HashMap::new())),
             max_staleness,
+            computations,
         }
     }
 
     /// The answer to `key` as of `as_of` on `snapshot`, computed by `work` when needed.
     pub(crate) async fn get<F>(
         &self,
-        key: String,
+        key: K,
         snapshot: Arc<Snapshot>,
         as_of: DateTime<Utc>,
         work: F,
@@ -90,20 +99,28 @@ impl<T: Send + Sync + 'static> Answers<T> {
         match self.plan(&key, &snapshot, as_of, false) {
             Plan::Done(answer) => Ok(answer),
             Plan::Stale(answer) => {
-                tokio::spawn(refresh(Arc::clone(&self.slots), key, snapshot, as_of, work));
+                tokio::spawn(refresh(
+                    Arc::clone(&self.slots),
+                    self.computations.clone(),
+                    key,
+                    snapshot,
+                    as_of,
+                    work,
+                ));
                 Ok(answer)
             }
             Plan::Compute(gate) => {
                 // In a task of its own: a caller that goes away (a closed connection) must not
                 // leave the query marked as being computed.
                 let slots = Arc::clone(&self.slots);
+                let computations = self.computations.clone();
                 let task = tokio::spawn(async move {
                     let _computing = gate.lock_owned().await;
                     // Whoever held the gate before may have just computed it.
                     if let Some(answer) = current(&slots, &key, &snapshot, as_of) {
                         return Ok(answer);
                     }
-                    refresh(slots, key, snapshot, as_of, work).await
+                    refresh(slots, computations, key, snapshot, as_of, work).await
                 });
                 task.await.map_err(|e| {
                     AnalyticsError::Query(QueryError::Engine(format!(
@@ -118,7 +135,7 @@ impl<T: Send + Sync + 'static> Answers<T> {
     /// very snapshot will do).
     fn plan(
         &self,
-        key: &str,
+        key: &K,
         snapshot: &Snapshot,
         as_of: DateTime<Utc>,
         exact_only: bool,
@@ -129,7 +146,7 @@ impl<T: Send + Sync + 'static> Answers<T> {
         if slots.len() >= MAX_QUERIES && !slots.contains_key(key) {
             slots.clear();
         }
-        let slot = slots.entry(key.to_owned()).or_default();
+        let slot = slots.entry(key.clone()).or_default();
         let gate = Arc::clone(&slot.gate);
         let Some(answer) = slot.answer.clone() else {
             return Plan::Compute(gate);
@@ -157,9 +174,9 @@ impl<T: Send + Sync + 'static> Answers<T> {
 }
 
 /// The kept answer of `key` when it reflects `snapshot` (or later data) as of `as_of`.
-fn current<T>(
-    slots: &Mutex<HashMap<String, Slot<T>>>,
-    key: &str,
+fn current<K: Key, T>(
+    slots: &Mutex<HashMap<K, Slot<T>>>,
+    key: &K,
     snapshot: &Snapshot,
     as_of: DateTime<Utc>,
 ) -> Option<Arc<Stamped<T>>> {
@@ -170,14 +187,15 @@ fn current<T>(
 
 /// Computes `key`'s answer and keeps it — unless a newer one was kept meanwhile — and marks the
 /// query as no longer being computed, whatever the outcome.
-async fn refresh<T: Send + Sync + 'static>(
-    slots: Arc<Mutex<HashMap<String, Slot<T>>>>,
-    key: String,
+async fn refresh<K: Key, T: Send + Sync + 'static>(
+    slots: Arc<Mutex<HashMap<K, Slot<T>>>>,
+    computations: Computations,
+    key: K,
     snapshot: Arc<Snapshot>,
     as_of: DateTime<Utc>,
     work: impl Fn(&Snapshot) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<Arc<Stamped<T>>, AnalyticsError> {
-    let outcome = run(snapshot, as_of, work).await;
+    let outcome = run(&computations, snapshot, as_of, work).await;
     if let Ok(mut slots) = slots.lock() {
         let slot = slots.entry(key).or_default();
         slot.refreshing = false;
@@ -198,19 +216,21 @@ async fn refresh<T: Send + Sync + 'static>(
 }
 
 async fn run<T: Send + Sync + 'static>(
+    computations: &Computations,
     snapshot: Arc<Snapshot>,
     as_of: DateTime<Utc>,
     work: impl Fn(&Snapshot) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<Arc<Stamped<T>>, AnalyticsError> {
-    let stamped = crate::engine::compute(move || {
-        Ok(Stamped {
-            value: work(&snapshot)?,
-            data_as_of: snapshot.published_at,
-            last_seq: snapshot.last_seq,
-            as_of,
+    let stamped = computations
+        .run(move || {
+            Ok(Stamped {
+                value: work(&snapshot)?,
+                data_as_of: snapshot.published_at,
+                last_seq: snapshot.last_seq,
+                as_of,
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(Arc::new(stamped))
 }
 
@@ -247,18 +267,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stale_answer_stands_in_while_one_task_refreshes_it() {
-        let answers = Answers::new(Duration::from_secs(1));
+        let answers = Answers::new(Duration::from_secs(1), Computations::default());
         let runs = Arc::new(AtomicUsize::new(0));
         let as_of = Utc::now();
         let first = snapshot(1);
-        let answer = answers.get("q".into(), Arc::clone(&first), as_of, counted(&runs));
+        let answer = answers.get("q", Arc::clone(&first), as_of, counted(&runs));
         assert_eq!(answer.await.unwrap().value, 1);
-        let again = answers.get("q".into(), first, as_of, counted(&runs)).await;
+        let again = answers.get("q", first, as_of, counted(&runs)).await;
         assert_eq!((again.unwrap().value, runs.load(Ordering::SeqCst)), (1, 1));
 
         let second = snapshot(2);
         for _ in 0..5 {
-            let stale = answers.get("q".into(), Arc::clone(&second), as_of, counted(&runs));
+            let stale = answers.get("q", Arc::clone(&second), as_of, counted(&runs));
             assert_eq!(
                 stale.await.unwrap().value,
                 1,
@@ -266,29 +286,29 @@ mod tests {
             );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let fresh = answers.get("q".into(), second, as_of, counted(&runs)).await;
+        let fresh = answers.get("q", second, as_of, counted(&runs)).await;
         assert_eq!(fresh.unwrap().value, 2);
         assert_eq!(runs.load(Ordering::SeqCst), 2, "one background refresh");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_caller_that_goes_away_does_not_freeze_the_answer() {
-        let answers = Answers::new(Duration::from_millis(1));
+        let answers = Answers::new(Duration::from_millis(1), Computations::default());
         let runs = Arc::new(AtomicUsize::new(0));
         let as_of = Utc::now();
-        let first = answers.get("q".into(), snapshot(1), as_of, counted(&runs));
+        let first = answers.get("q", snapshot(1), as_of, counted(&runs));
         assert_eq!(first.await.unwrap().value, 1);
         tokio::time::sleep(Duration::from_millis(10)).await;
         let second = snapshot(2);
         // Too old to stand in: this caller computes, and gives up before the end.
         let gave_up = tokio::time::timeout(
             Duration::from_millis(5),
-            answers.get("q".into(), Arc::clone(&second), as_of, counted(&runs)),
+            answers.get("q", Arc::clone(&second), as_of, counted(&runs)),
         )
         .await;
         assert!(gave_up.is_err());
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let later = answers.get("q".into(), second, as_of, counted(&runs)).await;
+        let later = answers.get("q", second, as_of, counted(&runs)).await;
         assert_eq!(
             later.unwrap().value,
             2,
@@ -298,7 +318,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn callers_asking_the_same_at_once_share_one_computation() {
-        let answers = Arc::new(Answers::new(Duration::ZERO));
+        let answers = Arc::new(Answers::new(Duration::ZERO, Computations::default()));
         let runs = Arc::new(AtomicUsize::new(0));
         let current = snapshot(7);
         let as_of = Utc::now();
@@ -306,7 +326,7 @@ mod tests {
             .map(|_| {
                 let (answers, current, work) =
                     (Arc::clone(&answers), Arc::clone(&current), counted(&runs));
-                tokio::spawn(async move { answers.get("q".into(), current, as_of, work).await })
+                tokio::spawn(async move { answers.get("q", current, as_of, work).await })
             })
             .collect();
         for task in waiting {

@@ -22,17 +22,19 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nigrani_domain::Learner;
-use nigrani_store::{FeedEvent, Page, Store, StoreError};
-use polars::prelude::DataFrame;
+use nigrani_store::{FeedEvent, Page, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::answers::{Answers, Stamped};
 use crate::checkpoint::Checkpoint;
+use crate::compute::Computations;
+pub use crate::error::AnalyticsError;
 use crate::funnel::{self, FunnelQuery, FunnelRow};
 use crate::live::LiveFrame;
 use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
 use crate::series::{self, Series, SeriesQuery};
+pub use crate::snapshot::Snapshot;
 use crate::state::{Effect, Roster, States};
 use crate::targets::{self, TargetStatus};
 
@@ -40,36 +42,6 @@ use crate::targets::{self, TargetStatus};
 const FEED_PAGE: usize = 10_000;
 /// Learners read from the roster per call.
 const ROSTER_PAGE: usize = 50_000;
-
-/// What can go wrong in analytics.
-#[derive(Debug, thiserror::Error)]
-pub enum AnalyticsError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Query(#[from] QueryError),
-}
-
-/// A published, immutable view that queries read.
-pub struct Snapshot {
-    /// The roster the frame was built on.
-    pub roster: Arc<Roster>,
-    /// One row per learner.
-    pub frame: DataFrame,
-    /// The learners added up per combination of dimensions ([`query::cells`]).
-    pub cells: DataFrame,
-    /// The last change-feed sequence number included.
-    pub last_seq: i64,
-    /// The latest `occurred_at` included (microseconds), `i64::MIN` when none.
-    pub latest_event: i64,
-    /// The state holds no event dated after this moment (the refresh that published it).
-    pub held_until: i64,
-    /// The earliest event held back because it is dated after `held_until`; `i64::MAX` when
-    /// none. A query as of this moment or later needs that event, so a replay.
-    pub waiting_from: i64,
-    /// When the snapshot was published.
-    pub published_at: DateTime<Utc>,
-}
 
 /// The mutable side, owned by whoever refreshes.
 struct Follower {
@@ -178,9 +150,11 @@ pub struct Engine {
     last_refresh_micros: std::sync::atomic::AtomicU64,
     published: RwLock<Arc<Snapshot>>,
     /// The latest answer per breakdown query ([`Answers`]).
-    breakdowns: Answers<Breakdown>,
+    breakdowns: Answers<BreakdownQuery, Breakdown>,
     /// The latest target statuses.
-    targets: Answers<Vec<TargetStatus>>,
+    targets: Answers<(), Vec<TargetStatus>>,
+    /// Where polars work and replays run.
+    computations: Computations,
     follower: Arc<tokio::sync::Mutex<Follower>>,
     /// Where the checkpoint is kept, if anywhere.
     checkpoint: Option<std::path::PathBuf>,
@@ -250,6 +224,7 @@ impl Engine {
             clock,
         } = options;
         let started = Instant::now();
+        let computations = Computations::default();
         let now = clock.now().timestamp_micros();
         let (follower, started_from) = build(&store, None, checkpoint.as_deref(), now).await?;
         let snapshot = publish(&follower)?;
@@ -264,8 +239,9 @@ impl Engine {
             refreshes: std::sync::atomic::AtomicU64::new(0),
             last_refresh_micros: std::sync::atomic::AtomicU64::new(0),
             published: RwLock::new(Arc::new(snapshot)),
-            breakdowns: Answers::new(max_staleness),
-            targets: Answers::new(max_staleness),
+            breakdowns: Answers::new(max_staleness, computations.clone()),
+            targets: Answers::new(max_staleness, computations.clone()),
+            computations,
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
             checkpoint,
             clock,
@@ -458,23 +434,18 @@ impl Engine {
             let query = query.clone();
             return self
                 .breakdowns
-                .get(
-                    format!("{shape:?}"),
-                    Arc::clone(&snapshot),
-                    query.as_of,
-                    move |snapshot| {
-                        if query::cells_answer(&query) {
-                            query::breakdown_from_cells(&snapshot.cells, &snapshot.roster, &query)
-                        } else {
-                            query::breakdown(
-                                &snapshot.frame,
-                                &snapshot.roster,
-                                &query,
-                                snapshot.held_until,
-                            )
-                        }
-                    },
-                )
+                .get(shape, Arc::clone(&snapshot), query.as_of, move |snapshot| {
+                    if query::cells_answer(&query) {
+                        query::breakdown_from_cells(&snapshot.cells, &snapshot.roster, &query)
+                    } else {
+                        query::breakdown(
+                            &snapshot.frame,
+                            &snapshot.roster,
+                            &query,
+                            snapshot.held_until,
+                        )
+                    }
+                })
                 .await;
         }
         let replayed = query.clone();
@@ -490,34 +461,6 @@ impl Engine {
             .await?;
         Ok(stamp(answer))
     }
-}
-
-/// Runs polars work on the blocking pool: it is CPU-bound, and polars must not run on a
-/// current-thread runtime (HTTP workers are). At most one computation per core runs at once —
-/// polars parallelises each one already, and many at once would only add up their memory.
-pub(crate) async fn compute<R: Send + 'static>(
-    work: impl FnOnce() -> Result<R, QueryError> + Send + 'static,
-) -> Result<R, AnalyticsError> {
-    static PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
-    let permits = PERMITS.get_or_init(|| {
-        Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-        ))
-    });
-    let permit = Arc::clone(permits).acquire_owned().await.map_err(|e| {
-        AnalyticsError::Query(QueryError::Engine(format!("no computation slot: {e}")))
-    })?;
-    // The permit goes with the work: a caller that goes away does not free its slot while the
-    // computation still runs.
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        work()
-    })
-    .await
-    .map_err(|e| {
-        AnalyticsError::Query(QueryError::Engine(format!("the computation panicked: {e}")))
-    })?
-    .map_err(AnalyticsError::from)
 }
 
 impl Engine {
@@ -545,16 +488,18 @@ impl Engine {
         let as_of = as_of.timestamp_micros();
         let follower = Arc::clone(&self.follower).lock_owned().await;
         if latest || (follower.states.latest_event <= as_of && as_of < follower.waiting.from) {
-            return compute(move || work(&follower.roster, &follower.states)).await;
+            return self
+                .computations
+                .run(move || work(&follower.roster, &follower.states))
+                .await;
         }
         drop(follower);
         // A replay reads every event up to `as_of` and holds a whole state: one at a time.
-        static REPLAYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-        let _replaying = REPLAYS.acquire().await.map_err(|e| {
-            AnalyticsError::Query(QueryError::Engine(format!("no replay slot: {e}")))
-        })?;
+        let _replaying = self.computations.replay_slot().await?;
         let (replayed, _) = build(&self.store, Some(as_of), None, as_of).await?;
-        compute(move || work(&replayed.roster, &replayed.states)).await
+        self.computations
+            .run(move || work(&replayed.roster, &replayed.states))
+            .await
     }
 
     /// A time series of one metric.
@@ -580,17 +525,17 @@ impl Engine {
         let as_of = as_of.filter(|&as_of| !self.not_after_now(as_of, false).1);
         let Some(as_of) = as_of else {
             let until = snapshot.held_until;
-            return compute(move || {
-                funnel::funnel(&snapshot.frame, &snapshot.roster, &query, until)
-            })
-            .await;
+            return self
+                .computations
+                .run(move || funnel::funnel(&snapshot.frame, &snapshot.roster, &query, until))
+                .await;
         };
         let as_of = as_of.timestamp_micros();
         if snapshot.holds_all_until(as_of) {
-            return compute(move || {
-                funnel::funnel(&snapshot.frame, &snapshot.roster, &query, as_of)
-            })
-            .await;
+            return self
+                .computations
+                .run(move || funnel::funnel(&snapshot.frame, &snapshot.roster, &query, as_of))
+                .await;
         }
         let moment = DateTime::from_timestamp_micros(as_of).unwrap_or_default();
         self.with_state(moment, false, move |roster, states| {
@@ -616,14 +561,9 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Arc<Stamped<Vec<TargetStatus>>>, AnalyticsError> {
         self.targets
-            .get(
-                "targets".to_owned(),
-                self.snapshot(),
-                now,
-                move |snapshot| {
-                    targets::targets(&snapshot.frame, &snapshot.roster, now, snapshot.held_until)
-                },
-            )
+            .get((), self.snapshot(), now, move |snapshot| {
+                targets::targets(&snapshot.frame, &snapshot.roster, now, snapshot.held_until)
+            })
             .await
     }
 
@@ -643,14 +583,14 @@ impl Engine {
                 .ok()
                 .and_then(|c| c.as_materialized_series().i64().ok().cloned())
         };
-        let started = column(query::columns::STARTED_AT)?;
-        let completed = column(query::columns::COMPLETED_AT)?;
-        let certified = column(query::columns::CERTIFIED_AT)?;
-        let withdrawn = column(query::columns::WITHDRAWN_AT)?;
-        let last = column(query::columns::LAST_ACTIVITY)?;
+        let started = column(crate::frame::columns::STARTED_AT)?;
+        let completed = column(crate::frame::columns::COMPLETED_AT)?;
+        let certified = column(crate::frame::columns::CERTIFIED_AT)?;
+        let withdrawn = column(crate::frame::columns::WITHDRAWN_AT)?;
+        let last = column(crate::frame::columns::LAST_ACTIVITY)?;
         let progress = snapshot
             .frame
-            .column(query::columns::PROGRESS)
+            .column(crate::frame::columns::PROGRESS)
             .ok()?
             .as_materialized_series()
             .f64()
@@ -700,14 +640,6 @@ impl Engine {
             .iter()
             .map(|c| c.starts_on)
             .min()
-    }
-}
-
-impl Snapshot {
-    /// Whether the snapshot holds every event dated up to `as_of` and none dated later, so that
-    /// figures as of `as_of` can be read from it.
-    pub fn holds_all_until(&self, as_of: i64) -> bool {
-        self.latest_event <= as_of && as_of < self.waiting_from
     }
 }
 

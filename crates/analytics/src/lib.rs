@@ -8,6 +8,8 @@
 //! Modules:
 //! - [`definitions`]: metrics and dimensions — names and meanings, in one place.
 //! - [`state`]: the roster as codes, and per-learner / per-course state built from events.
+//! - `frame`: the learner frame's and the cells' column names, and the error of a query —
+//!   shared below `query` and `live`, so that neither imports the other in a circle.
 //! - [`query`]: the learner frame (polars) and breakdowns over it.
 //! - [`live`]: the learner frame and its cells, kept current row by row as batches arrive.
 //! - [`period`]: days, weeks, months, quarters and fiscal years in Pakistan time; relative periods.
@@ -18,19 +20,27 @@
 //!   (each committed event once, in commit order) and answers queries.
 //! - `checkpoint`: the applied events in a compact local file, so that a restart reads them at
 //!   disk speed rather than through the database.
+//! - [`snapshot`]: the published, immutable view of the state that queries read.
+//! - `compute`: where polars work runs — the blocking pool, one computation per core, one
+//!   replay at a time.
+//! - `error`: [`AnalyticsError`].
 //! - [`answers`]: the latest answer per query for polling dashboards, refreshed in the
 //!   background.
 //! - [`suppress`]: small-cell suppression, primary and complementary.
 
 pub mod answers;
 mod checkpoint;
+mod compute;
 pub mod definitions;
 pub mod engine;
+mod error;
+mod frame;
 pub mod funnel;
 pub mod live;
 pub mod period;
 pub mod query;
 pub mod series;
+pub mod snapshot;
 pub mod state;
 pub mod suppress;
 pub mod targets;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use polars::prelude::*;
 
 use crate::definitions::{DAY_MICROS, Dimension};
-use crate::query::{QueryError, cell, columns};
+use crate::frame::{QueryError, cell, columns};
 use crate::state::{NEVER, Roster, States};
 
 /// Every learner's code of each dimension, in [`Dimension::ALL`] order.

@@ -8,13 +8,15 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::definitions::{DAY_MICROS, Dimension, INACTIVE_AFTER_DAYS, Metric};
+pub use crate::frame::QueryError;
+use crate::frame::{cell, columns};
 use crate::state::{Roster, States};
 
 /// Most dimensions one breakdown may group by.
 pub const MAX_BY: usize = 4;
 
 /// What a breakdown asks for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BreakdownQuery {
     /// Group by these, in this order (may be empty: one row for everyone).
     pub by: Vec<Dimension>,
@@ -39,21 +41,6 @@ pub struct BreakdownQuery {
     /// answers); `as_of` places the activity windows. This is what "now" means on every route;
     /// an explicit `as_of` leaves it false.
     pub latest: bool,
-}
-
-/// Why a query cannot be answered.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum QueryError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("the computation failed: {0}")]
-    Engine(String),
-}
-
-impl From<PolarsError> for QueryError {
-    fn from(e: PolarsError) -> Self {
-        QueryError::Engine(e.to_string())
-    }
 }
 
 impl BreakdownQuery {
@@ -124,20 +111,6 @@ pub struct Breakdown {
     pub by: Vec<Dimension>,
     pub metrics: Vec<Metric>,
     pub rows: Vec<BreakdownRow>,
-}
-
-/// Column names of the learner frame.
-pub(crate) mod columns {
-    pub(crate) const ENROLLED_AT: &str = "enrolled_at";
-    pub(crate) const STARTED_AT: &str = "started_at";
-    pub(crate) const COMPLETED_AT: &str = "completed_at";
-    pub(crate) const CERTIFIED_AT: &str = "certified_at";
-    pub(crate) const WITHDRAWN_AT: &str = "withdrawn_at";
-    pub(crate) const LAST_ACTIVITY: &str = "last_activity";
-    pub(crate) const PROGRESS: &str = "progress";
-    pub(crate) const SCORE: &str = "score";
-    pub(crate) const DAYS_TO_COMPLETE: &str = "days_to_complete";
-    pub(crate) const SOFT: &str = "soft";
 }
 
 /// Builds the learner frame: one row per learner, dimension codes and the per-learner figures
@@ -395,19 +368,6 @@ pub const CELL_METRICS: &[Metric] = &[
     Metric::AvgProgress,
     Metric::AvgScore,
 ];
-
-/// Column names of the cells.
-pub(crate) mod cell {
-    pub(crate) const LEARNERS: &str = "c_learners";
-    pub(crate) const STARTED: &str = "c_started";
-    pub(crate) const COMPLETED: &str = "c_completed";
-    pub(crate) const CERTIFIED: &str = "c_certified";
-    pub(crate) const TRAINED: &str = "c_trained";
-    pub(crate) const WITHDRAWN: &str = "c_withdrawn";
-    pub(crate) const PROGRESS: &str = "c_progress_sum";
-    pub(crate) const SCORE: &str = "c_score_sum";
-    pub(crate) const SCORED: &str = "c_scored";
-}
 
 /// The learners of a snapshot added up per combination of all dimensions: counts of the
 /// learners enrolled by `moment` and of each milestone they reached, and sums for the averages.

@@ -239,7 +239,7 @@ async fn learners_must_name_known_institutions(store: Arc<dyn Store>) {
 async fn an_event_stored_with_its_earlier_hash_is_a_duplicate(store: Arc<dyn Store>) {
     let stored = event("old", "coursera:a1", 1.0);
     store
-        .write_batch(&[stored.clone()], &[], at(3))
+        .write_batch(std::slice::from_ref(&stored), &[], at(3))
         .await
         .unwrap();
     let mut resent = stored.clone();
