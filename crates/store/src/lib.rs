@@ -447,11 +447,127 @@ pub trait Store: Send + Sync + 'static {
     /// A number that grows with every change to the roster or its reference data (institutions,
     /// disciplines, track plans, cohorts, learners); readers reload the roster when it moves.
     async fn roster_version(&self) -> Result<i64, StoreError>;
+
+    /// The roster changes after `version`, oldest first (empty when there are none); `None`
+    /// when the log no longer reaches back to `version` (see [`ROSTER_LOG_KEPT`]).
+    async fn roster_log_after(
+        &self,
+        version: i64,
+    ) -> Result<Option<Vec<RosterLogEntry>>, StoreError>;
+
+    /// These learners, without their identities, in `learner_id` order; ids not on the roster
+    /// are left out.
+    async fn learners_by_id(&self, ids: &[String]) -> Result<Vec<Learner>, StoreError>;
+
+    /// The change feed of these learners (through their identities), up to and including
+    /// `up_to_seq`, in `seq` order.
+    async fn feed_of_learners(
+        &self,
+        ids: &[String],
+        up_to_seq: i64,
+    ) -> Result<Vec<FeedEvent>, StoreError>;
 }
 
-/// Bumps the roster version; run after (or in the transaction of) every roster change.
-pub(crate) const BUMP_ROSTER_VERSION: &str =
-    "UPDATE roster_version SET version = version + 1 WHERE id = 1";
+/// Roster versions the log keeps: a reader further behind than this reads the roster anew.
+pub const ROSTER_LOG_KEPT: i64 = 1_000;
+
+/// Records a roster change, in the change's transaction: bumps the version, logs what changed
+/// at the new version, and drops log rows older than the kept ones. The version row's lock
+/// orders concurrent changes, so versions follow commit order without gaps. Parameters of the
+/// second statement: `$1` the [`RosterPart`], `$2` the learner ids as a JSON array (or NULL).
+pub(crate) const RECORD_ROSTER_CHANGE: [&str; 3] = [
+    "UPDATE roster_version SET version = version + 1 WHERE id = 1",
+    "INSERT INTO roster_log (version, part, learner_ids)
+     SELECT version, $1, $2 FROM roster_version WHERE id = 1",
+    "DELETE FROM roster_log
+     WHERE version <= (SELECT version FROM roster_version WHERE id = 1) - 1000",
+];
+const _: () = assert!(
+    ROSTER_LOG_KEPT == 1_000,
+    "RECORD_ROSTER_CHANGE spells the number out"
+);
+
+/// The part of the roster a change touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RosterPart {
+    Institutions,
+    Disciplines,
+    TrackPlans,
+    Cohorts,
+    Learners,
+}
+
+impl RosterPart {
+    pub const ALL: [RosterPart; 5] = [
+        RosterPart::Institutions,
+        RosterPart::Disciplines,
+        RosterPart::TrackPlans,
+        RosterPart::Cohorts,
+        RosterPart::Learners,
+    ];
+
+    /// The name the log stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RosterPart::Institutions => "institutions",
+            RosterPart::Disciplines => "disciplines",
+            RosterPart::TrackPlans => "track_plans",
+            RosterPart::Cohorts => "cohorts",
+            RosterPart::Learners => "learners",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|part| part.as_str() == name)
+    }
+}
+
+/// One roster change, as the log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterLogEntry {
+    /// The roster version the change made.
+    pub version: i64,
+    pub part: RosterPart,
+    /// For [`RosterPart::Learners`]: the learners whose row or events changed — those upserted,
+    /// and those an identity moved away from. Empty for the other parts.
+    pub learner_ids: Vec<String>,
+}
+
+impl RosterLogEntry {
+    /// Decodes a log row.
+    pub(crate) fn decode(
+        version: i64,
+        part: &str,
+        learner_ids: Option<&str>,
+    ) -> Result<Self, String> {
+        let part =
+            RosterPart::parse(part).ok_or_else(|| format!("unknown roster part {part:?}"))?;
+        let learner_ids = match learner_ids {
+            Some(ids) => {
+                serde_json::from_str(ids).map_err(|e| format!("roster log row {version}: {e}"))?
+            }
+            None => Vec::new(),
+        };
+        Ok(Self {
+            version,
+            part,
+            learner_ids,
+        })
+    }
+}
+
+/// The log's rows after `version`, when they reach back to it: `None` when the change at
+/// `version + 1` is no longer (or was never) logged.
+pub(crate) fn contiguous_log(
+    version: i64,
+    entries: Vec<RosterLogEntry>,
+) -> Option<Vec<RosterLogEntry>> {
+    let contiguous = entries
+        .iter()
+        .zip(version + 1..)
+        .all(|(entry, expected)| entry.version == expected);
+    contiguous.then_some(entries)
+}
 
 /// Opens the store the configuration names — PostgreSQL when a URL is set, otherwise SQLite in
 /// the data folder — and applies pending migrations, returning those applied now.

@@ -35,6 +35,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "rejection_payloads",
         sql: include_str!("../migrations/postgres/0004_rejection_payloads.sql"),
     },
+    Migration {
+        version: 5,
+        name: "roster_log",
+        sql: include_str!("../migrations/postgres/0005_roster_log.sql"),
+    },
 ];
 
 /// The SQLite migrations.
@@ -58,6 +63,11 @@ pub const SQLITE: &[Migration] = &[
         version: 4,
         name: "rejection_payloads",
         sql: include_str!("../migrations/sqlite/0004_rejection_payloads.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "roster_log",
+        sql: include_str!("../migrations/sqlite/0005_roster_log.sql"),
     },
 ];
 

@@ -23,8 +23,8 @@ use tokio_postgres::{NoTls, Row};
 use crate::migrations::{self, Migration};
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
-    RosterChange, Store, StoreConfig, StoreError, StoreStats, StoredEvent, StoredRejection,
-    UnmatchedSource, classify,
+    RosterChange, RosterLogEntry, RosterPart, Store, StoreConfig, StoreError, StoreStats,
+    StoredEvent, StoredRejection, UnmatchedSource, classify,
 };
 
 /// Key of the advisory lock that orders event inserts (any constant unique to nigrani).
@@ -246,9 +246,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(map_error)?;
-        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
-            .await
-            .map_err(map_error)?;
+        record_roster_change(&tx, RosterPart::Institutions, None).await?;
         tx.commit().await.map_err(map_error)?;
         Ok(written)
     }
@@ -296,9 +294,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(map_error)?;
-        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
-            .await
-            .map_err(map_error)?;
+        record_roster_change(&tx, RosterPart::Disciplines, None).await?;
         tx.commit().await.map_err(map_error)?;
         Ok(written)
     }
@@ -348,9 +344,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(map_error)?;
-        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
-            .await
-            .map_err(map_error)?;
+        record_roster_change(&tx, RosterPart::TrackPlans, None).await?;
         tx.commit().await.map_err(map_error)?;
         Ok(written)
     }
@@ -403,9 +397,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(map_error)?;
-        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
-            .await
-            .map_err(map_error)?;
+        record_roster_change(&tx, RosterPart::Cohorts, None).await?;
         tx.commit().await.map_err(map_error)?;
         Ok(written)
     }
@@ -469,6 +461,17 @@ impl Store for PostgresStore {
             .iter()
             .map(|row| row.get(0))
             .collect();
+        // Learners an identity moves away from lose its events: they change too.
+        let mut changed: Vec<String> = tx
+            .query(
+                "SELECT DISTINCT learner_id FROM learner_identities WHERE learner_ref = ANY($1)",
+                &[&refs],
+            )
+            .await
+            .map_err(map_error)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
         tx.execute(
             "INSERT INTO learners (learner_id, institution, discipline, track, cohort, role, gender)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -502,9 +505,11 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?
             .get(0);
-        tx.execute(crate::BUMP_ROSTER_VERSION, &[])
-            .await
-            .map_err(map_error)?;
+        changed.extend(id.iter().map(|id| (*id).to_owned()));
+        changed.sort_unstable();
+        changed.dedup();
+        let changed = serde_json::Value::from(changed).to_string();
+        record_roster_change(&tx, RosterPart::Learners, Some(changed)).await?;
         tx.commit().await.map_err(map_error)?;
         Ok(RosterChange {
             learners: rows.len() as u64,
@@ -711,20 +716,7 @@ impl Store for PostgresStore {
             .query(&statement, &[&after_seq, &limit])
             .await
             .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                let kind: &str = row.get(3);
-                Ok(FeedEvent {
-                    seq: row.get(0),
-                    learner_id: row.get(1),
-                    course_id: row.get(2),
-                    kind: decode(kind.parse())?,
-                    progress: row.get(4),
-                    score: row.get(5),
-                    occurred_at: row.get(6),
-                })
-            })
-            .collect()
+        rows.iter().map(feed_event).collect()
     }
 
     async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError> {
@@ -809,6 +801,58 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?;
         Ok(row.get(0))
+    }
+
+    async fn roster_log_after(
+        &self,
+        version: i64,
+    ) -> Result<Option<Vec<RosterLogEntry>>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT version, part, learner_ids FROM roster_log
+                 WHERE version > $1 ORDER BY version",
+                &[&version],
+            )
+            .await
+            .map_err(map_error)?;
+        let entries = rows
+            .iter()
+            .map(|row| decode(RosterLogEntry::decode(row.get(0), row.get(1), row.get(2))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::contiguous_log(version, entries))
+    }
+
+    async fn learners_by_id(&self, ids: &[String]) -> Result<Vec<Learner>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT learner_id, institution, discipline, track, cohort, role, gender,
+                        '{}'::text[]
+                 FROM learners WHERE learner_id = ANY($1) ORDER BY learner_id",
+                &[&ids],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(learner_from_row).collect()
+    }
+
+    async fn feed_of_learners(
+        &self,
+        ids: &[String],
+        up_to_seq: i64,
+    ) -> Result<Vec<FeedEvent>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at
+                 FROM learner_identities i JOIN events e USING (learner_ref)
+                 WHERE i.learner_id = ANY($1) AND e.seq <= $2 ORDER BY e.seq",
+                &[&ids, &up_to_seq],
+            )
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(feed_event).collect()
     }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -914,4 +958,33 @@ impl Store for PostgresStore {
             })
             .collect()
     }
+}
+
+/// Records a roster change in its transaction (see [`crate::RECORD_ROSTER_CHANGE`]).
+async fn record_roster_change(
+    tx: &tokio_postgres::Transaction<'_>,
+    part: RosterPart,
+    learner_ids: Option<String>,
+) -> Result<(), StoreError> {
+    let [bump, log, prune] = crate::RECORD_ROSTER_CHANGE;
+    tx.execute(bump, &[]).await.map_err(map_error)?;
+    tx.execute(log, &[&part.as_str(), &learner_ids])
+        .await
+        .map_err(map_error)?;
+    tx.execute(prune, &[]).await.map_err(map_error)?;
+    Ok(())
+}
+
+/// A change-feed row: seq, learner id, course, kind, progress, score, occurred_at.
+fn feed_event(row: &tokio_postgres::Row) -> Result<FeedEvent, StoreError> {
+    let kind: &str = row.get(3);
+    Ok(FeedEvent {
+        seq: row.get(0),
+        learner_id: row.get(1),
+        course_id: row.get(2),
+        kind: decode(kind.parse())?,
+        progress: row.get(4),
+        score: row.get(5),
+        occurred_at: row.get(6),
+    })
 }

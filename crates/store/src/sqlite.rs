@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use crate::migrations::{self, Migration};
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
-    RosterChange, Store, StoreError, StoreStats, StoredEvent, StoredRejection, UnmatchedSource,
-    classify,
+    RosterChange, RosterLogEntry, RosterPart, Store, StoreError, StoreStats, StoredEvent,
+    StoredRejection, UnmatchedSource, classify,
 };
 
 /// File name of the database inside the data folder.
@@ -120,12 +120,17 @@ impl SqliteStore {
     }
 
     /// Runs one `INSERT … SELECT … FROM json_each(?1)` over `rows`, passed as one JSON array.
-    async fn upsert_rows(&self, sql: &'static str, rows: Vec<Value>) -> Result<u64, StoreError> {
+    async fn upsert_rows(
+        &self,
+        part: RosterPart,
+        sql: &'static str,
+        rows: Vec<Value>,
+    ) -> Result<u64, StoreError> {
         let batch = Value::Array(rows).to_string();
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let written = tx.execute(sql, [batch])? as u64;
-            tx.execute(crate::BUMP_ROSTER_VERSION, [])?;
+            record_roster_change(&tx, part, None)?;
             tx.commit()?;
             Ok(written)
         })
@@ -295,6 +300,7 @@ impl Store for SqliteStore {
             })
             .collect();
         self.upsert_rows(
+            RosterPart::Institutions,
             "INSERT INTO institutions (hec_id, name, name_ur, province, city, sector)
              SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
              FROM json_each(?1) WHERE true
@@ -343,6 +349,7 @@ impl Store for SqliteStore {
             .map(|d| json!([d.code, d.name, d.name_ur, i64::from(d.stem)]))
             .collect();
         self.upsert_rows(
+            RosterPart::Disciplines,
             "INSERT INTO disciplines (code, name, name_ur, stem)
              SELECT value->>0, value->>1, value->>2, value->>3
              FROM json_each(?1) WHERE true
@@ -384,6 +391,7 @@ impl Store for SqliteStore {
             })
             .collect();
         self.upsert_rows(
+            RosterPart::TrackPlans,
             "INSERT INTO track_plans (track, required_courses, target, stretch_target)
              SELECT value->>0, value->>1, value->>2, value->>3
              FROM json_each(?1) WHERE true
@@ -437,6 +445,7 @@ impl Store for SqliteStore {
             })
             .collect();
         self.upsert_rows(
+            RosterPart::Cohorts,
             "INSERT INTO cohorts (cohort_id, name, name_ur, track, starts_on, ends_on, target)
              SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6
              FROM json_each(?1) WHERE true
@@ -511,6 +520,7 @@ impl Store for SqliteStore {
             .flat_map(|l| l.identities.iter().map(LearnerRef::as_str))
             .collect();
         let learners = Value::Array(learners).to_string();
+        let upserted: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
         let ids = json!(ids).to_string();
         let identities = Value::Array(identities).to_string();
         let refs = json!(refs).to_string();
@@ -527,6 +537,18 @@ impl Store for SqliteStore {
                 stmt.query_map([&refs], |row| row.get(0))?
                     .collect::<Result<_, _>>()?
             };
+            // Learners an identity moves away from lose its events: they change too.
+            let mut changed: Vec<String> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT DISTINCT learner_id FROM learner_identities
+                     WHERE learner_ref IN (SELECT value FROM json_each(?1))",
+                )?;
+                stmt.query_map([&refs], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            changed.extend(upserted);
+            changed.sort_unstable();
+            changed.dedup();
             tx.execute(
                 "INSERT INTO learners (learner_id, institution, discipline, track, cohort, role, gender)
                  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6
@@ -552,7 +574,7 @@ impl Store for SqliteStore {
                 [json!(new_refs).to_string()],
                 |row| row.get(0),
             )?;
-            tx.execute(crate::BUMP_ROSTER_VERSION, [])?;
+            record_roster_change(&tx, RosterPart::Learners, Some(json!(changed).to_string()))?;
             tx.commit()?;
             Ok(RosterChange {
                 learners: count,
@@ -724,29 +746,8 @@ impl Store for SqliteStore {
                  FROM events e LEFT JOIN learner_identities i ON i.learner_ref = e.learner_ref
                  WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![after_seq, limit as i64], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, Option<f64>>(4)?,
-                    row.get::<_, Option<f64>>(5)?,
-                    row.get::<_, i64>(6)?,
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let (seq, learner_id, course_id, kind, progress, score, occurred_at) = row?;
-                Ok(FeedEvent {
-                    seq,
-                    learner_id,
-                    course_id,
-                    kind: decode(kind.parse())?,
-                    progress,
-                    score,
-                    occurred_at: from_micros(occurred_at)?,
-                })
-            }))
+            let rows = stmt.query_map(params![after_seq, limit as i64], feed_row)?;
+            collect(rows.map(|row| feed_event(row?)))
         })
         .await
     }
@@ -849,6 +850,88 @@ impl Store for SqliteStore {
                 [],
                 |row| row.get(0),
             )?)
+        })
+        .await
+    }
+
+    async fn roster_log_after(
+        &self,
+        version: i64,
+    ) -> Result<Option<Vec<RosterLogEntry>>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT version, part, learner_ids FROM roster_log
+                 WHERE version > ?1 ORDER BY version",
+            )?;
+            let rows = stmt.query_map([version], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let (at, part, ids) = row?;
+                entries.push(decode(RosterLogEntry::decode(at, &part, ids.as_deref()))?);
+            }
+            Ok(crate::contiguous_log(version, entries))
+        })
+        .await
+    }
+
+    async fn learners_by_id(&self, ids: &[String]) -> Result<Vec<Learner>, StoreError> {
+        let ids = json!(ids).to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT learner_id, institution, discipline, track, cohort, role, gender
+                 FROM learners WHERE learner_id IN (SELECT value FROM json_each(?1))
+                 ORDER BY learner_id",
+            )?;
+            let rows = stmt.query_map([&ids], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, Option<String>>(6)?,
+                ))
+            })?;
+            collect(rows.map(|row| {
+                let (learner_id, institution, discipline, track, cohort, role, gender) = row?;
+                Ok(Learner {
+                    learner_id,
+                    identities: Vec::new(),
+                    institution,
+                    discipline,
+                    track: decode(track.parse())?,
+                    cohort,
+                    role: decode(role.parse())?,
+                    gender: gender.map(|g| decode(g.parse())).transpose()?,
+                })
+            }))
+        })
+        .await
+    }
+
+    async fn feed_of_learners(
+        &self,
+        ids: &[String],
+        up_to_seq: i64,
+    ) -> Result<Vec<FeedEvent>, StoreError> {
+        let ids = json!(ids).to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score,
+                        e.occurred_at
+                 FROM learner_identities i JOIN events e ON e.learner_ref = i.learner_ref
+                 WHERE i.learner_id IN (SELECT value FROM json_each(?1)) AND e.seq <= ?2
+                 ORDER BY e.seq",
+            )?;
+            let rows = stmt.query_map(params![ids, up_to_seq], feed_row)?;
+            collect(rows.map(|row| feed_event(row?)))
         })
         .await
     }
@@ -983,4 +1066,53 @@ fn rejection_row(r: &Rejection) -> Value {
         kept.bytes,
         kept.sha256
     ])
+}
+
+/// Records a roster change in its transaction (see [`crate::RECORD_ROSTER_CHANGE`]).
+fn record_roster_change(
+    tx: &rusqlite::Transaction<'_>,
+    part: RosterPart,
+    learner_ids: Option<String>,
+) -> rusqlite::Result<()> {
+    let [bump, log, prune] = crate::RECORD_ROSTER_CHANGE;
+    tx.execute(bump, [])?;
+    tx.execute(log, params![part.as_str(), learner_ids])?;
+    tx.execute(prune, [])?;
+    Ok(())
+}
+
+/// A change-feed row: seq, learner id, course, kind, progress, score, occurred_at.
+type FeedRow = (
+    i64,
+    Option<String>,
+    String,
+    String,
+    Option<f64>,
+    Option<f64>,
+    i64,
+);
+
+fn feed_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FeedRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+fn feed_event(row: FeedRow) -> Result<FeedEvent, WorkError> {
+    let (seq, learner_id, course_id, kind, progress, score, occurred_at) = row;
+    Ok(FeedEvent {
+        seq,
+        learner_id,
+        course_id,
+        kind: decode(kind.parse())?,
+        progress,
+        score,
+        occurred_at: from_micros(occurred_at)?,
+    })
 }

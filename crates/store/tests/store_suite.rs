@@ -12,7 +12,9 @@ use nigrani_domain::{
     RejectReason, Rejection, Role, Sector, Track, TrackPlan,
 };
 use nigrani_store::testing::TestDatabase;
-use nigrani_store::{EventWrite, Page, Store, StoreConfig, StoreError};
+use nigrani_store::{
+    EventWrite, Page, ROSTER_LOG_KEPT, RosterPart, Store, StoreConfig, StoreError,
+};
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -60,6 +62,7 @@ both_backends!(
     rejected_payloads_are_capped_and_purged_after_their_retention,
     an_event_stored_with_its_earlier_hash_is_a_duplicate,
     api_keys_and_the_audit_log,
+    the_roster_log_names_what_each_change_touched,
 );
 
 fn at(day: u32) -> DateTime<Utc> {
@@ -585,4 +588,73 @@ async fn api_keys_and_the_audit_log(store: Arc<dyn Store>) {
     assert_eq!(log.len(), 2);
     assert_eq!((log[1].status, log[1].query.as_str()), (403, "by=province"));
     assert!(log[0].id < log[1].id);
+}
+
+async fn the_roster_log_names_what_each_change_touched(store: Arc<dyn Store>) {
+    let start = store.roster_version().await.unwrap();
+    seed_reference(store.as_ref()).await;
+    let log = store.roster_log_after(start).await.unwrap().unwrap();
+    let parts: Vec<RosterPart> = log.iter().map(|e| e.part).collect();
+    assert_eq!(
+        parts,
+        [
+            RosterPart::Institutions,
+            RosterPart::Disciplines,
+            RosterPart::Cohorts
+        ]
+    );
+    assert!(log.iter().all(|e| e.learner_ids.is_empty()));
+    assert_eq!(log.last().unwrap().version, start + 3);
+
+    // An event stored before its learner is known, then the learners.
+    let unmatched = event("e-1", "coursera:u-3", 0.5);
+    store.write_batch(&[unmatched], &[], at(3)).await.unwrap();
+    let before = store.roster_version().await.unwrap();
+    store
+        .upsert_learners(&[
+            learner("L-1", &["coursera:u-1"]),
+            learner("L-2", &["coursera:u-2"]),
+        ])
+        .await
+        .unwrap();
+    // L-3 takes over L-1's identity and learns u-3: L-1 changes too (it loses events).
+    store
+        .upsert_learners(&[learner("L-3", &["coursera:u-1", "coursera:u-3"])])
+        .await
+        .unwrap();
+    let log = store.roster_log_after(before).await.unwrap().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].part, RosterPart::Learners);
+    assert_eq!(log[0].learner_ids, ["L-1", "L-2"]);
+    assert_eq!(log[1].learner_ids, ["L-1", "L-3"]);
+    assert_eq!(log[1].version, store.roster_version().await.unwrap());
+    assert_eq!(
+        store.roster_log_after(log[1].version).await.unwrap(),
+        Some(Vec::new()),
+        "nothing after the latest version"
+    );
+
+    let ids = ["L-3".to_owned(), "L-1".to_owned(), "nobody".to_owned()];
+    let found = store.learners_by_id(&ids).await.unwrap();
+    let found: Vec<&str> = found.iter().map(|l| l.learner_id.as_str()).collect();
+    assert_eq!(found, ["L-1", "L-3"], "in id order, unknown ids left out");
+    let latest = store.stats().await.unwrap().last_seq;
+    let feed = store.feed_of_learners(&ids, latest).await.unwrap();
+    assert_eq!(feed.len(), 1, "the event of u-3, now L-3's");
+    assert_eq!(feed[0].learner_id.as_deref(), Some("L-3"));
+    assert!(store.feed_of_learners(&ids, 0).await.unwrap().is_empty());
+
+    // The log keeps the latest ROSTER_LOG_KEPT versions: a reader further behind rebuilds.
+    let oldest_kept = before;
+    for _ in 0..ROSTER_LOG_KEPT {
+        store.upsert_disciplines(&[]).await.unwrap();
+    }
+    assert_eq!(store.roster_log_after(oldest_kept).await.unwrap(), None);
+    let latest = store.roster_version().await.unwrap();
+    let kept = store
+        .roster_log_after(latest - ROSTER_LOG_KEPT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.len() as i64, ROSTER_LOG_KEPT);
 }
