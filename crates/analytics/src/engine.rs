@@ -33,9 +33,10 @@ pub use crate::error::AnalyticsError;
 use crate::funnel::{self, FunnelQuery, FunnelRow};
 use crate::live::LiveFrame;
 use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
+use crate::roster_sync::{self, RosterDelta};
 use crate::series::{self, Series, SeriesQuery};
 pub use crate::snapshot::Snapshot;
-use crate::state::{Effect, Roster, States};
+use crate::state::{Effect, LearnerCodes, Roster, States};
 use crate::targets::{self, TargetStatus};
 
 /// Events read from the change feed per call.
@@ -76,6 +77,18 @@ impl Waiting {
     fn hold(&mut self, row: usize, effect: Effect) {
         self.from = self.from.min(effect.at);
         self.events.push((row as u32, effect));
+    }
+
+    /// Drops the events of these rows (sorted), whose events are being read again.
+    fn forget(&mut self, rows: &[u32]) {
+        self.events
+            .retain(|(row, _)| rows.binary_search(row).is_err());
+        self.from = self
+            .events
+            .iter()
+            .map(|(_, e)| e.at)
+            .min()
+            .unwrap_or(i64::MAX);
     }
 
     /// Takes out the events dated at or before `moment`.
@@ -204,6 +217,8 @@ pub struct Refresh {
     pub events: usize,
     /// Whether the roster changed and the state was rebuilt.
     pub rebuilt: bool,
+    /// Roster changes taken in without a rebuild (learners whose rows were written).
+    pub roster_learners: usize,
 }
 
 impl Engine {
@@ -294,15 +309,32 @@ impl Engine {
         let mut outcome = Refresh {
             events: 0,
             rebuilt: false,
+            roster_learners: 0,
         };
         let mut changed = false;
         if version != follower.roster_version {
-            // Drop the old checkpoint's writer before a new file replaces it.
-            follower.checkpoint = None;
-            let (rebuilt, _) = build(&self.store, None, self.checkpoint.as_deref(), now).await?;
-            *follower = rebuilt;
-            outcome.rebuilt = true;
-        } else {
+            let delta = roster_sync::read_delta(
+                self.store.as_ref(),
+                follower.roster_version,
+                follower.last_seq,
+            )
+            .await?;
+            match delta.and_then(|delta| take_in(&mut follower, delta)) {
+                Some(learners) => {
+                    outcome.roster_learners = learners;
+                    changed = true;
+                }
+                None => {
+                    // Drop the old checkpoint's writer before a new file replaces it.
+                    follower.checkpoint = None;
+                    let (rebuilt, _) =
+                        build(&self.store, None, self.checkpoint.as_deref(), now).await?;
+                    *follower = rebuilt;
+                    outcome.rebuilt = true;
+                }
+            }
+        }
+        if !outcome.rebuilt {
             let Follower {
                 roster,
                 states,
@@ -340,7 +372,7 @@ impl Engine {
             if let Some(live) = live {
                 touched.sort_unstable();
                 touched.dedup();
-                changed = live.update(roster, states, &touched, states.held_until);
+                changed |= live.update(roster, states, &touched, states.held_until);
             }
         }
         if outcome.events > 0 {
@@ -598,11 +630,11 @@ impl Engine {
             .clone();
         let moment = |v: Option<i64>| v.and_then(DateTime::from_timestamp_micros);
         let members = roster
-            .cohort
+            .by_id
             .iter()
-            .enumerate()
-            .filter(|(_, c)| **c == code)
-            .map(|(row, _)| {
+            .map(|&row| row as usize)
+            .filter(|&row| roster.cohort[row] == code)
+            .map(|row| {
                 let completed_at = moment(completed.get(row));
                 let certified_at = moment(certified.get(row));
                 let withdrawn_at = moment(withdrawn.get(row));
@@ -699,6 +731,72 @@ fn apply_page(
         touched.push(row as u32);
     }
     touched
+}
+
+/// Takes a roster delta into the live follower, changing only the learners it names (see
+/// [`crate::roster_sync`]); returns how many, or `None`, having changed nothing, when the
+/// delta needs a rebuild.
+fn take_in(follower: &mut Follower, delta: RosterDelta) -> Option<usize> {
+    let Follower {
+        roster,
+        states,
+        live,
+        checkpoint,
+        waiting,
+        roster_version,
+        ..
+    } = follower;
+    let roster = Arc::make_mut(roster);
+    let regroup = delta.reference.is_some();
+    if let Some(reference) = delta.reference
+        && !roster.replace_reference(
+            reference.institutions,
+            reference.disciplines,
+            reference.cohorts,
+        )
+    {
+        return None;
+    }
+    let codes = roster.codes();
+    let coded: Vec<(&str, LearnerCodes)> = delta
+        .learners
+        .iter()
+        .filter_map(|learner| Some((learner.learner_id.as_str(), codes.of(learner)?)))
+        .collect();
+    let mut rows = roster.upsert(&coded);
+    rows.sort_unstable();
+    states.grow_to(roster.len());
+    for &row in &rows {
+        states.reset_row(row as usize);
+    }
+    waiting.forget(&rows);
+    let cutoff = states.held_until;
+    for event in &delta.events {
+        let Some(row) = event.learner_id.as_deref().and_then(|id| roster.row(id)) else {
+            continue;
+        };
+        let effect = States::effect(roster, row, event);
+        if effect.at > cutoff {
+            waiting.hold(row, effect);
+        } else {
+            states.apply(row, &effect);
+        }
+    }
+    if let Some(live) = live {
+        if regroup {
+            *live = LiveFrame::new(roster, states, true, cutoff);
+        } else {
+            live.update_roster(roster, states, &rows, cutoff);
+        }
+    }
+    // The checkpoint's rows and header are those of the roster it was written for; a restart
+    // reads the store instead, and writes a new one.
+    if let Some(writer) = checkpoint.take() {
+        tracing::info!(path = %writer.path().display(),
+            "The roster changed: the analytics checkpoint is set aside until the next restart.");
+    }
+    *roster_version = delta.version;
+    Some(rows.len())
 }
 
 /// Hands the checkpoint's appends to the operating system.

@@ -18,6 +18,8 @@
 //! - [`targets`]: attainment, pace and projections against track and cohort targets.
 //! - [`engine`]: [`engine::Engine`], which follows the store's change feed by sequence number
 //!   (each committed event once, in commit order) and answers queries.
+//! - `roster_sync`: roster changes read from the store's roster log and taken in without a
+//!   rebuild.
 //! - `checkpoint`: the applied events in a compact local file, so that a restart reads them at
 //!   disk speed rather than through the database.
 //! - [`snapshot`]: the published, immutable view of the state that queries read.
@@ -39,6 +41,7 @@ pub mod funnel;
 pub mod live;
 pub mod period;
 pub mod query;
+mod roster_sync;
 pub mod series;
 pub mod snapshot;
 pub mod state;

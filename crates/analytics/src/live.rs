@@ -15,39 +15,57 @@ use crate::definitions::{DAY_MICROS, Dimension};
 use crate::frame::{QueryError, cell, columns};
 use crate::state::{NEVER, Roster, States};
 
+/// A row's code in a dimension.
+fn dimension_code(roster: &Roster, dimension: Dimension, row: usize) -> u32 {
+    match dimension {
+        Dimension::Province => code(
+            nigrani_domain::Province::ALL,
+            roster.institutions[roster.institution[row] as usize].province,
+        ),
+        Dimension::Sector => code(
+            nigrani_domain::Sector::ALL,
+            roster.institutions[roster.institution[row] as usize].sector,
+        ),
+        Dimension::Institution => roster.institution[row],
+        Dimension::Discipline => roster.discipline[row],
+        Dimension::Track => roster.track[row],
+        Dimension::Cohort => roster.cohort[row],
+        Dimension::Gender => roster.gender[row],
+        Dimension::Role => roster.role[row],
+    }
+}
+
 /// Every learner's code of each dimension, in [`Dimension::ALL`] order.
 fn dimension_codes(roster: &Roster) -> Vec<Vec<u32>> {
     Dimension::ALL
         .iter()
-        .map(|d| match d {
-            Dimension::Province => roster
-                .institution
-                .iter()
-                .map(|&i| {
-                    code(
-                        nigrani_domain::Province::ALL,
-                        roster.institutions[i as usize].province,
-                    )
-                })
-                .collect(),
-            Dimension::Sector => roster
-                .institution
-                .iter()
-                .map(|&i| {
-                    code(
-                        nigrani_domain::Sector::ALL,
-                        roster.institutions[i as usize].sector,
-                    )
-                })
-                .collect(),
-            Dimension::Institution => roster.institution.clone(),
-            Dimension::Discipline => roster.discipline.clone(),
-            Dimension::Track => roster.track.clone(),
-            Dimension::Cohort => roster.cohort.clone(),
-            Dimension::Gender => roster.gender.clone(),
-            Dimension::Role => roster.role.clone(),
+        .map(|d| {
+            (0..roster.len())
+                .map(|row| dimension_code(roster, *d, row))
+                .collect()
         })
         .collect()
+}
+
+/// A row's cell key: its code in every dimension.
+fn cell_key(roster: &Roster, row: usize) -> [u32; DIMENSIONS] {
+    let mut key = [0u32; DIMENSIONS];
+    for (value, dimension) in key.iter_mut().zip(Dimension::ALL) {
+        *value = dimension_code(roster, *dimension, row);
+    }
+    key
+}
+
+/// The columns that depend on the roster alone: the dimension codes, then whether the learner
+/// is on the soft track.
+fn fixed_columns(codes: &[Vec<u32>], soft: &[bool]) -> Vec<Column> {
+    let mut fixed: Vec<Column> = Dimension::ALL
+        .iter()
+        .zip(codes)
+        .map(|(d, values)| Column::new(d.as_str().into(), values.clone()))
+        .collect();
+    fixed.push(Column::new(columns::SOFT.into(), soft.to_vec()));
+    fixed
 }
 
 /// How many dimensions there are (a cell's key holds one code of each).
@@ -107,9 +125,12 @@ impl RowFigures {
 struct Cells {
     /// Per dimension (in [`Dimension::ALL`] order), the cell's code.
     keys: Vec<Vec<u32>>,
+    /// The cell of each key.
+    index: HashMap<[u32; DIMENSIONS], u32>,
     /// Per learner row: its cell.
     cell_of: Vec<u32>,
-    /// Per cell: its learner rows.
+    /// Per cell: its learner rows. A cell its last member moved out of stays, empty, and is
+    /// left out of the cells frame.
     members: Vec<Vec<u32>>,
     /// Per cell: its members enrolled by the frame's moment.
     learners: Vec<i64>,
@@ -152,12 +173,7 @@ impl LiveFrame {
         let soft: Vec<bool> = (0..rows)
             .map(|row| roster.track_of(row) == nigrani_domain::Track::Soft)
             .collect();
-        let mut fixed: Vec<Column> = Dimension::ALL
-            .iter()
-            .zip(&codes)
-            .map(|(d, values)| Column::new(d.as_str().into(), values.clone()))
-            .collect();
-        fixed.push(Column::new(columns::SOFT.into(), soft.clone()));
+        let fixed = fixed_columns(&codes, &soft);
         let mut live = Self {
             rows,
             fixed,
@@ -232,49 +248,126 @@ impl LiveFrame {
 
     /// Groups every learner into its cell and adds the cells up.
     fn group_cells(&self, codes: &[Vec<u32>]) -> Cells {
-        let mut index: HashMap<[u32; DIMENSIONS], u32> = HashMap::new();
-        let mut keys: Vec<Vec<u32>> = vec![Vec::new(); Dimension::ALL.len()];
-        let mut cell_of = Vec::with_capacity(self.rows);
-        let mut members: Vec<Vec<u32>> = Vec::new();
+        let mut cells = Cells::default();
         for row in 0..self.rows {
             let mut key = [0u32; DIMENSIONS];
             for (value, column) in key.iter_mut().zip(codes) {
                 *value = column[row];
             }
-            let next = members.len() as u32;
-            let cell = *index.entry(key).or_insert_with(|| {
-                for (d, value) in key.iter().enumerate() {
-                    keys[d].push(*value);
-                }
-                next
-            });
-            if cell == next {
-                members.push(Vec::new());
-            }
-            members[cell as usize].push(row as u32);
-            cell_of.push(cell);
+            let cell = cells.cell_for(key);
+            cells.members[cell as usize].push(row as u32);
+            cells.cell_of.push(cell);
         }
-        let n = members.len();
-        let mut cells = Cells {
-            keys,
-            cell_of,
-            members,
-            learners: vec![0; n],
-            started: vec![0; n],
-            completed: vec![0; n],
-            certified: vec![0; n],
-            trained: vec![0; n],
-            withdrawn: vec![0; n],
-            progress: vec![0.0; n],
-            score: vec![0.0; n],
-            scored: vec![0; n],
-        };
-        for cell in 0..n {
+        for cell in 0..cells.members.len() {
             self.add_up(&mut cells, cell);
         }
         cells
     }
 
+    /// Takes in roster changes: `rows` are the learners added (rows past the frame's end) or
+    /// changed (dimensions, track or events) since, their states already current. Moves changed
+    /// rows to their new cells and adds up the cells they left and joined; then as
+    /// [`LiveFrame::update`].
+    pub fn update_roster(
+        &mut self,
+        roster: &Roster,
+        states: &States,
+        rows: &[u32],
+        moment: i64,
+    ) -> bool {
+        let n = roster.len();
+        if n > self.rows {
+            self.rows = n;
+            self.soft.resize(n, false);
+            self.enrolled_at.resize(n, NEVER);
+            self.started_at.resize(n, None);
+            self.completed_at.resize(n, None);
+            self.certified_at.resize(n, None);
+            self.withdrawn_at.resize(n, None);
+            self.last_activity.resize(n, None);
+            self.progress.resize(n, 0.0);
+            self.score.resize(n, None);
+            self.days_to_complete.resize(n, None);
+        }
+        for &row in rows {
+            self.soft[row as usize] = roster.track_of(row as usize) == nigrani_domain::Track::Soft;
+        }
+        self.fixed = fixed_columns(&dimension_codes(roster), &self.soft);
+        if let Some(mut cells) = self.cells.take() {
+            cells.cell_of.resize(n, NO_CELL);
+            // Per cell, the rows leaving it: removed in one pass over its members.
+            let mut leaving: HashMap<u32, Vec<u32>> = HashMap::new();
+            for &row in rows {
+                let cell = cells.cell_for(cell_key(roster, row as usize));
+                let before = std::mem::replace(&mut cells.cell_of[row as usize], cell);
+                if before == cell {
+                    continue;
+                }
+                if before != NO_CELL {
+                    leaving.entry(before).or_default().push(row);
+                }
+                cells.members[cell as usize].push(row);
+            }
+            for (cell, mut gone) in leaving {
+                gone.sort_unstable();
+                cells.members[cell as usize].retain(|member| gone.binary_search(member).is_err());
+                self.add_up(&mut cells, cell as usize);
+            }
+            self.cells = Some(cells);
+        }
+        self.update(roster, states, rows, moment)
+    }
+}
+
+/// A row not in any cell yet.
+const NO_CELL: u32 = u32::MAX;
+
+impl Cells {
+    /// The cell of a key, added (empty) when there is none.
+    fn cell_for(&mut self, key: [u32; DIMENSIONS]) -> u32 {
+        if let Some(&cell) = self.index.get(&key) {
+            return cell;
+        }
+        let cell = self.members.len() as u32;
+        self.index.insert(key, cell);
+        for (d, value) in key.iter().enumerate() {
+            self.keys[d].push(*value);
+        }
+        self.members.push(Vec::new());
+        self.learners.push(0);
+        self.started.push(0);
+        self.completed.push(0);
+        self.certified.push(0);
+        self.trained.push(0);
+        self.withdrawn.push(0);
+        self.progress.push(0.0);
+        self.score.push(0.0);
+        self.scored.push(0);
+        cell
+    }
+}
+
+impl Default for Cells {
+    fn default() -> Self {
+        Self {
+            keys: vec![Vec::new(); DIMENSIONS],
+            index: HashMap::new(),
+            cell_of: Vec::new(),
+            members: Vec::new(),
+            learners: Vec::new(),
+            started: Vec::new(),
+            completed: Vec::new(),
+            certified: Vec::new(),
+            trained: Vec::new(),
+            withdrawn: Vec::new(),
+            progress: Vec::new(),
+            score: Vec::new(),
+            scored: Vec::new(),
+        }
+    }
+}
+
+impl LiveFrame {
     /// Adds up one cell from its members enrolled by the frame's moment.
     fn add_up(&self, cells: &mut Cells, cell: usize) {
         let (mut learners, mut started, mut completed, mut certified, mut trained) =
@@ -342,22 +435,33 @@ impl LiveFrame {
         let Some(cells) = &self.cells else {
             return Ok(DataFrame::empty());
         };
+        // Cells left empty by roster changes are not there for a rebuild either.
+        let kept: Vec<usize> = (0..cells.members.len())
+            .filter(|&cell| !cells.members[cell].is_empty())
+            .collect();
+        fn pick<T: Copy>(values: &[T], kept: &[usize]) -> Vec<T> {
+            if kept.len() == values.len() {
+                values.to_vec()
+            } else {
+                kept.iter().map(|&i| values[i]).collect()
+            }
+        }
         let mut all: Vec<Column> = Dimension::ALL
             .iter()
             .zip(&cells.keys)
-            .map(|(d, codes)| Column::new(d.as_str().into(), codes.clone()))
+            .map(|(d, codes)| Column::new(d.as_str().into(), pick(codes, &kept)))
             .collect();
         all.extend([
-            Column::new(cell::LEARNERS.into(), cells.learners.clone()),
-            Column::new(cell::STARTED.into(), cells.started.clone()),
-            Column::new(cell::COMPLETED.into(), cells.completed.clone()),
-            Column::new(cell::CERTIFIED.into(), cells.certified.clone()),
-            Column::new(cell::TRAINED.into(), cells.trained.clone()),
-            Column::new(cell::WITHDRAWN.into(), cells.withdrawn.clone()),
-            Column::new(cell::PROGRESS.into(), cells.progress.clone()),
-            Column::new(cell::SCORE.into(), cells.score.clone()),
-            Column::new(cell::SCORED.into(), cells.scored.clone()),
+            Column::new(cell::LEARNERS.into(), pick(&cells.learners, &kept)),
+            Column::new(cell::STARTED.into(), pick(&cells.started, &kept)),
+            Column::new(cell::COMPLETED.into(), pick(&cells.completed, &kept)),
+            Column::new(cell::CERTIFIED.into(), pick(&cells.certified, &kept)),
+            Column::new(cell::TRAINED.into(), pick(&cells.trained, &kept)),
+            Column::new(cell::WITHDRAWN.into(), pick(&cells.withdrawn, &kept)),
+            Column::new(cell::PROGRESS.into(), pick(&cells.progress, &kept)),
+            Column::new(cell::SCORE.into(), pick(&cells.score, &kept)),
+            Column::new(cell::SCORED.into(), pick(&cells.scored, &kept)),
         ]);
-        Ok(DataFrame::new(cells.members.len(), all)?)
+        Ok(DataFrame::new(kept.len(), all)?)
     }
 }

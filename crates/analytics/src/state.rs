@@ -25,12 +25,19 @@ pub fn pakistan_day(micros: i64) -> i64 {
     (micros + PAKISTAN_OFFSET_MICROS).div_euclid(crate::definitions::DAY_MICROS)
 }
 
-/// The roster as analytics sees it: learners sorted by id, each dimension as a small code, and
-/// the dictionaries that turn codes back into names.
+/// The roster as analytics sees it: learners by row, each dimension as a small code, and the
+/// dictionaries that turn codes back into names.
+///
+/// Rows are stable: a roster change updates a learner's row in place and gives new learners
+/// rows at the end (see the engine's `roster_sync`), so the state kept per row stays valid.
+/// Dictionaries are in the store's order (by key), which is the order of rows in answers.
 #[derive(Debug, Clone, Default)]
 pub struct Roster {
-    /// Learner ids, sorted; a learner's position is its row.
+    /// Learner ids; a learner's position is its row. Sorted when the roster is read whole;
+    /// learners added later follow.
     pub ids: Vec<Box<str>>,
+    /// Rows ordered by learner id, for lookups.
+    pub by_id: Vec<u32>,
     /// Per row: index into `institutions`.
     pub institution: Vec<u32>,
     /// Per row: index into `disciplines`.
@@ -71,16 +78,6 @@ impl Roster {
         plans: &[TrackPlan],
     ) -> Self {
         learners.sort_by(|a, b| a.learner_id.cmp(&b.learner_id));
-        let index = |names: Vec<&str>| -> HashMap<String, u32> {
-            names
-                .into_iter()
-                .enumerate()
-                .map(|(i, n)| (n.to_owned(), i as u32))
-                .collect()
-        };
-        let institution_index = index(institutions.iter().map(|i| i.hec_id.as_str()).collect());
-        let discipline_index = index(disciplines.iter().map(String::as_str).collect());
-        let cohort_index = index(cohorts.iter().map(|c| c.cohort_id.as_str()).collect());
         let mut roster = Roster {
             required_courses: Track::ALL
                 .iter()
@@ -112,37 +109,163 @@ impl Roster {
                 .collect(),
             ..Roster::default()
         };
-        for learner in learners {
-            let (Some(&institution), Some(&discipline), Some(&cohort)) = (
-                institution_index.get(&learner.institution),
-                discipline_index.get(&learner.discipline),
-                cohort_index.get(&learner.cohort),
-            ) else {
-                continue;
-            };
-            roster.ids.push(learner.learner_id.into_boxed_str());
-            roster.institution.push(institution);
-            roster.discipline.push(discipline);
-            roster.cohort.push(cohort);
-            roster
-                .track
-                .push(code_of(nigrani_domain::Track::ALL, learner.track));
-            roster
-                .role
-                .push(code_of(nigrani_domain::Role::ALL, learner.role));
-            roster.gender.push(match learner.gender {
-                Some(g) => code_of(nigrani_domain::Gender::ALL, g),
-                None => nigrani_domain::Gender::ALL.len() as u32,
-            });
+        roster.set_reference(institutions, disciplines, cohorts);
+        let codes = roster.codes();
+        for learner in &learners {
+            if let Some(learner_codes) = codes.of(learner) {
+                roster.push(&learner.learner_id, learner_codes);
+            }
         }
-        roster.institutions = institutions;
-        roster.disciplines = disciplines;
-        roster.cohort_starts = cohorts
+        roster.by_id = (0..roster.len() as u32).collect();
+        roster
+    }
+
+    fn set_reference(
+        &mut self,
+        institutions: Vec<Institution>,
+        disciplines: Vec<String>,
+        cohorts: Vec<Cohort>,
+    ) {
+        self.institutions = institutions;
+        self.disciplines = disciplines;
+        self.cohort_starts = cohorts
             .iter()
             .map(|c| crate::period::day_start_micros(c.starts_on))
             .collect();
-        roster.cohorts = cohorts;
-        roster
+        self.cohorts = cohorts;
+    }
+
+    /// Replaces the dictionaries (institutions, disciplines, cohorts) with the store's current
+    /// ones and recodes every row. Returns false, changing nothing, when a row's institution,
+    /// discipline or cohort is gone from them (the store's foreign keys prevent it).
+    pub fn replace_reference(
+        &mut self,
+        institutions: Vec<Institution>,
+        disciplines: Vec<String>,
+        cohorts: Vec<Cohort>,
+    ) -> bool {
+        fn recode(old: &[&str], new: &HashMap<&str, u32>) -> Option<Vec<u32>> {
+            old.iter().map(|key| new.get(key).copied()).collect()
+        }
+        let institution = recode(
+            &self
+                .institutions
+                .iter()
+                .map(|i| i.hec_id.as_str())
+                .collect::<Vec<_>>(),
+            &key_index(institutions.iter().map(|i| i.hec_id.as_str())),
+        );
+        let discipline = recode(
+            &self
+                .disciplines
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            &key_index(disciplines.iter().map(String::as_str)),
+        );
+        let cohort = recode(
+            &self
+                .cohorts
+                .iter()
+                .map(|c| c.cohort_id.as_str())
+                .collect::<Vec<_>>(),
+            &key_index(cohorts.iter().map(|c| c.cohort_id.as_str())),
+        );
+        let (Some(institution), Some(discipline), Some(cohort)) = (institution, discipline, cohort)
+        else {
+            return false;
+        };
+        let remap = |codes: &mut Vec<u32>, map: &[u32]| {
+            for code in codes.iter_mut() {
+                *code = map[*code as usize];
+            }
+        };
+        remap(&mut self.institution, &institution);
+        remap(&mut self.discipline, &discipline);
+        remap(&mut self.cohort, &cohort);
+        self.set_reference(institutions, disciplines, cohorts);
+        true
+    }
+
+    /// The codes of the roster's dictionaries, to code learners with.
+    pub fn codes(&self) -> Codes {
+        Codes {
+            institution: key_index(self.institutions.iter().map(|i| i.hec_id.as_str()))
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            discipline: key_index(self.disciplines.iter().map(String::as_str))
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            cohort: key_index(self.cohorts.iter().map(|c| c.cohort_id.as_str()))
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        }
+    }
+
+    fn push(&mut self, learner_id: &str, codes: LearnerCodes) {
+        self.ids.push(learner_id.into());
+        self.write(self.ids.len() - 1, codes);
+    }
+
+    /// Sets a row's codes; a row one past the end is added.
+    fn write(&mut self, row: usize, codes: LearnerCodes) {
+        let columns = [
+            (&mut self.institution, codes.institution),
+            (&mut self.discipline, codes.discipline),
+            (&mut self.cohort, codes.cohort),
+            (&mut self.track, codes.track),
+            (&mut self.role, codes.role),
+            (&mut self.gender, codes.gender),
+        ];
+        for (column, code) in columns {
+            if row == column.len() {
+                column.push(code);
+            } else {
+                column[row] = code;
+            }
+        }
+    }
+
+    /// Adds or updates learners (already coded, ids distinct), keeping rows stable: a learner on the roster
+    /// keeps its row, new learners get rows at the end. Returns each learner's row.
+    pub fn upsert(&mut self, learners: &[(&str, LearnerCodes)]) -> Vec<u32> {
+        let mut rows = Vec::with_capacity(learners.len());
+        let mut added: Vec<u32> = Vec::new();
+        for (learner_id, codes) in learners {
+            match self.row(learner_id) {
+                Some(row) => {
+                    self.write(row, *codes);
+                    rows.push(row as u32);
+                }
+                None => {
+                    self.push(learner_id, *codes);
+                    let row = (self.len() - 1) as u32;
+                    added.push(row);
+                    rows.push(row);
+                }
+            }
+        }
+        if !added.is_empty() {
+            added.sort_by(|a, b| self.ids[*a as usize].cmp(&self.ids[*b as usize]));
+            let mut merged = Vec::with_capacity(self.by_id.len() + added.len());
+            let (mut old, mut new) = (self.by_id.iter().peekable(), added.iter().peekable());
+            while let (Some(&&a), Some(&&b)) = (old.peek(), new.peek()) {
+                if self.ids[a as usize] <= self.ids[b as usize] {
+                    merged.push(a);
+                    old.next();
+                } else {
+                    merged.push(b);
+                    new.next();
+                }
+            }
+            merged.extend(old);
+            merged.extend(new);
+            self.by_id = merged;
+        }
+        rows
     }
 
     /// Learners on the roster.
@@ -157,7 +280,10 @@ impl Roster {
 
     /// The row of a learner id.
     pub fn row(&self, learner_id: &str) -> Option<usize> {
-        self.ids.binary_search_by(|id| (**id).cmp(learner_id)).ok()
+        self.by_id
+            .binary_search_by(|&row| (*self.ids[row as usize]).cmp(learner_id))
+            .ok()
+            .map(|i| self.by_id[i] as usize)
     }
 
     /// The track of a row.
@@ -179,7 +305,7 @@ impl Roster {
             .iter()
             .map(|id| id.len() + std::mem::size_of::<Box<str>>())
             .sum::<usize>()
-            + 6 * 4 * self.len()
+            + 7 * 4 * self.len()
     }
 
     /// Most required courses of any track: the stride of per-course state.
@@ -189,6 +315,47 @@ impl Roster {
             .map(Vec::len)
             .max()
             .unwrap_or(0)
+    }
+}
+
+/// Keys to their positions.
+fn key_index<'a>(keys: impl Iterator<Item = &'a str>) -> HashMap<&'a str, u32> {
+    keys.enumerate().map(|(i, key)| (key, i as u32)).collect()
+}
+
+/// A learner's code in each dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnerCodes {
+    pub institution: u32,
+    pub discipline: u32,
+    pub cohort: u32,
+    pub track: u32,
+    pub role: u32,
+    pub gender: u32,
+}
+
+/// The codes of a roster's dictionaries.
+pub struct Codes {
+    institution: HashMap<String, u32>,
+    discipline: HashMap<String, u32>,
+    cohort: HashMap<String, u32>,
+}
+
+impl Codes {
+    /// A learner's codes; `None` when it names an institution, discipline or cohort the
+    /// dictionaries do not hold.
+    pub fn of(&self, learner: &Learner) -> Option<LearnerCodes> {
+        Some(LearnerCodes {
+            institution: *self.institution.get(&learner.institution)?,
+            discipline: *self.discipline.get(&learner.discipline)?,
+            cohort: *self.cohort.get(&learner.cohort)?,
+            track: code_of(nigrani_domain::Track::ALL, learner.track),
+            role: code_of(nigrani_domain::Role::ALL, learner.role),
+            gender: match learner.gender {
+                Some(g) => code_of(nigrani_domain::Gender::ALL, g),
+                None => nigrani_domain::Gender::ALL.len() as u32,
+            },
+        })
     }
 }
 
@@ -297,6 +464,24 @@ impl States {
             latest_event: NOT_YET,
             held_until: NEVER,
         }
+    }
+
+    /// Gives rows to learners added to the roster since (empty states).
+    pub fn grow_to(&mut self, rows: usize) {
+        if rows <= self.learners.len() {
+            return;
+        }
+        self.learners.resize(rows, LearnerState::default());
+        self.courses
+            .resize(rows * self.slots, CourseState::default());
+        self.activity_days.resize(rows * self.day_words, 0);
+    }
+
+    /// Forgets what a row's events added up to, before they are applied again.
+    pub fn reset_row(&mut self, row: usize) {
+        self.learners[row] = LearnerState::default();
+        self.courses[row * self.slots..(row + 1) * self.slots].fill(CourseState::default());
+        self.activity_days[row * self.day_words..(row + 1) * self.day_words].fill(0);
     }
 
     /// Turns a stored event into an effect for the row's learner.

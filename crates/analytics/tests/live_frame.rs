@@ -1,5 +1,5 @@
-//! The frame and cells kept current batch by batch, and a state resumed from the checkpoint, must
-//! equal those built from scratch.
+//! The frame and cells kept current batch by batch, a state resumed from the checkpoint, and
+//! roster changes taken in without a rebuild must equal those built from scratch.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use nigrani_analytics::Engine;
-use nigrani_ingest::demo::{self, DemoConfig, Generator};
+use nigrani_analytics::engine::Snapshot;
+use nigrani_domain::{Learner, LearnerRef, Province};
+use nigrani_ingest::demo::{self, DemoConfig, DemoLearner, Generator};
 use nigrani_ingest::{Ingestor, Limits};
 use nigrani_store::{Store, StoreConfig};
 use polars::prelude::*;
@@ -28,6 +30,19 @@ async fn demo_store(
     learners: usize,
     seed: u64,
 ) -> (Arc<dyn Store>, Vec<serde_json::Value>) {
+    let (store, learners) = demo_program(dir, learners, seed).await;
+    demo::store_roster(&store, &learners).await.unwrap();
+    let events = learners.into_iter().flat_map(|l| l.events).collect();
+    (store, events)
+}
+
+/// A SQLite store with a demo program's reference data and cohorts; returns its learners, not
+/// yet stored.
+async fn demo_program(
+    dir: &std::path::Path,
+    learners: usize,
+    seed: u64,
+) -> (Arc<dyn Store>, Vec<DemoLearner>) {
     let config = StoreConfig {
         data_dir: dir.to_owned(),
         database_url: None,
@@ -48,10 +63,8 @@ async fn demo_store(
     )
     .await
     .unwrap();
-    let learners: Vec<_> = (0..learners).map(|i| generator.learner(i)).collect();
-    demo::store_roster(&store, &learners).await.unwrap();
-    let events = learners.into_iter().flat_map(|l| l.events).collect();
-    (store, events)
+    let learners = (0..learners).map(|i| generator.learner(i)).collect();
+    (store, learners)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,26 +176,176 @@ async fn incremental_frame_and_cells_equal_a_rebuild() {
         "the frame kept current differs from a rebuild"
     );
 
-    let (live_cells, rebuilt_cells) = (sorted(&live.cells), sorted(&rebuilt.cells));
-    assert_eq!(live_cells.height(), rebuilt_cells.height());
-    assert!(live_cells.height() > 100);
-    // And both equal polars' own grouping of the frame (sums of floats to rounding).
-    let grouped =
-        sorted(&nigrani_analytics::query::cells(&rebuilt.frame, rebuilt.held_until).unwrap());
-    for other in [&rebuilt_cells, &grouped] {
-        for column in live_cells.columns() {
-            let name = column.name().as_str();
-            let theirs = other.column(name).unwrap();
-            if column.dtype() == &DataType::Float64 {
-                let (a, b) = (column.f64().unwrap(), theirs.f64().unwrap());
-                for i in 0..a.len() {
-                    let (x, y) = (a.get(i).unwrap(), b.get(i).unwrap());
-                    assert!((x - y).abs() < 1e-9, "{name}: {x} ≠ {y}");
-                }
-            } else {
-                let theirs = theirs.cast(column.dtype()).unwrap();
-                assert!(column.equals_missing(&theirs), "cells differ in {name}");
+    assert_cells_equal(&live.cells, &rebuilt.cells, "batches");
+    assert!(live.cells.height() > 100);
+    // And both equal polars' own grouping of the frame.
+    let grouped = nigrani_analytics::query::cells(&rebuilt.frame, rebuilt.held_until).unwrap();
+    assert_cells_equal(&live.cells, &grouped, "polars' grouping");
+}
+
+/// Two groupings into cells hold the same cells with the same sums (of floats, to rounding:
+/// members are added in another order).
+fn assert_cells_equal(ours: &DataFrame, theirs: &DataFrame, step: &str) {
+    let (ours, theirs) = (sorted(ours), sorted(theirs));
+    assert_eq!(ours.height(), theirs.height(), "{step}: cells");
+    for column in ours.columns() {
+        let name = column.name().as_str();
+        let other = theirs.column(name).unwrap();
+        if column.dtype() == &DataType::Float64 {
+            let (a, b) = (column.f64().unwrap(), other.f64().unwrap());
+            for i in 0..a.len() {
+                let (x, y) = (a.get(i).unwrap(), b.get(i).unwrap());
+                assert!((x - y).abs() < 1e-9, "{step}: {name}: {x} ≠ {y}");
             }
+        } else {
+            let other = other.cast(column.dtype()).unwrap();
+            assert!(
+                column.equals_missing(&other),
+                "{step}: cells differ in {name}"
+            );
         }
     }
+}
+
+/// The engine's live state equals one built from the store now: the same learners, the same
+/// figures per learner, the same cells and the same member lists.
+async fn assert_equals_a_rebuild(engine: &Engine, store: &Arc<dyn Store>, step: &str) {
+    let live = engine.snapshot();
+    let rebuilt = Engine::start(Arc::clone(store)).await.unwrap().snapshot();
+    assert_eq!(live.last_seq, rebuilt.last_seq, "{step}");
+    let ids = |s: &Snapshot| -> Vec<Box<str>> {
+        s.roster
+            .by_id
+            .iter()
+            .map(|&row| s.roster.ids[row as usize].clone())
+            .collect()
+    };
+    assert_eq!(ids(&live), ids(&rebuilt), "{step}: learners");
+    assert_eq!(
+        live.roster.cohorts, rebuilt.roster.cohorts,
+        "{step}: cohorts"
+    );
+    assert_eq!(
+        live.roster.institutions, rebuilt.roster.institutions,
+        "{step}: institutions"
+    );
+    let in_id_order = |s: &Snapshot| {
+        let rows = IdxCa::from_vec(PlSmallStr::EMPTY, s.roster.by_id.clone());
+        s.frame.take(&rows).unwrap()
+    };
+    assert!(
+        in_id_order(&live).equals_missing(&in_id_order(&rebuilt)),
+        "{step}: the frame differs from a rebuild"
+    );
+    assert_cells_equal(&live.cells, &rebuilt.cells, step);
+    let fresh = Engine::start(Arc::clone(store)).await.unwrap();
+    for cohort in &rebuilt.roster.cohorts {
+        assert_eq!(
+            engine.cohort_members(&cohort.cohort_id),
+            fresh.cohort_members(&cohort.cohort_id),
+            "{step}: members of {}",
+            cohort.cohort_id
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_changes_taken_in_without_a_rebuild_equal_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, learners) = demo_program(dir.path(), 1_200, 11).await;
+    let rows: Vec<Learner> = learners.iter().filter_map(|l| l.roster.clone()).collect();
+    let (first, later) = rows.split_at(rows.len() * 3 / 4);
+    store.upsert_learners(first).await.unwrap();
+    let events: Vec<_> = learners.iter().flat_map(|l| l.events.clone()).collect();
+    let ingestor = Ingestor::new(Arc::clone(&store), Limits::default());
+    demo::ingest_events(&ingestor, &events, 5_000)
+        .await
+        .unwrap();
+    let engine = Engine::start(Arc::clone(&store)).await.unwrap();
+    let incremental = |refresh: nigrani_analytics::engine::Refresh, step: &str| {
+        assert!(!refresh.rebuilt, "{step}: rebuilt");
+        assert!(refresh.roster_learners > 0, "{step}: nothing taken in");
+    };
+
+    // New learners whose events were stored before them (unmatched until now).
+    store.upsert_learners(later).await.unwrap();
+    let refresh = engine.refresh().await.unwrap();
+    incremental(refresh, "added");
+    assert_eq!(refresh.roster_learners, later.len());
+    assert_equals_a_rebuild(&engine, &store, "learners added").await;
+
+    // Learners left off the demo roster get rows: their unmatched events are attributed.
+    let template = &first[0];
+    let off_roster: Vec<Learner> = learners
+        .iter()
+        .filter(|l| l.roster.is_none() && !l.events.is_empty())
+        .take(30)
+        .enumerate()
+        .map(|(i, l)| Learner {
+            learner_id: format!("late-{i:03}"),
+            identities: vec![LearnerRef::parse(l.events[0]["learner"].as_str().unwrap()).unwrap()],
+            ..template.clone()
+        })
+        .collect();
+    assert!(!off_roster.is_empty());
+    store.upsert_learners(&off_roster).await.unwrap();
+    incremental(engine.refresh().await.unwrap(), "attributed");
+    assert_equals_a_rebuild(&engine, &store, "unmatched events attributed").await;
+
+    // Moves: another institution and discipline; another track (with a cohort of it).
+    let other_track = rows.iter().find(|l| l.track != template.track).unwrap();
+    let moved: Vec<Learner> = rows
+        .iter()
+        .step_by(17)
+        .enumerate()
+        .map(|(i, l)| {
+            let mut l = l.clone();
+            if i % 3 == 0 {
+                l.track = other_track.track;
+                l.cohort = other_track.cohort.clone();
+            } else {
+                l.institution = rows[i * 7 % rows.len()].institution.clone();
+                l.discipline = rows[i * 11 % rows.len()].discipline.clone();
+            }
+            l
+        })
+        .collect();
+    store.upsert_learners(&moved).await.unwrap();
+    // An identity moves: one learner's identities go to another, who keeps its own too.
+    let (giver, taker) = (&rows[3], &rows[4]);
+    let mut taken = taker.clone();
+    taken.identities.extend(giver.identities.iter().cloned());
+    store.upsert_learners(&[taken]).await.unwrap();
+    incremental(engine.refresh().await.unwrap(), "moved");
+    assert_equals_a_rebuild(&engine, &store, "learners moved, an identity moved").await;
+
+    // Reference data: an institution changes province, a cohort starts later, new entries.
+    let mut institutions = store.institutions().await.unwrap();
+    let used = institutions
+        .iter_mut()
+        .find(|i| i.hec_id == template.institution)
+        .unwrap();
+    used.province = *Province::ALL.iter().find(|p| **p != used.province).unwrap();
+    let mut added = used.clone();
+    added.hec_id = "PK-ZZ-999".into();
+    let changed = vec![used.clone(), added];
+    store.upsert_institutions(&changed).await.unwrap();
+    let mut cohort = store
+        .cohorts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.cohort_id == template.cohort)
+        .unwrap();
+    cohort.starts_on += chrono::Duration::days(20);
+    store.upsert_cohorts(&[cohort]).await.unwrap();
+    let refresh = engine.refresh().await.unwrap();
+    assert!(!refresh.rebuilt, "reference data rebuilt");
+    assert_equals_a_rebuild(&engine, &store, "reference data changed").await;
+
+    // A track plan changes what every course slot means: that one rebuilds.
+    let plans = store.track_plans().await.unwrap();
+    store.upsert_track_plans(&plans).await.unwrap();
+    assert!(engine.refresh().await.unwrap().rebuilt);
+    assert_equals_a_rebuild(&engine, &store, "after the rebuild").await;
 }

@@ -1,0 +1,95 @@
+//! Roster changes taken into the live state without reading the whole roster again.
+//!
+//! Enrolling a cohort is routine, and reading a million learners and replaying every event
+//! takes about a minute, during which the figures stand still. The store logs what each roster
+//! change touched ([`nigrani_store::RosterLogEntry`]); the engine reads the log since its
+//! version and changes only that:
+//!
+//! - **learners** added, moved (institution, discipline, cohort, role, gender), given another
+//!   track, or given or losing identities: their rows are written (new learners get rows at the
+//!   end) and their state is read again from their own events — the learners an identity moved
+//!   away from too, so events are never counted twice;
+//! - **institutions, disciplines, cohorts**: the dictionaries are read again (they are small)
+//!   and every row recoded; the learner state stays, and the frame and cells are regrouped from
+//!   it, since a province, sector or cohort start can move every member;
+//! - **track plans** change what every course slot of the state means: that one rebuilds, as
+//!   does a log that no longer reaches back to the engine's version.
+//!
+//! Each step is idempotent (rows are written, and a learner's state is replaced, not added to),
+//! so a change committed while the delta is read is simply applied again at the next refresh.
+
+use std::collections::BTreeSet;
+
+use nigrani_domain::{Cohort, Institution, Learner};
+use nigrani_store::{FeedEvent, RosterPart, Store};
+
+use crate::error::AnalyticsError;
+
+/// What changed on the roster since a version, read from the store.
+pub(crate) struct RosterDelta {
+    /// The version the delta brings the roster to.
+    pub(crate) version: i64,
+    /// The dictionaries, when any of them changed.
+    pub(crate) reference: Option<Reference>,
+    /// The changed learners as the store holds them now, by id.
+    pub(crate) learners: Vec<Learner>,
+    /// Every event of the changed learners up to the engine's feed position.
+    pub(crate) events: Vec<FeedEvent>,
+}
+
+/// The roster's dictionaries as the store holds them.
+pub(crate) struct Reference {
+    pub(crate) institutions: Vec<Institution>,
+    pub(crate) disciplines: Vec<String>,
+    pub(crate) cohorts: Vec<Cohort>,
+}
+
+/// Learners read per store call.
+const LEARNERS_PER_READ: usize = 5_000;
+
+/// Reads what changed after `version`, with the changed learners' events up to `last_seq`;
+/// `None` when only a rebuild can apply it (track plans changed, or the log no longer reaches
+/// back to `version`).
+pub(crate) async fn read_delta(
+    store: &dyn Store,
+    version: i64,
+    last_seq: i64,
+) -> Result<Option<RosterDelta>, AnalyticsError> {
+    let Some(log) = store.roster_log_after(version).await? else {
+        return Ok(None);
+    };
+    let Some(latest) = log.last().map(|entry| entry.version) else {
+        return Ok(None);
+    };
+    if log.iter().any(|entry| entry.part == RosterPart::TrackPlans) {
+        return Ok(None);
+    }
+    let reference = if log.iter().any(|entry| entry.part != RosterPart::Learners) {
+        Some(Reference {
+            institutions: store.institutions().await?,
+            disciplines: store
+                .disciplines()
+                .await?
+                .into_iter()
+                .map(|d| d.code)
+                .collect(),
+            cohorts: store.cohorts().await?,
+        })
+    } else {
+        None
+    };
+    let changed: BTreeSet<&String> = log.iter().flat_map(|entry| &entry.learner_ids).collect();
+    let changed: Vec<String> = changed.into_iter().cloned().collect();
+    let mut learners = Vec::with_capacity(changed.len());
+    let mut events = Vec::new();
+    for ids in changed.chunks(LEARNERS_PER_READ) {
+        learners.extend(store.learners_by_id(ids).await?);
+        events.extend(store.feed_of_learners(ids, last_seq).await?);
+    }
+    Ok(Some(RosterDelta {
+        version: latest,
+        reference,
+        learners,
+        events,
+    }))
+}
