@@ -4,8 +4,9 @@
 //! At start it reads the roster and replays every event. Then [`Engine::refresh`] (run every few
 //! hundred milliseconds by [`Engine::spawn_follower`]) applies only the events committed since —
 //! touching only the learners they concern — and publishes a new learner frame. A change to the
-//! roster (a new learner, an identity, a cohort) rebuilds the state from the store, because it can
-//! attribute old events anew. Queries as of a moment before the latest event replay the events up
+//! roster (a new learner, a move, an identity, a cohort or institution) is read from the store's
+//! roster log and applied to the learners it names ([`crate::roster_sync`]); only a change of
+//! track plans, or a log that no longer reaches back, rebuilds the state from the store. Queries as of a moment before the latest event replay the events up
 //! to that moment instead of using the snapshot.
 //!
 //! The live state is *as of now*. Ingest accepts events dated up to a day ahead (platforms'
@@ -161,6 +162,7 @@ pub struct Engine {
     /// Refreshes done, and how long the last one took (microseconds), for monitoring.
     refreshes: std::sync::atomic::AtomicU64,
     last_refresh_micros: std::sync::atomic::AtomicU64,
+    rebuilds: std::sync::atomic::AtomicU64,
     published: RwLock<Arc<Snapshot>>,
     /// The latest answer per breakdown query ([`Answers`]).
     breakdowns: Answers<BreakdownQuery, Breakdown>,
@@ -252,6 +254,7 @@ impl Engine {
         Ok(Arc::new(Self {
             store,
             refreshes: std::sync::atomic::AtomicU64::new(0),
+            rebuilds: std::sync::atomic::AtomicU64::new(0),
             last_refresh_micros: std::sync::atomic::AtomicU64::new(0),
             published: RwLock::new(Arc::new(snapshot)),
             breakdowns: Answers::new(max_staleness, computations.clone()),
@@ -282,6 +285,10 @@ impl Engine {
     pub async fn refresh(&self) -> Result<Refresh, AnalyticsError> {
         let started = Instant::now();
         let outcome = self.refresh_inner().await;
+        if matches!(outcome, Ok(Refresh { rebuilt: true, .. })) {
+            self.rebuilds
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.refreshes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.last_refresh_micros.store(
@@ -289,6 +296,12 @@ impl Engine {
             std::sync::atomic::Ordering::Relaxed,
         );
         outcome
+    }
+
+    /// Refreshes that rebuilt the state from the store (a track plan changed, or the roster
+    /// log no longer reached back), since start.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Refreshes done so far, and how long the last one took.
@@ -710,8 +723,8 @@ fn apply_page(
 ) -> Vec<u32> {
     let mut touched = Vec::with_capacity(page.len());
     for event in page {
-        // Events of learners the roster does not know yet wait in the store; a roster change
-        // rebuilds the state and picks them up.
+        // Events of learners the roster does not know yet wait in the store; the roster change
+        // that names their learner reads them then.
         let Some(row) = event.learner_id.as_deref().and_then(|id| roster.row(id)) else {
             continue;
         };

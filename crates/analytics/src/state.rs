@@ -429,7 +429,7 @@ impl Default for CourseState {
 }
 
 /// The state of every learner on a roster. Events of learners the roster does not know are not
-/// here: when the roster changes, the engine rebuilds the state from the store, where the
+/// here: when the roster learns them, the engine reads their events from the store, where the
 /// roster's identities attribute them.
 #[derive(Debug, Clone, Default)]
 pub struct States {

@@ -14,6 +14,10 @@
 //!    DuckDB over the same events exported to Parquet (`duckdb_groupbys.py` in this crate).
 //! 5. Freshness: events written at `--rate` per second while the engine follows the change feed;
 //!    the time from acknowledgement to visible in a query, p50/p99.
+//! 6. Roster change: `--roster-upsert` learners upserted while the engine follows — half of them
+//!    moved to another institution, half new, each new one with events stored before it was on
+//!    the roster — and the time from the upsert's commit to visible in the published state,
+//!    without a rebuild; against the time of a rebuild of the same store, in the same run.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -64,6 +68,12 @@ pub(crate) struct AnalyticsArgs {
     /// Seconds the freshness run lasts.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Learners in each roster upsert of the roster-change run.
+    #[arg(long, default_value_t = 10_000)]
+    roster_upsert: usize,
+    /// Roster upserts measured.
+    #[arg(long, default_value_t = 3)]
+    roster_runs: usize,
     /// Python with the `duckdb` package, for the peer (skipped when it cannot import duckdb).
     #[arg(long, default_value = "python3")]
     python: String,
@@ -242,6 +252,134 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
     let cold_engine = Engine::start_with(Arc::clone(&store), options()).await?;
 
     freshness(&store, &cold_engine, &args).await?;
+    roster_change(&store, &cold_engine, &args).await?;
+    Ok(())
+}
+
+/// Upserts learners while the engine follows, and times how long until the state shows them.
+async fn roster_change(
+    store: &Arc<dyn Store>,
+    engine: &Arc<Engine>,
+    args: &AnalyticsArgs,
+) -> anyhow::Result<()> {
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    engine.spawn_follower(Duration::from_millis(250), &tasks, stopping.clone());
+    let institutions = store.institutions().await?;
+    ensure!(institutions.len() > 1, "the program needs two institutions");
+    let moved = args.roster_upsert / 2;
+    let added = args.roster_upsert - moved;
+    // Existing learners, a different slice each run, are moved to another institution.
+    let mut existing: Vec<nigrani_domain::Learner> = Vec::new();
+    while existing.len() < moved * args.roster_runs {
+        let page = store
+            .learners(nigrani_store::Page {
+                after: existing.last().map(|l| l.learner_id.clone()),
+                limit: 10_000,
+            })
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        existing.extend(page);
+    }
+    let mut visible_ms = Vec::new();
+    let rebuilds_before = engine.rebuilds();
+    for run in 0..args.roster_runs {
+        let slice = existing.iter().skip(run * moved).take(moved).cloned();
+        let mut rows: Vec<nigrani_domain::Learner> = slice
+            .map(|mut l| {
+                let other = institutions
+                    .iter()
+                    .find(|i| i.hec_id != l.institution)
+                    .map(|i| i.hec_id.clone());
+                if let Some(other) = other {
+                    l.institution = other;
+                }
+                l
+            })
+            .collect();
+        // New learners, each with three events stored before it is on the roster.
+        let template = rows.first().cloned().context("no learners to move")?;
+        let tag = format!("{}-{run}", std::process::id());
+        let mut unmatched = Vec::with_capacity(added * 3);
+        for i in 0..added {
+            let learner = LearnerRef::parse(&format!("bench:new-{tag}-{i}"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for k in 0..3 {
+                unmatched.push(fresh_event(
+                    (run * added * 3 + i * 3 + k) as u64,
+                    learner.clone(),
+                    k,
+                ));
+            }
+            rows.push(nigrani_domain::Learner {
+                learner_id: format!("bench-new-{tag}-{i:06}"),
+                identities: vec![learner],
+                ..template.clone()
+            });
+        }
+        for chunk in unmatched.chunks(5_000) {
+            store.write_batch(chunk, &[], Utc::now()).await?;
+        }
+        // Let the follower take in the events first: what is timed is the roster change.
+        let written = store.stats().await?.last_seq;
+        while engine.snapshot().last_seq < written {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let learners_before = engine.snapshot().roster.len();
+        let (refreshes_before, _) = engine.refresh_stats();
+        for chunk in rows.chunks(roster::CHUNK_ROWS) {
+            store.upsert_learners(chunk).await?;
+        }
+        let committed = Instant::now();
+        let version = store.roster_version().await?;
+        let snapshot = loop {
+            let snapshot = engine.snapshot();
+            if snapshot.roster.len() >= learners_before + added {
+                break snapshot;
+            }
+            ensure!(
+                committed.elapsed() < Duration::from_secs(600),
+                "the roster change did not show within 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        visible_ms.push(committed.elapsed().as_secs_f64() * 1000.0);
+        ensure!(
+            snapshot.roster.len() == learners_before + added,
+            "expected {added} new learners"
+        );
+        let (refreshes_after, last) = engine.refresh_stats();
+        eprintln!(
+            "  roster run {run}: version {version}, {} refreshes, last took {} ms",
+            refreshes_after - refreshes_before,
+            last.as_millis()
+        );
+    }
+    stopping.cancel();
+    tasks.close();
+    tasks.wait().await;
+    let rebuilds = engine.rebuilds() - rebuilds_before;
+    let started = Instant::now();
+    let rebuilt = Engine::start(Arc::clone(store)).await?;
+    let rebuild_s = started.elapsed().as_secs_f64();
+    drop(rebuilt);
+    let range = |v: &[f64]| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+        (lo, hi)
+    };
+    let (lo, hi) = range(&visible_ms);
+    println!(
+        "roster change at {} learners: upsert of {} ({moved} moved, {added} new with stored          events), commit to visible {lo:.0}–{hi:.0} ms over {} runs (refresh every 250 ms); a          rebuild of the same store takes {rebuild_s:.1} s ({:.3}–{:.3}× of it); {rebuilds}          refreshes looked like rebuilds",
+        engine.snapshot().roster.len(),
+        args.roster_upsert,
+        visible_ms.len(),
+        lo / 1000.0 / rebuild_s,
+        hi / 1000.0 / rebuild_s,
+    );
     Ok(())
 }
 
