@@ -72,7 +72,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 /// Connection test: answers 200 when the key may read figures.
 #[utoipa::path(get, path = "/grafana", tag = "grafana",
     responses((status = 200, description = "The key may read figures", body = Object, example = json!({"status": "ok"})),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn connection_test(_authorized: Authenticated) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
@@ -117,7 +117,7 @@ pub(crate) struct MetricsRequest {
     request_body(content_type = "application/json", content = Object, example = json!({"metric": "completed"})),
     responses((status = 200, description = "Metrics and their payload fields", body = Object,
                example = json!([{"label": "Completed", "value": "completed", "payloads": [{"label": "Format", "name": "format", "type": "select", "options": [{"label": "Time series", "value": "timeseries"}]}]}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn metrics(
     _authorized: Authenticated,
@@ -148,7 +148,7 @@ pub(crate) struct PayloadOptionsRequest {
 #[utoipa::path(post, path = "/grafana/metric-payload-options", tag = "grafana",
     request_body(content_type = "application/json", content = Object, example = json!({"metric": "completed", "payload": {}, "name": "split"})),
     responses((status = 200, description = "The field's options", body = Object, example = json!([{"label": "province", "value": "province"}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn payload_options(
     _authorized: Authenticated,
@@ -278,7 +278,7 @@ fn interval_for(payload: &Value, interval_ms: Option<u64>) -> Result<Interval, A
         {"target": "completed soft", "datapoints": [[120, 1756666800000i64], [180, 1757271600000i64]]},
         {"type": "table", "columns": [{"text": "province", "type": "string"}, {"text": "learners", "type": "number"}, {"text": "completion_rate", "type": "number"}],
          "rows": [["punjab", 512, 0.41]]}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn query(
@@ -457,7 +457,7 @@ pub(crate) struct VariablePayload {
 #[utoipa::path(post, path = "/grafana/variable", tag = "grafana",
     request_body(content_type = "application/json", content = Object, example = json!({"payload": {"target": "province"}})),
     responses((status = 200, description = "The values", body = Object, example = json!([{"__text": "Punjab", "__value": "punjab"}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn variable(
     _authorized: Authenticated,
@@ -490,7 +490,7 @@ pub(crate) async fn variable(
 /// The keys ad-hoc filters take: the dimensions.
 #[utoipa::path(post, path = "/grafana/tag-keys", tag = "grafana",
     responses((status = 200, description = "The dimensions", body = Object, example = json!([{"type": "string", "text": "province"}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn tag_keys(_authorized: Authenticated) -> Result<HttpResponse, ApiError> {
     let list: Vec<Value> = Dimension::ALL
@@ -509,7 +509,7 @@ pub(crate) struct TagValuesRequest {
 #[utoipa::path(post, path = "/grafana/tag-values", tag = "grafana",
     request_body(content_type = "application/json", content = Object, example = json!({"key": "province"})),
     responses((status = 200, description = "The dimension's values", body = Object, example = json!([{"text": "punjab"}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn tag_values(
     _authorized: Authenticated,

@@ -12,7 +12,8 @@
 //!   sender cannot hold a connection.
 //! - [`error`]: [`ApiError`], the one error contract, and the table of codes.
 //! - [`routes`]: the handlers under `/api/v1`, `/healthz` and `/readyz`.
-//! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets).
+//! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets): its query
+//!   parameters, the partner view, rendering and handlers, one module each.
 //! - `summary`: the program at a glance per track, and one cohort in detail.
 //! - `stream`: server-sent events whenever the figures change.
 //! - `grafana`: Grafana's JSON datasource protocol under `/grafana`.

@@ -4,57 +4,11 @@
 //! UI, served from the binary: nothing loads from outside), and `openapi/openapi.json` is the
 //! checked-in copy a test compares against.
 
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, RefOr};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use crate::error::ErrorCode;
-
-/// The error body every 4xx and 5xx answer carries: `{code, message, details}`.
-pub struct ErrorBody;
-
-impl PartialSchema for ErrorBody {
-    fn schema() -> RefOr<Schema> {
-        let table: String = ErrorCode::ALL
-            .iter()
-            .map(|code| {
-                format!(
-                    "\n- `{}` ({}): {}",
-                    code.as_str(),
-                    code.status(),
-                    code.meaning()
-                )
-            })
-            .collect();
-        ObjectBuilder::new()
-            .description(Some(
-                "Every error answer. `code` is stable and machine-readable; `message` is for \
-                 people; `details` adds structure where there is some (e.g. invalid rows).",
-            ))
-            .property(
-                "code",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
-                    .description(Some(format!("The error's code:{table}"))),
-            )
-            .required("code")
-            .property(
-                "message",
-                ObjectBuilder::new().schema_type(Type::String),
-            )
-            .required("message")
-            .property("details", ObjectBuilder::new())
-            .examples([serde_json::json!({
-                "code": "invalid_query",
-                "message": "unknown dimension `provence`; expected one of: province, institution, sector, discipline, track, cohort, gender, role"
-            })])
-            .into()
-    }
-}
-
-impl ToSchema for ErrorBody {}
+use crate::error::ErrorBody;
 
 /// Adds the API-key security schemes.
 struct Security;
@@ -108,10 +62,10 @@ impl Modify for Security {
         crate::routes::list_roster,
         crate::summary::summary,
         crate::summary::cohort,
-        crate::figures::breakdown,
-        crate::figures::timeseries,
-        crate::figures::funnel,
-        crate::figures::targets,
+        crate::figures::handlers::breakdown,
+        crate::figures::handlers::timeseries,
+        crate::figures::handlers::funnel,
+        crate::figures::handlers::targets,
         crate::stream::stream,
         crate::grafana::connection_test,
         crate::grafana::metrics,

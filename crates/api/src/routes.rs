@@ -56,10 +56,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/status", web::get().to(status))
             .route("/rejections", web::get().to(list_rejections))
             .route("/audit", web::get().to(list_audit))
-            .route("/breakdown", web::get().to(crate::figures::breakdown))
-            .route("/timeseries", web::get().to(crate::figures::timeseries))
-            .route("/funnel", web::get().to(crate::figures::funnel))
-            .route("/targets", web::get().to(crate::figures::targets))
+            .route(
+                "/breakdown",
+                web::get().to(crate::figures::handlers::breakdown),
+            )
+            .route(
+                "/timeseries",
+                web::get().to(crate::figures::handlers::timeseries),
+            )
+            .route("/funnel", web::get().to(crate::figures::handlers::funnel))
+            .route("/targets", web::get().to(crate::figures::handlers::targets))
             .route("/summary", web::get().to(crate::summary::summary))
             .route("/stream", web::get().to(crate::stream::stream))
             .route(
@@ -74,7 +80,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"}))))]
+    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"})),
+              crate::error::ErrorResponses))]
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
@@ -82,7 +89,8 @@ pub(crate) async fn healthz() -> HttpResponse {
 /// Readiness: the database answers too.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "The database answers", body = Object, example = json!({"status": "ready"})),
-              (status = 503, description = "The database cannot be reached (`store_unavailable`)", body = crate::openapi::ErrorBody)))]
+              (status = 503, description = "The database cannot be reached (`store_unavailable`)", body = crate::error::ErrorBody),
+              crate::error::ErrorResponses))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await?;
@@ -96,7 +104,7 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
                example = json!({"backend": "sqlite", "stats": {"events": 31000, "unmatched_events": 310, "learners": 1000, "rejections": 4},
                                 "unmatched": [{"source": "coursera", "learner_refs": 12, "events": 310}],
                                 "limits": {"max_events": 5000, "max_body_bytes": 10485760}})),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn status(
@@ -127,10 +135,10 @@ pub(crate) async fn status(
     responses((status = 200, description = "One outcome per event, in order: accepted, unmatched, duplicate, conflict, or rejected with a reason. Every outcome is durable.", body = Object,
                example = json!({"counts": {"accepted": 1, "unmatched": 0, "duplicate": 0, "conflict": 0, "rejected": 0},
                                 "results": [{"index": 0, "event_id": "evt-0001", "outcome": "accepted"}]})),
-              (status = 413, description = "Too many events or bytes (`batch_too_large`, `payload_too_large`)", body = crate::openapi::ErrorBody),
-              (status = 415, description = "Not JSON or NDJSON (`unsupported_media_type`)", body = crate::openapi::ErrorBody),
-              (status = 503, description = "The database cannot be reached; nothing was stored (`store_unavailable`)", body = crate::openapi::ErrorBody),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              (status = 413, description = "Too many events or bytes (`batch_too_large`, `payload_too_large`)", body = crate::error::ErrorBody),
+              (status = 415, description = "Not JSON or NDJSON (`unsupported_media_type`)", body = crate::error::ErrorBody),
+              (status = 503, description = "The database cannot be reached; nothing was stored (`store_unavailable`)", body = crate::error::ErrorBody),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(bytes, events))]
 pub(crate) async fn post_events(
@@ -208,8 +216,8 @@ fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
     )),
     responses((status = 200, description = "Rows upserted, and events attributed to learners they made known", body = Object,
                example = json!({"kind": "cohorts", "rows": 1, "attributed_events": 0})),
-              (status = 422, description = "Invalid rows, listed by line in `details`; nothing was written (`invalid_rows`)", body = crate::openapi::ErrorBody),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              (status = 422, description = "Invalid rows, listed by line in `details`; nothing was written (`invalid_rows`)", body = crate::error::ErrorBody),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(_authorized, req, payload, state))]
 pub(crate) async fn upsert_roster(
@@ -298,7 +306,7 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
                  (Object = "application/json", example = json!({"institutions": [{"hec_id": "HEC-0001", "name": "University of the Punjab",
                     "name_ur": "جامعہ پنجاب", "province": "punjab", "city": "Lahore", "sector": "public", "label": "جامعہ پنجاب", "province_label": "پنجاب"}]})),
                  (String = "text/csv"))),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(caller, req, state))]
 pub(crate) async fn list_roster(
@@ -428,7 +436,7 @@ const REJECTION_CHUNK: usize = 100;
                example = json!({"rejections": [{"id": 7, "received_at": "2026-11-30T10:00:00Z", "source": "coursera", "event_id": "evt-9",
                                  "reason": "unknown_kind", "message": "unknown event kind `finished`", "raw": "{}",
                                  "raw_bytes": 2, "raw_sha256": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "raw_truncated": false}], "next_after": 7})),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(_authorized, state))]
 pub(crate) async fn list_rejections(
@@ -474,7 +482,7 @@ pub(crate) async fn list_rejections(
     responses((status = 200, description = "A page of the audit log and the `after` of the next page", body = Object,
                example = json!({"audit": [{"id": 1, "at": "2026-11-30T10:00:00Z", "key_id": "3fa2b1c0", "method": "GET",
                                  "path": "/api/v1/breakdown", "query": "by=province", "status": 200}], "next_after": 1})),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(_authorized, state))]
 pub(crate) async fn list_audit(
@@ -604,7 +612,8 @@ fn matches_tag(tags: &str, etag: &str) -> bool {
 
 /// Prometheus metrics in the text format (no key: scrapers reach it on the private network).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+              crate::error::ErrorResponses))]
 pub(crate) async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -202,7 +202,7 @@ impl Connection {
         (status = 200, description = "A `text/event-stream`: `event: update` messages whose `data` is JSON `{summary, slices: {by, rows}}` and whose `id` is the change-feed position; `: heartbeat` comments every 15 s",
          content_type = "text/event-stream", body = String,
          example = "id: 981234\nevent: update\ndata: {\"summary\":{...},\"slices\":{\"by\":[\"track\",\"province\"],\"rows\":[...]}}\n\n"),
-        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+        crate::error::ErrorResponses,
     ),
     security(("api_key" = []))
 )]

@@ -174,7 +174,7 @@ pub(crate) fn render_summary(
                                    "projected_date": "2027-01-04"}}],
             "program": {"learners": 1400, "enrolled": 1400, "started": 1270, "active_7d": 530,
                         "completed": 480, "certified": 70, "trained": 458}})),
-        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+        crate::error::ErrorResponses,
     ),
     security(("api_key" = []))
 )]
@@ -230,8 +230,8 @@ pub(crate) async fn summary(
                          "started_at": "2026-09-03T08:00:00Z",
                          "completed_at": "2026-10-20T12:30:00Z", "certified_at": null,
                          "last_activity": "2026-10-20T12:30:00Z"}]})),
-        (status = 404, description = "No such cohort", body = crate::openapi::ErrorBody),
-        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such cohort", body = crate::error::ErrorBody),
+        crate::error::ErrorResponses,
     ),
     security(("api_key" = []))
 )]
