@@ -19,6 +19,7 @@
 //! - `grafana`: Grafana's JSON datasource protocol under `/grafana`.
 //! - [`openapi`]: the OpenAPI document (utoipa), served at `/api/openapi.json` and `/api/docs/`.
 //! - [`metrics`]: Prometheus metrics, served at `/metrics`.
+//! - `schema`: documentation-only schemas (shapes of answers, choices of parameters).
 //! - `rendered`: rendered answers kept per request, so that pollers of unchanged figures cost
 //!   next to nothing.
 //!
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod openapi;
 mod rendered;
 pub mod routes;
+pub(crate) mod schema;
 mod stream;
 mod summary;
 

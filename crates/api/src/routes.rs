@@ -128,7 +128,7 @@ pub(crate) async fn status(
 /// in the answer is durable.
 #[utoipa::path(post, path = "/api/v1/events", tag = "ingest",
     request_body(description = "Up to 5,000 events (10 MiB) as a JSON array or NDJSON", content(
-        ("application/json", example = json!([{"event_id": "evt-0001", "source": "coursera", "kind": "course_completed",
+        (EventBatch = "application/json", example = json!([{"event_id": "evt-0001", "source": "coursera", "kind": "course_completed",
             "occurred_at": "2026-11-30T09:15:00+05:00", "learner": {"learner_id": "L000123"}, "course_id": "ai-for-everyone", "progress": 1.0}])),
         ("application/x-ndjson"),
     )),
@@ -189,6 +189,48 @@ pub(crate) async fn post_events(
     Ok(HttpResponse::Ok().json(report))
 }
 
+crate::schema::schema_type! {
+    /// A batch of events as JSON: an array of at least one value (each is checked and answered
+    /// on its own, so anything but an object is answered `rejected`), or one object.
+    EventBatch => utoipa::openapi::schema::OneOfBuilder::new()
+        .item(
+            utoipa::openapi::schema::ArrayBuilder::new()
+                .items(<crate::schema::AnyJson as utoipa::PartialSchema>::schema())
+                .min_items(Some(1)),
+        )
+        .item(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Object),
+        )
+        .description(Some(
+            "Events as a JSON array (each answered on its own: anything but a valid event object \
+             is `rejected`), or one event object",
+        ))
+        .into()
+}
+
+crate::schema::schema_type! {
+    /// Roster rows as JSON: an array of at least one object, of the fields of the kind.
+    RosterRows => utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Object),
+        )
+        .min_items(Some(1))
+        .description(Some("At least one row, each an object of the kind's fields"))
+        .into()
+}
+
+crate::schema::schema_type! {
+    /// `format` of a roster list.
+    ListFormat => crate::schema::choices(["json", "csv", "rows"], false, "`json`, `csv` or `rows`")
+}
+
+crate::schema::schema_type! {
+    /// `lang` of a roster list.
+    ListLang => crate::schema::choices(["en", "ur"], false, "`en` or `ur`")
+}
+
 /// The kinds of roster rows, as the OpenAPI document names them in paths.
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -212,7 +254,7 @@ fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
     params(("kind" = RosterKindParam, Path, description = "institutions, disciplines, tracks, cohorts or learners", example = "cohorts")),
     request_body(description = "Rows as CSV with a header, or a JSON array of objects (up to 64 MiB)", content(
         ("text/csv", example = "cohort_id,name,name_ur,track,starts_on,ends_on,target\nsoft-2026-c1,AI Soft Skills cohort 1,اے آئی سافٹ اسکلز گروپ 1,soft,2026-09-01,2026-12-15,300\n"),
-        ("application/json"),
+        (RosterRows = "application/json"),
     )),
     responses((status = 200, description = "Rows upserted, and events attributed to learners they made known", body = Object,
                example = json!({"kind": "cohorts", "rows": 1, "attributed_events": 0})),
@@ -298,12 +340,12 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 /// Lists roster rows of one kind, as JSON or CSV. Learners come a page at a time.
 #[utoipa::path(get, path = "/api/v1/{kind}", tag = "roster",
     params(("kind" = RosterKindParam, Path, description = "institutions, disciplines, tracks, cohorts or learners (learners: admin and manager keys only)", example = "institutions"),
-           ("format" = Option<String>, Query, description = "`json` (default), `csv` (also with `Accept: text/csv`) or `rows` (the bare array)"),
+           ("format" = Option<ListFormat>, Query, description = "`json` (default), `csv` (also with `Accept: text/csv`) or `rows` (the bare array)"),
            ("after" = Option<String>, Query, description = "Learners only: those whose id sorts after this one"),
-           ("limit" = Option<usize>, Query, description = "Learners only: page size (default 1,000, at most 10,000)"),
-           ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels")),
+           ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "Learners only: page size (default 1,000, at most 10,000)"),
+           ("lang" = Option<ListLang>, Query, description = "`en` or `ur`: add labels")),
     responses((status = 200, description = "The rows", content(
-                 (Object = "application/json", example = json!({"institutions": [{"hec_id": "HEC-0001", "name": "University of the Punjab",
+                 (crate::schema::ObjectOrRows = "application/json", example = json!({"institutions": [{"hec_id": "HEC-0001", "name": "University of the Punjab",
                     "name_ur": "جامعہ پنجاب", "province": "punjab", "city": "Lahore", "sector": "public", "label": "جامعہ پنجاب", "province_label": "پنجاب"}]})),
                  (String = "text/csv"))),
               crate::error::ErrorResponses),
@@ -431,7 +473,7 @@ const REJECTION_CHUNK: usize = 100;
 /// payload (at most 64 KiB of each, with its size and SHA-256).
 #[utoipa::path(get, path = "/api/v1/rejections", tag = "admin",
     params(("after" = Option<i64>, Query, description = "Rejections with an id greater than this one"),
-           ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000); a page also ends once its payloads pass 4 MiB")),
+           ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "Page size (default 1,000, at most 10,000); a page also ends once its payloads pass 4 MiB")),
     responses((status = 200, description = "A page of rejections and the `after` of the next page", body = Object,
                example = json!({"rejections": [{"id": 7, "received_at": "2026-11-30T10:00:00Z", "source": "coursera", "event_id": "evt-9",
                                  "reason": "unknown_kind", "message": "unknown event kind `finished`", "raw": "{}",
@@ -478,7 +520,7 @@ pub(crate) async fn list_rejections(
 /// The audit log of partner requests, oldest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin",
     params(("after" = Option<i64>, Query, description = "Entries with an id greater than this one"),
-           ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000)")),
+           ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "Page size (default 1,000, at most 10,000)")),
     responses((status = 200, description = "A page of the audit log and the `after` of the next page", body = Object,
                example = json!({"audit": [{"id": 1, "at": "2026-11-30T10:00:00Z", "key_id": "3fa2b1c0", "method": "GET",
                                  "path": "/api/v1/breakdown", "query": "by=province", "status": 200}], "next_after": 1})),

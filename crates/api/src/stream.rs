@@ -195,7 +195,7 @@ impl Connection {
     path = "/api/v1/stream",
     tag = "figures",
     params(
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels to the summary"),
+        ("lang" = Option<crate::figures::LangParam>, Query, description = "`en` or `ur`: add labels to the summary"),
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this update: nothing is sent until the data moves past it"),
     ),
     responses(

@@ -160,12 +160,12 @@ pub(crate) fn render_summary(
     path = "/api/v1/summary",
     tag = "figures",
     params(
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels in that language"),
-        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the per-track rows, as a flat array (for Grafana's Infinity datasource)"),
+        ("lang" = Option<crate::figures::LangParam>, Query, description = "`en` or `ur`: add labels in that language"),
+        ("format" = Option<crate::figures::RowsFormat>, Query, description = "`json` (default) or `rows`: only the per-track rows, as a flat array (for Grafana's Infinity datasource)"),
     ),
     responses(
         (status = 200, description = "Figures per track and for the program, as of now",
-         body = Object, example = json!({
+         body = crate::schema::ObjectOrRows, example = json!({
             "as_of": "2026-11-30T10:00:00Z", "data_as_of": "2026-11-30T10:00:03Z", "last_seq": 981234,
             "tracks": [{"track": "soft", "learners": 1012, "enrolled": 1012, "started": 920,
                         "active_7d": 410, "completed": 388, "certified": 0, "trained": 388,
@@ -213,7 +213,7 @@ pub(crate) async fn summary(
     tag = "roster",
     params(
         ("cohort_id" = String, Path, description = "The cohort's id", example = "soft-c1"),
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add the cohort's and track's label"),
+        ("lang" = Option<crate::figures::LangParam>, Query, description = "`en` or `ur`: add the cohort's and track's label"),
     ),
     responses(
         (status = 200, description = "The cohort; `members` only for manager and admin keys",

@@ -12,11 +12,15 @@ use nigrani_analytics::series::SeriesQuery;
 use nigrani_analytics::{BreakdownQuery, Dimension, Metric};
 use serde_json::{Map, Value, json};
 
-use super::params::{DimensionFilters, Params, Range, flat_rows, language, metrics, rounded_now};
+use super::params::{
+    BreakdownFormat, DimensionFilters, DimensionParam, Flag, IntervalParam, LangParam, Params,
+    PeriodParam, Range, RowsFormat, SeriesMetric, flat_rows, language, metrics, rounded_now,
+};
 use super::partner::{partner_count, suppressed, target_json};
 use super::render::{Labels, Lang, breakdown_csv, json_bytes, metric_value, row_figures, to_json};
 use crate::auth::Authenticated;
 use crate::error::ErrorCode;
+use crate::schema::ObjectOrRows;
 use crate::{ApiError, AppState};
 use nigrani_domain::AccessRole::Partner;
 
@@ -31,17 +35,17 @@ use nigrani_domain::AccessRole::Partner;
         ("from" = Option<String>, Query, description = "Count only events from this moment (RFC 3339, or a date: its start in Pakistan)", example = "2026-09-01"),
         ("to" = Option<String>, Query, description = "Figures as of this moment (RFC 3339, or a date: its end in Pakistan); default now"),
         ("as_of" = Option<String>, Query, description = "Same as `to`"),
-        ("period" = Option<String>, Query, description = "A relative range instead of from/to: last_7_days, last_30_days, last_12_weeks, last_12_months, this_fiscal_year, since_start"),
-        ("interval" = Option<String>, Query, description = "With `by=period`: day, week, month (default), quarter or fiscal_year"),
-        ("totals" = Option<bool>, Query, description = "Add a total row and subtotals"),
-        ("format" = Option<String>, Query, description = "`json` (default), `csv` (also with `Accept: text/csv`) or `rows` (a flat JSON array)"),
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels of dimension values and metrics"),
+        ("period" = Option<PeriodParam>, Query, description = "A relative range instead of from/to: last_7_days, last_30_days, last_12_weeks, last_12_months, this_fiscal_year, since_start"),
+        ("interval" = Option<IntervalParam>, Query, description = "With `by=period`: day, week, month (default), quarter or fiscal_year"),
+        ("totals" = Option<Flag>, Query, description = "Add a total row and subtotals"),
+        ("format" = Option<BreakdownFormat>, Query, description = "`json` (default), `csv` (also with `Accept: text/csv`) or `rows` (a flat JSON array)"),
+        ("lang" = Option<LangParam>, Query, description = "`en` or `ur`: add labels of dimension values and metrics"),
         DimensionFilters,
     ),
     responses(
         (status = 200, description = "The groups and their figures; partner keys get small cells as null, listed in `suppressed`",
          content(
-            (Object = "application/json", example = json!({
+            (ObjectOrRows = "application/json", example = json!({
                 "by": ["province", "track"], "metrics": ["enrolled", "completed", "completion_rate"],
                 "from": null, "as_of": "2026-11-30T10:00:00Z", "data_as_of": "2026-11-30T10:00:03Z", "last_seq": 981234,
                 "rows": [{"province": "punjab", "track": "soft", "learners": 412, "enrolled": 412, "completed": 170, "completion_rate": 0.4126}],
@@ -219,20 +223,20 @@ pub(crate) async fn breakdown(
     path = "/api/v1/timeseries",
     tag = "figures",
     params(
-        ("metric" = String, Query, description = "The metric (averages of progress and score are not kept over time)", example = "completed"),
-        ("interval" = Option<String>, Query, description = "day, week (default), month, quarter or fiscal_year"),
-        ("split" = Option<String>, Query, description = "A dimension: one series per value", example = "track"),
-        ("cumulative" = Option<bool>, Query, description = "Each point as of its period's end (true), or what happened within the period (false, default)"),
+        ("metric" = SeriesMetric, Query, description = "The metric (averages of progress and score are not kept over time)", example = "completed"),
+        ("interval" = Option<IntervalParam>, Query, description = "day, week (default), month, quarter or fiscal_year"),
+        ("split" = Option<DimensionParam>, Query, description = "A dimension: one series per value", example = "track"),
+        ("cumulative" = Option<Flag>, Query, description = "Each point as of its period's end (true), or what happened within the period (false, default)"),
         ("from" = Option<String>, Query, description = "First moment (default: the program's start)"),
         ("to" = Option<String>, Query, description = "Last moment (default now)"),
         ("as_of" = Option<String>, Query, description = "Same as `to`"),
-        ("period" = Option<String>, Query, description = "A relative range instead of from/to"),
-        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: a flat array `{period, starts_on, series, value}`"),
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add `labels` of the series keys and the metric's label"),
+        ("period" = Option<PeriodParam>, Query, description = "A relative range instead of from/to"),
+        ("format" = Option<RowsFormat>, Query, description = "`json` (default) or `rows`: a flat array `{period, starts_on, series, value}`"),
+        ("lang" = Option<LangParam>, Query, description = "`en` or `ur`: add `labels` of the series keys and the metric's label"),
         DimensionFilters,
     ),
     responses(
-        (status = 200, description = "The points; a series of one track or cohort carries its target trajectory", body = Object,
+        (status = 200, description = "The points; a series of one track or cohort carries its target trajectory", body = ObjectOrRows,
          example = json!({"from": "2026-09-01T00:00:00Z", "as_of": "2026-11-30T10:00:00Z", "data_as_of": "2026-11-30T10:00:03Z",
             "series": {"metric": "completed", "interval": "week", "cumulative": true, "split": "track",
                        "points": [{"period": "2026-W36", "starts_on": "2026-08-31", "values": {"soft": 12, "hard": 0}}]}})),
@@ -361,12 +365,12 @@ pub(crate) async fn timeseries(
     params(
         ("by" = Option<String>, Query, description = "Dimensions to group by, comma-separated", example = "track"),
         ("as_of" = Option<String>, Query, description = "As of this moment (default now)"),
-        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the rows, as a flat array"),
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add `labels` of each row's keys"),
+        ("format" = Option<RowsFormat>, Query, description = "`json` (default) or `rows`: only the rows, as a flat array"),
+        ("lang" = Option<LangParam>, Query, description = "`en` or `ur`: add `labels` of each row's keys"),
         DimensionFilters,
     ),
     responses(
-        (status = 200, description = "One row per slice", body = Object,
+        (status = 200, description = "One row per slice", body = ObjectOrRows,
          example = json!({"by": ["track"], "as_of": "2026-11-30T10:00:00Z", "rows": [{"keys": ["soft"], "enrolled": 1012, "started": 920,
             "half_way": 610, "completed": 388, "certified": 0, "days_to_complete": {"median": 31.5, "p75": 40.1, "p90": 52.0}}]})),
         crate::error::ErrorResponses,
@@ -452,11 +456,11 @@ pub(crate) async fn funnel(
     path = "/api/v1/targets",
     tag = "figures",
     params(
-        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the targets, as a flat array"),
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add each track's or cohort's `label`"),
+        ("format" = Option<RowsFormat>, Query, description = "`json` (default) or `rows`: only the targets, as a flat array"),
+        ("lang" = Option<LangParam>, Query, description = "`en` or `ur`: add each track's or cohort's `label`"),
     ),
     responses(
-        (status = 200, description = "Every track's and cohort's target status", body = Object,
+        (status = 200, description = "Every track's and cohort's target status", body = ObjectOrRows,
          example = json!({"as_of": "2026-11-30T10:00:00Z", "targets": [{"scope": "track", "id": "hard", "attained": 96, "target": 250,
             "stretch_target": 500, "attainment": 0.384, "pace_per_day": 2.1, "projected_date": "2027-01-12", "projected_stretch_date": "2027-07-16"}]})),
         crate::error::ErrorResponses,

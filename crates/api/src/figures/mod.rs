@@ -9,10 +9,10 @@
 //! The summary, the live stream and the Grafana datasource reuse the first three.
 
 pub(crate) mod handlers;
-mod params;
+pub(crate) mod params;
 mod partner;
 mod render;
 
-pub(crate) use params::{Params, flat_rows, language, rounded_now};
+pub(crate) use params::{LangParam, Params, RowsFormat, flat_rows, language, rounded_now};
 pub(crate) use partner::{hide_attained, partner_count, suppressed, target_json};
 pub(crate) use render::{Labels, Lang, json_bytes, metric_value, row_figures, to_json};

@@ -304,3 +304,62 @@ pub(crate) fn language(params: &Params) -> Result<Option<Lang>, ApiError> {
         )),
     }
 }
+
+crate::schema::schema_type! {
+    /// `format` of the figures routes but the breakdown: `json` (the default) or `rows`.
+    RowsFormat => crate::schema::choices(["json", "rows"], true, "`json` (the default; so is an empty value) or `rows`")
+}
+
+crate::schema::schema_type! {
+    /// `format` of the breakdown: `json` (the default), `csv` or `rows`.
+    BreakdownFormat => crate::schema::choices(["json", "csv", "rows"], true, "`json` (the default; so is an empty value, unless `Accept` asks for `text/csv`), `csv` or `rows`")
+}
+
+crate::schema::schema_type! {
+    /// `lang` of the figures routes: `en` or `ur`.
+    LangParam => crate::schema::choices(["en", "ur"], true, "`en` or `ur`; empty: no labels")
+}
+
+crate::schema::schema_type! {
+    /// An interval of calendar periods.
+    IntervalParam => crate::schema::choices(
+        nigrani_analytics::period::Interval::ALL.iter().map(|i| i.as_str()),
+        true,
+        "A calendar interval; empty: the route's default",
+    )
+}
+
+crate::schema::schema_type! {
+    /// A relative range.
+    PeriodParam => crate::schema::choices(
+        RelativePeriod::ALL.iter().map(|p| p.as_str()),
+        true,
+        "A relative range; empty: none",
+    )
+}
+
+crate::schema::schema_type! {
+    /// A metric kept over time (every metric but the averages of progress and score).
+    SeriesMetric => crate::schema::choices(
+        Metric::ALL
+            .iter()
+            .filter(|m| !matches!(m, Metric::AvgProgress | Metric::AvgScore))
+            .map(|m| m.as_str()),
+        false,
+        "A metric kept over time",
+    )
+}
+
+crate::schema::schema_type! {
+    /// A yes-or-no parameter, as [`Params::flag`] reads it.
+    Flag => crate::schema::choices(["true", "false", "1", "0"], true, "`true` (or `1`), `false` (or `0`); empty: false")
+}
+
+crate::schema::schema_type! {
+    /// A dimension.
+    DimensionParam => crate::schema::choices(
+        Dimension::ALL.iter().map(|d| d.as_str()),
+        true,
+        "A dimension; empty: none",
+    )
+}
