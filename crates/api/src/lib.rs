@@ -146,6 +146,7 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes::configure)
+                .configure(openapi::configure)
                 .wrap(actix_web::middleware::from_fn(access::check))
                 .wrap(actix_web::middleware::from_fn(routes::conditional_get))
                 .wrap(actix_web::middleware::from_fn(body::with_deadline))

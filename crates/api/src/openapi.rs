@@ -101,6 +101,25 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
+/// Serves the document at `/api/openapi.json` and Swagger UI at `/api/docs/`. Registered next to
+/// [`crate::routes::configure`], not by it, so that the routes do not depend on the document
+/// that describes them.
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::{HttpResponse, web};
+    cfg.route(
+        "/api/openapi.json",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(document_json())
+        }),
+    )
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}")
+            .url("/api/openapi-ui.json", ApiDoc::openapi()),
+    );
+}
+
 /// The document as pretty JSON, ending in a newline (as checked in).
 pub fn document_json() -> String {
     let mut text = ApiDoc::openapi()

@@ -23,7 +23,7 @@ pub(crate) const ROSTER_PATH: &str = "/{kind:institutions|disciplines|tracks|coh
 const DEFAULT_PAGE: usize = 1_000;
 const MAX_PAGE: usize = 10_000;
 
-/// Registers every route.
+/// Registers every route but the API's own description (see [`crate::openapi::configure`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::new(
@@ -35,20 +35,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(prometheus_metrics))
-    .route(
-        "/api/openapi.json",
-        web::get().to(|| async {
-            HttpResponse::Ok()
-                .content_type("application/json")
-                .body(crate::openapi::document_json())
-        }),
-    )
-    .service(
-        utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi-ui.json", {
-            use utoipa::OpenApi;
-            crate::openapi::ApiDoc::openapi()
-        }),
-    )
     .configure(crate::grafana::configure)
     .service(
         web::scope("/api/v1")
