@@ -1,15 +1,23 @@
 //! The API's one error contract: every error is JSON `{code, message, details}` with a stable,
-//! machine-readable `code`. Storage and ingest errors map into it here and nowhere else; 5xx bodies
-//! say nothing internal — the cause goes to the log.
+//! machine-readable `code`. Storage, ingest and analytics errors map into it here and nowhere else; 5xx bodies
+//! say nothing internal — the cause goes to the log. [`ErrorBody`] and [`ErrorResponses`] describe
+//! the contract in the OpenAPI document.
+
+use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use nigrani_analytics::AnalyticsError;
 use nigrani_ingest::IngestError;
 use nigrani_ingest::native::BodyError;
 use nigrani_ingest::roster::RosterError;
 use nigrani_store::StoreError;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::openapi::response::{Response, ResponseBuilder, ResponsesBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
 /// Declares [`ErrorCode`]: each variant with its wire name, HTTP status and meaning. The matches
 /// are generated, so every code has all three and a typo is a compile error, not a 500.
@@ -169,6 +177,100 @@ impl ResponseError for ApiError {
             response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(self)
+    }
+}
+
+/// The error body every 4xx and 5xx answer carries: `{code, message, details}`.
+pub struct ErrorBody;
+
+impl PartialSchema for ErrorBody {
+    fn schema() -> RefOr<Schema> {
+        let table: String = ErrorCode::ALL
+            .iter()
+            .map(|code| {
+                format!(
+                    "\n- `{}` ({}): {}",
+                    code.as_str(),
+                    code.status(),
+                    code.meaning()
+                )
+            })
+            .collect();
+        ObjectBuilder::new()
+            .description(Some(
+                "Every error answer. `code` is stable and machine-readable; `message` is for \
+                 people; `details` adds structure where there is some (e.g. invalid rows).",
+            ))
+            .property(
+                "code",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+                    .description(Some(format!("The error's code:{table}"))),
+            )
+            .required("code")
+            .property(
+                "message",
+                ObjectBuilder::new().schema_type(Type::String),
+            )
+            .required("message")
+            .property("details", ObjectBuilder::new())
+            .examples([serde_json::json!({
+                "code": "invalid_query",
+                "message": "unknown dimension `provence`; expected one of: province, institution, sector, discipline, track, cohort, gender, role"
+            })])
+            .into()
+    }
+}
+
+impl ToSchema for ErrorBody {}
+
+/// The error answers every route may give, for its `#[utoipa::path]`: any 4xx or 5xx status with
+/// an [`ErrorBody`]. Routes list the statuses worth a word of their own besides.
+pub struct ErrorResponses;
+
+impl IntoResponses for ErrorResponses {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        ResponsesBuilder::new()
+            .response("4XX", error("An error of the request; `code` says which"))
+            .response(
+                "5XX",
+                error(
+                    "A fault on nigrani's side, or the database cannot be reached; `code` says \
+                     which",
+                ),
+            )
+            .build()
+            .into()
+    }
+}
+
+impl From<AnalyticsError> for ApiError {
+    fn from(e: AnalyticsError) -> Self {
+        match e {
+            AnalyticsError::Store(e) => e.into(),
+            AnalyticsError::Query(nigrani_analytics::query::QueryError::Invalid(message)) => {
+                ApiError::new(ErrorCode::InvalidQuery, message)
+            }
+            AnalyticsError::Query(e) => {
+                tracing::error!(error = %e, "An analytics query failed.");
+                ApiError::new(
+                    ErrorCode::InternalError,
+                    "nigrani could not compute the figures; the cause is in its log",
+                )
+            }
+        }
     }
 }
 

@@ -69,10 +69,32 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// A body or field read only from a JSON object. Serde would also read a struct from an array
+/// of its fields in order, which the protocol (and the document) do not allow.
+#[derive(Debug)]
+pub(crate) struct Object<T>(T);
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        serde_json::from_value(Value::Object(fields))
+            .map(Object)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl<T> std::ops::Deref for Object<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// Connection test: answers 200 when the key may read figures.
 #[utoipa::path(get, path = "/grafana", tag = "grafana",
     responses((status = 200, description = "The key may read figures", body = Object, example = json!({"status": "ok"})),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn connection_test(_authorized: Authenticated) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
@@ -114,10 +136,11 @@ pub(crate) struct MetricsRequest {
 
 /// Lists the metrics a panel can show, each with its payload fields.
 #[utoipa::path(post, path = "/grafana/metrics", tag = "grafana",
-    request_body(content_type = "application/json", content = Object, example = json!({"metric": "completed"})),
-    responses((status = 200, description = "Metrics and their payload fields", body = Object,
+    request_body(description = "Grafana sends `{metric}`; the body is optional and not read",
+        content(("application/json", example = json!({"metric": "completed"})))),
+    responses((status = 200, description = "Metrics and their payload fields", body = crate::schema::Rows,
                example = json!([{"label": "Completed", "value": "completed", "payloads": [{"label": "Format", "name": "format", "type": "select", "options": [{"label": "Time series", "value": "timeseries"}]}]}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn metrics(
     _authorized: Authenticated,
@@ -138,21 +161,57 @@ pub(crate) async fn metrics(
     Ok(HttpResponse::Ok().json(list))
 }
 
-#[derive(Debug, Deserialize)]
+crate::schema::schema_type! {
+    /// A payload field of a panel's metric.
+    PayloadField => crate::schema::choices(
+        PAYLOAD_FIELDS.iter().copied(),
+        false,
+        "A payload field",
+    )
+}
+
+/// The payload fields of every metric, as [`options`] lists them.
+const PAYLOAD_FIELDS: &[&str] = &["format", "split", "interval", "cumulative", "by"];
+
+crate::schema::schema_type! {
+    /// What a dashboard variable lists: a dimension's values, or the metrics.
+    VariableTarget => crate::schema::choices(
+        Dimension::ALL.iter().map(|d| d.as_str()).chain(["metric"]),
+        false,
+        "A dimension, or `metric`",
+    )
+}
+
+crate::schema::schema_type! {
+    /// The operators of ad-hoc filters.
+    FilterOperator => crate::schema::choices(["="], false, "`=`")
+}
+
+crate::schema::schema_type! {
+    /// A dimension, as an ad-hoc filter's key.
+    DimensionName => crate::schema::choices(
+        Dimension::ALL.iter().map(|d| d.as_str()),
+        false,
+        "A dimension",
+    )
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct PayloadOptionsRequest {
     /// The payload field whose options are asked.
+    #[schema(value_type = PayloadField)]
     name: String,
 }
 
 /// The options of one payload field.
 #[utoipa::path(post, path = "/grafana/metric-payload-options", tag = "grafana",
-    request_body(content_type = "application/json", content = Object, example = json!({"metric": "completed", "payload": {}, "name": "split"})),
-    responses((status = 200, description = "The field's options", body = Object, example = json!([{"label": "province", "value": "province"}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    request_body(content_type = "application/json", content = PayloadOptionsRequest, example = json!({"metric": "completed", "payload": {}, "name": "split"})),
+    responses((status = 200, description = "The field's options", body = crate::schema::Rows, example = json!([{"label": "province", "value": "province"}])),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn payload_options(
     _authorized: Authenticated,
-    body: web::Json<PayloadOptionsRequest>,
+    body: web::Json<Object<PayloadOptionsRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let list = options(&body.name).ok_or_else(|| {
         ApiError::new(
@@ -166,39 +225,54 @@ pub(crate) async fn payload_options(
     Ok(HttpResponse::Ok().json(list))
 }
 
-#[derive(Debug, Deserialize)]
+/// The dashboard's time range.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct TimeRange {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One query of a panel.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Target {
     /// The metric.
     target: Option<String>,
     #[serde(rename = "refId")]
     ref_id: Option<String>,
+    /// The payload fields (`format`, `split`, `interval`, `cumulative`, `by`).
     #[serde(default)]
+    #[schema(value_type = crate::schema::AnyJson)]
     payload: Value,
     #[serde(default)]
     hide: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// An ad-hoc filter: `key = value`, the key a dimension.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct AdhocFilter {
+    /// A dimension.
+    #[schema(value_type = DimensionName)]
     key: String,
+    /// `=`, the one operator taken.
+    #[schema(value_type = FilterOperator)]
     operator: String,
     value: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// A panel's query.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct QueryRequest {
-    range: TimeRange,
+    #[schema(value_type = TimeRange)]
+    range: Object<TimeRange>,
     #[serde(default)]
-    targets: Vec<Target>,
+    #[schema(value_type = Vec<Target>)]
+    targets: Vec<Object<Target>>,
     #[serde(rename = "adhocFilters", default)]
-    adhoc_filters: Vec<AdhocFilter>,
+    #[schema(value_type = Vec<AdhocFilter>)]
+    adhoc_filters: Vec<Object<AdhocFilter>>,
+    /// Grafana's bucket width in milliseconds (any unsigned 64-bit integer).
     #[serde(rename = "intervalMs")]
+    #[schema(format = "uint64", minimum = 0)]
     interval_ms: Option<u64>,
 }
 
@@ -233,7 +307,9 @@ fn invalid(message: String) -> ApiError {
 
 /// Ad-hoc filters as dimension filters. Two filters on one key must both hold, so their values
 /// intersect.
-fn adhoc_filters(filters: &[AdhocFilter]) -> Result<BTreeMap<Dimension, Vec<String>>, ApiError> {
+fn adhoc_filters(
+    filters: &[Object<AdhocFilter>],
+) -> Result<BTreeMap<Dimension, Vec<String>>, ApiError> {
     let mut out: BTreeMap<Dimension, Vec<String>> = BTreeMap::new();
     for filter in filters {
         let dimension: Dimension = filter.key.parse().map_err(invalid)?;
@@ -269,24 +345,24 @@ fn interval_for(payload: &Value, interval_ms: Option<u64>) -> Result<Interval, A
 /// Answers a panel's targets: time series `[{target, datapoints}]` and tables
 /// `{type: "table", columns, rows}`, in the order asked.
 #[utoipa::path(post, path = "/grafana/query", tag = "grafana",
-    request_body(content_type = "application/json", content = Object, example = json!({
+    request_body(content_type = "application/json", content = QueryRequest, example = json!({
         "range": {"from": "2026-09-01T00:00:00Z", "to": "2026-11-30T00:00:00Z"}, "intervalMs": 86400000,
         "targets": [{"refId": "A", "target": "completed", "payload": {"split": "track", "cumulative": "true"}},
                     {"refId": "B", "target": "completion_rate", "payload": {"format": "table", "by": ["province"]}}],
         "adhocFilters": [{"key": "sector", "operator": "=", "value": "public"}]})),
-    responses((status = 200, description = "One answer per target", body = Object, example = json!([
+    responses((status = 200, description = "One answer per target", body = crate::schema::Rows, example = json!([
         {"target": "completed soft", "datapoints": [[120, 1756666800000i64], [180, 1757271600000i64]]},
         {"type": "table", "columns": [{"text": "province", "type": "string"}, {"text": "learners", "type": "number"}, {"text": "completion_rate", "type": "number"}],
          "rows": [["punjab", 512, 0.41]]}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn query(
     Authenticated(caller): Authenticated,
-    body: web::Json<QueryRequest>,
+    body: web::Json<Object<QueryRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.into_inner();
+    let request = body.into_inner().0;
     let now = Utc::now();
     if request.range.from > request.range.to {
         return Err(invalid("the range's `from` lies after its `to`".into()));
@@ -442,26 +518,30 @@ pub(crate) async fn query(
     Ok(HttpResponse::Ok().json(answers))
 }
 
-#[derive(Debug, Deserialize)]
+/// A dashboard variable's query.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct VariableRequest {
-    payload: VariablePayload,
+    #[schema(value_type = VariablePayload)]
+    payload: Object<VariablePayload>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What a variable lists.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct VariablePayload {
     /// A dimension, or `metric`.
+    #[schema(value_type = VariableTarget)]
     target: String,
 }
 
 /// A dashboard variable's values: a dimension's values with English labels, or the metrics.
 #[utoipa::path(post, path = "/grafana/variable", tag = "grafana",
-    request_body(content_type = "application/json", content = Object, example = json!({"payload": {"target": "province"}})),
-    responses((status = 200, description = "The values", body = Object, example = json!([{"__text": "Punjab", "__value": "punjab"}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    request_body(content_type = "application/json", content = VariableRequest, example = json!({"payload": {"target": "province"}})),
+    responses((status = 200, description = "The values", body = crate::schema::Rows, example = json!([{"__text": "Punjab", "__value": "punjab"}])),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn variable(
     _authorized: Authenticated,
-    body: web::Json<VariableRequest>,
+    body: web::Json<Object<VariableRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let target = body.payload.target.as_str();
@@ -489,8 +569,8 @@ pub(crate) async fn variable(
 
 /// The keys ad-hoc filters take: the dimensions.
 #[utoipa::path(post, path = "/grafana/tag-keys", tag = "grafana",
-    responses((status = 200, description = "The dimensions", body = Object, example = json!([{"type": "string", "text": "province"}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    responses((status = 200, description = "The dimensions", body = crate::schema::Rows, example = json!([{"type": "string", "text": "province"}])),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn tag_keys(_authorized: Authenticated) -> Result<HttpResponse, ApiError> {
     let list: Vec<Value> = Dimension::ALL
@@ -500,20 +580,23 @@ pub(crate) async fn tag_keys(_authorized: Authenticated) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(list))
 }
 
-#[derive(Debug, Deserialize)]
+/// The dimension whose values are asked.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct TagValuesRequest {
+    /// A dimension.
+    #[schema(value_type = DimensionName)]
     key: String,
 }
 
 /// The values an ad-hoc filter on one dimension can take.
 #[utoipa::path(post, path = "/grafana/tag-values", tag = "grafana",
-    request_body(content_type = "application/json", content = Object, example = json!({"key": "province"})),
-    responses((status = 200, description = "The dimension's values", body = Object, example = json!([{"text": "punjab"}])),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+    request_body(content_type = "application/json", content = TagValuesRequest, example = json!({"key": "province"})),
+    responses((status = 200, description = "The dimension's values", body = crate::schema::Rows, example = json!([{"text": "punjab"}])),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 pub(crate) async fn tag_values(
     _authorized: Authenticated,
-    body: web::Json<TagValuesRequest>,
+    body: web::Json<Object<TagValuesRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let dimension: Dimension = body
@@ -526,4 +609,30 @@ pub(crate) async fn tag_values(
         .map(|v| json!({ "text": v }))
         .collect();
     Ok(HttpResponse::Ok().json(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_payload_fields_are_the_fields_with_options() {
+        for field in PAYLOAD_FIELDS {
+            assert!(options(field).is_some(), "{field} has no options");
+        }
+        assert!(options("metric").is_none());
+    }
+
+    #[test]
+    fn bodies_are_read_from_objects_only() {
+        let from_array = serde_json::from_str::<Object<TagValuesRequest>>(r#"["province"]"#);
+        assert!(from_array.is_err());
+        let from_object = serde_json::from_str::<Object<TagValuesRequest>>(r#"{"key": "sector"}"#);
+        assert_eq!(from_object.map(|o| o.0.key).ok().as_deref(), Some("sector"));
+        let nested = serde_json::from_str::<Object<QueryRequest>>(
+            r#"{"range": {"from": "2026-09-01T00:00:00Z", "to": "2026-09-02T00:00:00Z"},
+                "targets": [[null, null]]}"#,
+        );
+        assert!(nested.is_err());
+    }
 }

@@ -12,12 +12,14 @@
 //!   sender cannot hold a connection.
 //! - [`error`]: [`ApiError`], the one error contract, and the table of codes.
 //! - [`routes`]: the handlers under `/api/v1`, `/healthz` and `/readyz`.
-//! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets).
+//! - `figures`: the read API over analytics (breakdown, timeseries, funnel, targets): its query
+//!   parameters, the partner view, rendering and handlers, one module each.
 //! - `summary`: the program at a glance per track, and one cohort in detail.
 //! - `stream`: server-sent events whenever the figures change.
 //! - `grafana`: Grafana's JSON datasource protocol under `/grafana`.
 //! - [`openapi`]: the OpenAPI document (utoipa), served at `/api/openapi.json` and `/api/docs/`.
 //! - [`metrics`]: Prometheus metrics, served at `/metrics`.
+//! - `schema`: documentation-only schemas (shapes of answers, choices of parameters).
 //! - `rendered`: rendered answers kept per request, so that pollers of unchanged figures cost
 //!   next to nothing.
 //!
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod openapi;
 mod rendered;
 pub mod routes;
+pub(crate) mod schema;
 mod stream;
 mod summary;
 
@@ -143,6 +146,7 @@ impl Application {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .configure(routes::configure)
+                .configure(openapi::configure)
                 .wrap(actix_web::middleware::from_fn(access::check))
                 .wrap(actix_web::middleware::from_fn(routes::conditional_get))
                 .wrap(actix_web::middleware::from_fn(body::with_deadline))

@@ -4,57 +4,11 @@
 //! UI, served from the binary: nothing loads from outside), and `openapi/openapi.json` is the
 //! checked-in copy a test compares against.
 
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, RefOr};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use crate::error::ErrorCode;
-
-/// The error body every 4xx and 5xx answer carries: `{code, message, details}`.
-pub struct ErrorBody;
-
-impl PartialSchema for ErrorBody {
-    fn schema() -> RefOr<Schema> {
-        let table: String = ErrorCode::ALL
-            .iter()
-            .map(|code| {
-                format!(
-                    "\n- `{}` ({}): {}",
-                    code.as_str(),
-                    code.status(),
-                    code.meaning()
-                )
-            })
-            .collect();
-        ObjectBuilder::new()
-            .description(Some(
-                "Every error answer. `code` is stable and machine-readable; `message` is for \
-                 people; `details` adds structure where there is some (e.g. invalid rows).",
-            ))
-            .property(
-                "code",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
-                    .description(Some(format!("The error's code:{table}"))),
-            )
-            .required("code")
-            .property(
-                "message",
-                ObjectBuilder::new().schema_type(Type::String),
-            )
-            .required("message")
-            .property("details", ObjectBuilder::new())
-            .examples([serde_json::json!({
-                "code": "invalid_query",
-                "message": "unknown dimension `provence`; expected one of: province, institution, sector, discipline, track, cohort, gender, role"
-            })])
-            .into()
-    }
-}
-
-impl ToSchema for ErrorBody {}
+use crate::error::ErrorBody;
 
 /// Adds the API-key security schemes.
 struct Security;
@@ -108,10 +62,10 @@ impl Modify for Security {
         crate::routes::list_roster,
         crate::summary::summary,
         crate::summary::cohort,
-        crate::figures::breakdown,
-        crate::figures::timeseries,
-        crate::figures::funnel,
-        crate::figures::targets,
+        crate::figures::handlers::breakdown,
+        crate::figures::handlers::timeseries,
+        crate::figures::handlers::funnel,
+        crate::figures::handlers::targets,
         crate::stream::stream,
         crate::grafana::connection_test,
         crate::grafana::metrics,
@@ -121,7 +75,20 @@ impl Modify for Security {
         crate::grafana::tag_keys,
         crate::grafana::tag_values,
     ),
-    components(schemas(ErrorBody, crate::routes::RosterKindParam)),
+    components(schemas(
+        ErrorBody,
+        crate::routes::RosterKindParam,
+        crate::routes::ListFormat,
+        crate::routes::ListLang,
+        crate::figures::params::RowsFormat,
+        crate::figures::params::BreakdownFormat,
+        crate::figures::params::LangParam,
+        crate::figures::params::IntervalParam,
+        crate::figures::params::PeriodParam,
+        crate::figures::params::SeriesMetric,
+        crate::figures::params::Flag,
+        crate::figures::params::DimensionParam,
+    )),
     modifiers(&Security),
     tags(
         (name = "health", description = "Liveness, readiness and Prometheus metrics; no key"),
@@ -133,6 +100,25 @@ impl Modify for Security {
     )
 )]
 pub struct ApiDoc;
+
+/// Serves the document at `/api/openapi.json` and Swagger UI at `/api/docs/`. Registered next to
+/// [`crate::routes::configure`], not by it, so that the routes do not depend on the document
+/// that describes them.
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::{HttpResponse, web};
+    cfg.route(
+        "/api/openapi.json",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(document_json())
+        }),
+    )
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}")
+            .url("/api/openapi-ui.json", ApiDoc::openapi()),
+    );
+}
 
 /// The document as pretty JSON, ending in a newline (as checked in).
 pub fn document_json() -> String {

@@ -23,7 +23,7 @@ pub(crate) const ROSTER_PATH: &str = "/{kind:institutions|disciplines|tracks|coh
 const DEFAULT_PAGE: usize = 1_000;
 const MAX_PAGE: usize = 10_000;
 
-/// Registers every route.
+/// Registers every route but the API's own description (see [`crate::openapi::configure`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::new(
@@ -35,20 +35,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(prometheus_metrics))
-    .route(
-        "/api/openapi.json",
-        web::get().to(|| async {
-            HttpResponse::Ok()
-                .content_type("application/json")
-                .body(crate::openapi::document_json())
-        }),
-    )
-    .service(
-        utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}").url("/api/openapi-ui.json", {
-            use utoipa::OpenApi;
-            crate::openapi::ApiDoc::openapi()
-        }),
-    )
     .configure(crate::grafana::configure)
     .service(
         web::scope("/api/v1")
@@ -56,10 +42,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/status", web::get().to(status))
             .route("/rejections", web::get().to(list_rejections))
             .route("/audit", web::get().to(list_audit))
-            .route("/breakdown", web::get().to(crate::figures::breakdown))
-            .route("/timeseries", web::get().to(crate::figures::timeseries))
-            .route("/funnel", web::get().to(crate::figures::funnel))
-            .route("/targets", web::get().to(crate::figures::targets))
+            .route(
+                "/breakdown",
+                web::get().to(crate::figures::handlers::breakdown),
+            )
+            .route(
+                "/timeseries",
+                web::get().to(crate::figures::handlers::timeseries),
+            )
+            .route("/funnel", web::get().to(crate::figures::handlers::funnel))
+            .route("/targets", web::get().to(crate::figures::handlers::targets))
             .route("/summary", web::get().to(crate::summary::summary))
             .route("/stream", web::get().to(crate::stream::stream))
             .route(
@@ -74,7 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"}))))]
+    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"})),
+              crate::error::ErrorResponses))]
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
@@ -82,7 +75,8 @@ pub(crate) async fn healthz() -> HttpResponse {
 /// Readiness: the database answers too.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "The database answers", body = Object, example = json!({"status": "ready"})),
-              (status = 503, description = "The database cannot be reached (`store_unavailable`)", body = crate::openapi::ErrorBody)))]
+              (status = 503, description = "The database cannot be reached (`store_unavailable`)", body = crate::error::ErrorBody),
+              crate::error::ErrorResponses))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await?;
@@ -96,7 +90,7 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
                example = json!({"backend": "sqlite", "stats": {"events": 31000, "unmatched_events": 310, "learners": 1000, "rejections": 4},
                                 "unmatched": [{"source": "coursera", "learner_refs": 12, "events": 310}],
                                 "limits": {"max_events": 5000, "max_body_bytes": 10485760}})),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn status(
@@ -120,17 +114,17 @@ pub(crate) async fn status(
 /// in the answer is durable.
 #[utoipa::path(post, path = "/api/v1/events", tag = "ingest",
     request_body(description = "Up to 5,000 events (10 MiB) as a JSON array or NDJSON", content(
-        ("application/json", example = json!([{"event_id": "evt-0001", "source": "coursera", "kind": "course_completed",
+        (EventBatch = "application/json", example = json!([{"event_id": "evt-0001", "source": "coursera", "kind": "course_completed",
             "occurred_at": "2026-11-30T09:15:00+05:00", "learner": {"learner_id": "L000123"}, "course_id": "ai-for-everyone", "progress": 1.0}])),
         ("application/x-ndjson"),
     )),
     responses((status = 200, description = "One outcome per event, in order: accepted, unmatched, duplicate, conflict, or rejected with a reason. Every outcome is durable.", body = Object,
                example = json!({"counts": {"accepted": 1, "unmatched": 0, "duplicate": 0, "conflict": 0, "rejected": 0},
                                 "results": [{"index": 0, "event_id": "evt-0001", "outcome": "accepted"}]})),
-              (status = 413, description = "Too many events or bytes (`batch_too_large`, `payload_too_large`)", body = crate::openapi::ErrorBody),
-              (status = 415, description = "Not JSON or NDJSON (`unsupported_media_type`)", body = crate::openapi::ErrorBody),
-              (status = 503, description = "The database cannot be reached; nothing was stored (`store_unavailable`)", body = crate::openapi::ErrorBody),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              (status = 413, description = "Too many events or bytes (`batch_too_large`, `payload_too_large`)", body = crate::error::ErrorBody),
+              (status = 415, description = "Not JSON or NDJSON (`unsupported_media_type`)", body = crate::error::ErrorBody),
+              (status = 503, description = "The database cannot be reached; nothing was stored (`store_unavailable`)", body = crate::error::ErrorBody),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(bytes, events))]
 pub(crate) async fn post_events(
@@ -181,6 +175,48 @@ pub(crate) async fn post_events(
     Ok(HttpResponse::Ok().json(report))
 }
 
+crate::schema::schema_type! {
+    /// A batch of events as JSON: an array of at least one value (each is checked and answered
+    /// on its own, so anything but an object is answered `rejected`), or one object.
+    EventBatch => utoipa::openapi::schema::OneOfBuilder::new()
+        .item(
+            utoipa::openapi::schema::ArrayBuilder::new()
+                .items(<crate::schema::AnyJson as utoipa::PartialSchema>::schema())
+                .min_items(Some(1)),
+        )
+        .item(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Object),
+        )
+        .description(Some(
+            "Events as a JSON array (each answered on its own: anything but a valid event object \
+             is `rejected`), or one event object",
+        ))
+        .into()
+}
+
+crate::schema::schema_type! {
+    /// Roster rows as JSON: an array of at least one object, of the fields of the kind.
+    RosterRows => utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Object),
+        )
+        .min_items(Some(1))
+        .description(Some("At least one row, each an object of the kind's fields"))
+        .into()
+}
+
+crate::schema::schema_type! {
+    /// `format` of a roster list.
+    ListFormat => crate::schema::choices(["json", "csv", "rows"], false, "`json`, `csv` or `rows`")
+}
+
+crate::schema::schema_type! {
+    /// `lang` of a roster list.
+    ListLang => crate::schema::choices(["en", "ur"], false, "`en` or `ur`")
+}
+
 /// The kinds of roster rows, as the OpenAPI document names them in paths.
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
@@ -204,12 +240,12 @@ fn roster_kind(path: &str) -> Result<RosterKind, ApiError> {
     params(("kind" = RosterKindParam, Path, description = "institutions, disciplines, tracks, cohorts or learners", example = "cohorts")),
     request_body(description = "Rows as CSV with a header, or a JSON array of objects (up to 64 MiB)", content(
         ("text/csv", example = "cohort_id,name,name_ur,track,starts_on,ends_on,target\nsoft-2026-c1,AI Soft Skills cohort 1,اے آئی سافٹ اسکلز گروپ 1,soft,2026-09-01,2026-12-15,300\n"),
-        ("application/json"),
+        (RosterRows = "application/json"),
     )),
     responses((status = 200, description = "Rows upserted, and events attributed to learners they made known", body = Object,
                example = json!({"kind": "cohorts", "rows": 1, "attributed_events": 0})),
-              (status = 422, description = "Invalid rows, listed by line in `details`; nothing was written (`invalid_rows`)", body = crate::openapi::ErrorBody),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              (status = 422, description = "Invalid rows, listed by line in `details`; nothing was written (`invalid_rows`)", body = crate::error::ErrorBody),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(_authorized, req, payload, state))]
 pub(crate) async fn upsert_roster(
@@ -290,15 +326,15 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 /// Lists roster rows of one kind, as JSON or CSV. Learners come a page at a time.
 #[utoipa::path(get, path = "/api/v1/{kind}", tag = "roster",
     params(("kind" = RosterKindParam, Path, description = "institutions, disciplines, tracks, cohorts or learners (learners: admin and manager keys only)", example = "institutions"),
-           ("format" = Option<String>, Query, description = "`json` (default), `csv` (also with `Accept: text/csv`) or `rows` (the bare array)"),
+           ("format" = Option<ListFormat>, Query, description = "`json` (default), `csv` (also with `Accept: text/csv`) or `rows` (the bare array)"),
            ("after" = Option<String>, Query, description = "Learners only: those whose id sorts after this one"),
-           ("limit" = Option<usize>, Query, description = "Learners only: page size (default 1,000, at most 10,000)"),
-           ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels")),
+           ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "Learners only: page size (default 1,000, at most 10,000)"),
+           ("lang" = Option<ListLang>, Query, description = "`en` or `ur`: add labels")),
     responses((status = 200, description = "The rows", content(
-                 (Object = "application/json", example = json!({"institutions": [{"hec_id": "HEC-0001", "name": "University of the Punjab",
+                 (crate::schema::ObjectOrRows = "application/json", example = json!({"institutions": [{"hec_id": "HEC-0001", "name": "University of the Punjab",
                     "name_ur": "جامعہ پنجاب", "province": "punjab", "city": "Lahore", "sector": "public", "label": "جامعہ پنجاب", "province_label": "پنجاب"}]})),
                  (String = "text/csv"))),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(caller, req, state))]
 pub(crate) async fn list_roster(
@@ -423,12 +459,12 @@ const REJECTION_CHUNK: usize = 100;
 /// payload (at most 64 KiB of each, with its size and SHA-256).
 #[utoipa::path(get, path = "/api/v1/rejections", tag = "admin",
     params(("after" = Option<i64>, Query, description = "Rejections with an id greater than this one"),
-           ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000); a page also ends once its payloads pass 4 MiB")),
+           ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "Page size (default 1,000, at most 10,000); a page also ends once its payloads pass 4 MiB")),
     responses((status = 200, description = "A page of rejections and the `after` of the next page", body = Object,
                example = json!({"rejections": [{"id": 7, "received_at": "2026-11-30T10:00:00Z", "source": "coursera", "event_id": "evt-9",
                                  "reason": "unknown_kind", "message": "unknown event kind `finished`", "raw": "{}",
                                  "raw_bytes": 2, "raw_sha256": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "raw_truncated": false}], "next_after": 7})),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(_authorized, state))]
 pub(crate) async fn list_rejections(
@@ -470,11 +506,11 @@ pub(crate) async fn list_rejections(
 /// The audit log of partner requests, oldest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin",
     params(("after" = Option<i64>, Query, description = "Entries with an id greater than this one"),
-           ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000)")),
+           ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "Page size (default 1,000, at most 10,000)")),
     responses((status = 200, description = "A page of the audit log and the `after` of the next page", body = Object,
                example = json!({"audit": [{"id": 1, "at": "2026-11-30T10:00:00Z", "key_id": "3fa2b1c0", "method": "GET",
                                  "path": "/api/v1/breakdown", "query": "by=province", "status": 200}], "next_after": 1})),
-              (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody)),
+              crate::error::ErrorResponses),
     security(("api_key" = [])))]
 #[tracing::instrument(skip(_authorized, state))]
 pub(crate) async fn list_audit(
@@ -604,7 +640,8 @@ fn matches_tag(tags: &str, etag: &str) -> bool {
 
 /// Prometheus metrics in the text format (no key: scrapers reach it on the private network).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+              crate::error::ErrorResponses))]
 pub(crate) async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -195,14 +195,14 @@ impl Connection {
     path = "/api/v1/stream",
     tag = "figures",
     params(
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels to the summary"),
+        ("lang" = Option<crate::figures::LangParam>, Query, description = "`en` or `ur`: add labels to the summary"),
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this update: nothing is sent until the data moves past it"),
     ),
     responses(
         (status = 200, description = "A `text/event-stream`: `event: update` messages whose `data` is JSON `{summary, slices: {by, rows}}` and whose `id` is the change-feed position; `: heartbeat` comments every 15 s",
          content_type = "text/event-stream", body = String,
          example = "id: 981234\nevent: update\ndata: {\"summary\":{...},\"slices\":{\"by\":[\"track\",\"province\"],\"rows\":[...]}}\n\n"),
-        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+        crate::error::ErrorResponses,
     ),
     security(("api_key" = []))
 )]

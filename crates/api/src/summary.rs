@@ -160,12 +160,12 @@ pub(crate) fn render_summary(
     path = "/api/v1/summary",
     tag = "figures",
     params(
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add labels in that language"),
-        ("format" = Option<String>, Query, description = "`json` (default) or `rows`: only the per-track rows, as a flat array (for Grafana's Infinity datasource)"),
+        ("lang" = Option<crate::figures::LangParam>, Query, description = "`en` or `ur`: add labels in that language"),
+        ("format" = Option<crate::figures::RowsFormat>, Query, description = "`json` (default) or `rows`: only the per-track rows, as a flat array (for Grafana's Infinity datasource)"),
     ),
     responses(
         (status = 200, description = "Figures per track and for the program, as of now",
-         body = Object, example = json!({
+         body = crate::schema::ObjectOrRows, example = json!({
             "as_of": "2026-11-30T10:00:00Z", "data_as_of": "2026-11-30T10:00:03Z", "last_seq": 981234,
             "tracks": [{"track": "soft", "learners": 1012, "enrolled": 1012, "started": 920,
                         "active_7d": 410, "completed": 388, "certified": 0, "trained": 388,
@@ -174,7 +174,7 @@ pub(crate) fn render_summary(
                                    "projected_date": "2027-01-04"}}],
             "program": {"learners": 1400, "enrolled": 1400, "started": 1270, "active_7d": 530,
                         "completed": 480, "certified": 70, "trained": 458}})),
-        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+        crate::error::ErrorResponses,
     ),
     security(("api_key" = []))
 )]
@@ -213,7 +213,7 @@ pub(crate) async fn summary(
     tag = "roster",
     params(
         ("cohort_id" = String, Path, description = "The cohort's id", example = "soft-c1"),
-        ("lang" = Option<String>, Query, description = "`en` or `ur`: add the cohort's and track's label"),
+        ("lang" = Option<crate::figures::LangParam>, Query, description = "`en` or `ur`: add the cohort's and track's label"),
     ),
     responses(
         (status = 200, description = "The cohort; `members` only for manager and admin keys",
@@ -230,8 +230,8 @@ pub(crate) async fn summary(
                          "started_at": "2026-09-03T08:00:00Z",
                          "completed_at": "2026-10-20T12:30:00Z", "certified_at": null,
                          "last_activity": "2026-10-20T12:30:00Z"}]})),
-        (status = 404, description = "No such cohort", body = crate::openapi::ErrorBody),
-        (status = "4XX", description = "An error; `code` says which", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such cohort", body = crate::error::ErrorBody),
+        crate::error::ErrorResponses,
     ),
     security(("api_key" = []))
 )]

@@ -1,0 +1,166 @@
+//! Rendering answers: figures as JSON values (counts as integers, hidden cells as null), JSON
+//! bytes, a breakdown as CSV, and people's labels of dimension values in English or Urdu.
+
+use std::collections::{BTreeSet, HashMap};
+
+use nigrani_analytics::definitions::MetricKind;
+use nigrani_analytics::{Dimension, Metric};
+use serde_json::{Map, Value, json};
+
+use crate::error::ErrorCode;
+use crate::{ApiError, AppState};
+
+/// Row `i`'s figures as JSON fields: `learners` and each metric, hidden cells as null.
+pub(crate) fn row_figures(
+    result: &nigrani_analytics::Breakdown,
+    hidden: &BTreeSet<(usize, usize)>,
+    i: usize,
+) -> Map<String, Value> {
+    let row = &result.rows[i];
+    let mut out = Map::new();
+    let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
+    out.insert("learners".into(), json!(learners));
+    for (m, value) in result.metrics.iter().zip(&row.values) {
+        out.insert(m.as_str().into(), metric_value(*m, *value));
+    }
+    out
+}
+
+/// An answer as JSON bytes.
+pub(crate) fn json_bytes(answer: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(answer).map_err(|e| {
+        tracing::error!(error = %e, "An answer could not be serialised.");
+        ApiError::new(ErrorCode::InternalError, "the answer could not be written")
+    })
+}
+
+/// A breakdown as CSV: period (when grouped by it), the dimensions, `learners`, the metrics;
+/// empty cells for totals' dimensions and for hidden or undefined values.
+pub(super) fn breakdown_csv(
+    result: &nigrani_analytics::Breakdown,
+    hidden: &BTreeSet<(usize, usize)>,
+) -> String {
+    let mut header: Vec<&str> = Vec::new();
+    if result.period.is_some() {
+        header.push("period");
+    }
+    header.extend(result.by.iter().map(|d| d.as_str()));
+    header.push("learners");
+    header.extend(result.metrics.iter().map(|m| m.as_str()));
+    let mut out = header.join(",");
+    out.push('\n');
+    for (i, row) in result.rows.iter().enumerate() {
+        let mut cells: Vec<String> = Vec::new();
+        if result.period.is_some() {
+            cells.push(row.period.clone().unwrap_or_default());
+        }
+        cells.extend(row.keys.iter().map(|k| k.clone().unwrap_or_default()));
+        cells.push(if hidden.contains(&(i, 0)) {
+            String::new()
+        } else {
+            row.learners.to_string()
+        });
+        for (metric, value) in result.metrics.iter().zip(&row.values) {
+            cells.push(match metric_value(*metric, *value) {
+                Value::Null => String::new(),
+                other => other.to_string(),
+            });
+        }
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The language of labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lang {
+    En,
+    Ur,
+}
+
+/// Labels of dimension values in one language.
+pub(crate) struct Labels {
+    lang: Lang,
+    institutions: HashMap<String, (String, String)>,
+    disciplines: HashMap<String, (String, String)>,
+    cohorts: HashMap<String, (String, String)>,
+}
+
+impl Labels {
+    pub(crate) async fn load(
+        state: &AppState,
+        roster: &nigrani_analytics::state::Roster,
+        lang: Lang,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            lang,
+            institutions: roster
+                .institutions
+                .iter()
+                .map(|i| (i.hec_id.clone(), (i.name.clone(), i.name_ur.clone())))
+                .collect(),
+            disciplines: state
+                .store
+                .disciplines()
+                .await?
+                .into_iter()
+                .map(|d| (d.code, (d.name, d.name_ur)))
+                .collect(),
+            cohorts: roster
+                .cohorts
+                .iter()
+                .map(|c| (c.cohort_id.clone(), (c.name.clone(), c.name_ur.clone())))
+                .collect(),
+        })
+    }
+
+    pub(crate) fn pick<'a>(&self, en: &'a str, ur: &'a str) -> &'a str {
+        match self.lang {
+            Lang::En => en,
+            Lang::Ur => ur,
+        }
+    }
+
+    pub(crate) fn of(&self, dimension: Dimension, value: &str) -> String {
+        use nigrani_domain::{Gender, Province, Role, Sector, Track};
+        fn fixed<T: std::str::FromStr>(
+            value: &str,
+            f: impl Fn(T) -> &'static str,
+        ) -> Option<String> {
+            value.parse::<T>().ok().map(|v| f(v).to_owned())
+        }
+        let table = |map: &HashMap<String, (String, String)>| {
+            map.get(value).map(|(en, ur)| self.pick(en, ur).to_owned())
+        };
+        let label = match dimension {
+            Dimension::Province => {
+                fixed(value, |p: Province| self.pick(p.label_en(), p.label_ur()))
+            }
+            Dimension::Track => fixed(value, |t: Track| self.pick(t.label_en(), t.label_ur())),
+            Dimension::Sector => fixed(value, |s: Sector| self.pick(s.label_en(), s.label_ur())),
+            Dimension::Role => fixed(value, |r: Role| self.pick(r.label_en(), r.label_ur())),
+            Dimension::Gender => fixed(value, |g: Gender| self.pick(g.label_en(), g.label_ur())),
+            Dimension::Institution => table(&self.institutions),
+            Dimension::Discipline => table(&self.disciplines),
+            Dimension::Cohort => table(&self.cohorts),
+        };
+        label.unwrap_or_else(|| value.to_owned())
+    }
+}
+
+/// An answer as a JSON value, to edit (e.g. suppress) before sending.
+pub(crate) fn to_json(answer: &impl serde::Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(answer).map_err(|e| {
+        tracing::error!(error = %e, "An answer could not be serialised.");
+        ApiError::new(ErrorCode::InternalError, "the answer could not be written")
+    })
+}
+
+/// Counts as JSON integers, rates and averages as numbers.
+pub(crate) fn metric_value(metric: Metric, value: Option<f64>) -> Value {
+    match (metric.kind(), value) {
+        (MetricKind::Count, Some(v)) => json!(v.round() as i64),
+        (_, value) => json!(value),
+    }
+}
