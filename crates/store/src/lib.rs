@@ -10,6 +10,7 @@
 //! - [`migrations`]: the numbered SQL files of each backend and what has been applied.
 //! - [`sqlite`]: the embedded backend.
 //! - [`postgres`]: the PostgreSQL backend.
+//! - `sql`: the statements both backends run with the same text.
 //! - `testing`: throw-away PostgreSQL databases for the tests of this and other crates; only with
 //!   the `testing` feature, which test code alone enables, so that production never compiles it.
 //!
@@ -20,6 +21,7 @@
 
 pub mod migrations;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -471,22 +473,6 @@ pub trait Store: Send + Sync + 'static {
 /// Roster versions the log keeps: a reader further behind than this reads the roster anew.
 pub const ROSTER_LOG_KEPT: i64 = 1_000;
 
-/// Records a roster change, in the change's transaction: bumps the version, logs what changed
-/// at the new version, and drops log rows older than the kept ones. The version row's lock
-/// orders concurrent changes, so versions follow commit order without gaps. Parameters of the
-/// second statement: `$1` the [`RosterPart`], `$2` the learner ids as a JSON array (or NULL).
-pub(crate) const RECORD_ROSTER_CHANGE: [&str; 3] = [
-    "UPDATE roster_version SET version = version + 1 WHERE id = 1",
-    "INSERT INTO roster_log (version, part, learner_ids)
-     SELECT version, $1, $2 FROM roster_version WHERE id = 1",
-    "DELETE FROM roster_log
-     WHERE version <= (SELECT version FROM roster_version WHERE id = 1) - 1000",
-];
-const _: () = assert!(
-    ROSTER_LOG_KEPT == 1_000,
-    "RECORD_ROSTER_CHANGE spells the number out"
-);
-
 /// The part of the roster a change touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RosterPart {
@@ -587,22 +573,6 @@ pub async fn open(
         }
     }
 }
-
-/// Counts for [`Store::stats`]; the same SQL on both backends.
-pub(crate) const STATS_SQL: &str = "SELECT
-    (SELECT count(*) FROM events),
-    (SELECT count(*) FROM events e WHERE NOT EXISTS
-        (SELECT 1 FROM learner_identities i WHERE i.learner_ref = e.learner_ref)),
-    (SELECT count(*) FROM learners),
-    (SELECT count(*) FROM rejections),
-    (SELECT coalesce(max(seq), 0) FROM events)";
-
-/// Unmatched events and their distinct learner references, per source.
-pub(crate) const UNMATCHED_BY_SOURCE_SQL: &str = "SELECT e.source, count(DISTINCT e.learner_ref),
-        count(*)
-    FROM events e WHERE NOT EXISTS
-        (SELECT 1 FROM learner_identities i WHERE i.learner_ref = e.learner_ref)
-    GROUP BY e.source ORDER BY e.source";
 
 /// The columns of a stored event, as both backends read them back.
 pub(crate) struct EventColumns {

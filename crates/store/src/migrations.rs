@@ -71,13 +71,6 @@ pub const SQLITE: &[Migration] = &[
     },
 ];
 
-/// The table that records applied migrations (same shape on both backends).
-pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    INTEGER PRIMARY KEY,
-    name       TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-)";
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::migrations::{self, Migration};
+use crate::sql;
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
     RosterChange, RosterLogEntry, RosterPart, Store, StoreConfig, StoreError, StoreStats,
@@ -92,7 +93,7 @@ impl PostgresStore {
 
 async fn apply_migrations(client: &mut Object) -> Result<Vec<Migration>, StoreError> {
     client
-        .batch_execute(migrations::CREATE_TABLE)
+        .batch_execute(sql::CREATE_SCHEMA_MIGRATIONS)
         .await
         .map_err(map_error)?;
     let mut applied = Vec::new();
@@ -116,7 +117,7 @@ async fn apply_migrations(client: &mut Object) -> Result<Vec<Migration>, StoreEr
         let tx = client.transaction().await.map_err(map_error)?;
         tx.batch_execute(migration.sql).await.map_err(failed)?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            sql::RECORD_MIGRATION,
             &[&version, &migration.name, &Utc::now().to_rfc3339()],
         )
         .await
@@ -221,7 +222,7 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client.execute("SELECT 1", &[]).await.map_err(map_error)?;
+        client.execute(sql::PING, &[]).await.map_err(map_error)?;
         Ok(())
     }
 
@@ -254,11 +255,7 @@ impl Store for PostgresStore {
     async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query(
-                "SELECT hec_id, name, name_ur, province, city, sector
-                 FROM institutions ORDER BY hec_id",
-                &[],
-            )
+            .query(sql::INSTITUTIONS, &[])
             .await
             .map_err(map_error)?;
         rows.iter()
@@ -302,10 +299,7 @@ impl Store for PostgresStore {
     async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query(
-                "SELECT code, name, name_ur, stem FROM disciplines ORDER BY code",
-                &[],
-            )
+            .query(sql::DISCIPLINES, &[])
             .await
             .map_err(map_error)?;
         Ok(rows
@@ -352,11 +346,7 @@ impl Store for PostgresStore {
     async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query(
-                "SELECT track, required_courses, target, stretch_target
-                 FROM track_plans ORDER BY track DESC",
-                &[],
-            )
+            .query(sql::TRACK_PLANS, &[])
             .await
             .map_err(map_error)?;
         rows.iter()
@@ -404,14 +394,7 @@ impl Store for PostgresStore {
 
     async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT cohort_id, name, name_ur, track, starts_on, ends_on, target
-                 FROM cohorts ORDER BY cohort_id",
-                &[],
-            )
-            .await
-            .map_err(map_error)?;
+        let rows = client.query(sql::COHORTS, &[]).await.map_err(map_error)?;
         rows.iter()
             .map(|row| {
                 let track: String = row.get(3);
@@ -665,14 +648,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let limit = limit as i64;
         let rows = client
-            .query(
-                "SELECT e.seq, e.received_at, i.learner_id, e.source, e.event_id, e.learner_ref,
-                        e.course_id, e.kind, e.progress, e.score, e.duration_seconds,
-                        e.occurred_at, e.content_hash, e.raw
-                 FROM events e LEFT JOIN learner_identities i USING (learner_ref)
-                 WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
-                &[&after_seq, &limit],
-            )
+            .query(sql::EVENTS_AFTER, &[&after_seq, &limit])
             .await
             .map_err(map_error)?;
         rows.iter()
@@ -705,11 +681,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let limit = limit as i64;
         let statement = client
-            .prepare_cached(
-                "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at
-                 FROM events e LEFT JOIN learner_identities i USING (learner_ref)
-                 WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
-            )
+            .prepare_cached(sql::FEED_AFTER)
             .await
             .map_err(map_error)?;
         let rows = client
@@ -758,17 +730,14 @@ impl Store for PostgresStore {
     async fn purge_rejections(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let client = self.client().await?;
         client
-            .execute("DELETE FROM rejections WHERE received_at < $1", &[&before])
+            .execute(sql::PURGE_REJECTIONS, &[&before])
             .await
             .map_err(map_error)
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(crate::STATS_SQL, &[])
-            .await
-            .map_err(map_error)?;
+        let row = client.query_one(sql::STATS, &[]).await.map_err(map_error)?;
         Ok(StoreStats {
             events: row.get::<_, i64>(0) as u64,
             unmatched_events: row.get::<_, i64>(1) as u64,
@@ -781,7 +750,7 @@ impl Store for PostgresStore {
     async fn unmatched_by_source(&self) -> Result<Vec<UnmatchedSource>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query(crate::UNMATCHED_BY_SOURCE_SQL, &[])
+            .query(sql::UNMATCHED_BY_SOURCE, &[])
             .await
             .map_err(map_error)?;
         Ok(rows
@@ -797,7 +766,7 @@ impl Store for PostgresStore {
     async fn roster_version(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_one("SELECT version FROM roster_version WHERE id = 1", &[])
+            .query_one(sql::ROSTER_VERSION, &[])
             .await
             .map_err(map_error)?;
         Ok(row.get(0))
@@ -809,11 +778,7 @@ impl Store for PostgresStore {
     ) -> Result<Option<Vec<RosterLogEntry>>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query(
-                "SELECT version, part, learner_ids FROM roster_log
-                 WHERE version > $1 ORDER BY version",
-                &[&version],
-            )
+            .query(sql::ROSTER_LOG_AFTER, &[&version])
             .await
             .map_err(map_error)?;
         let entries = rows
@@ -859,8 +824,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO api_keys (key_id, name, role, source, key_hash, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                sql::CREATE_API_KEY,
                 &[
                     &key.key_id,
                     &key.name,
@@ -877,14 +841,7 @@ impl Store for PostgresStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT key_id, name, role, source, key_hash, created_at, revoked_at
-                 FROM api_keys ORDER BY created_at, key_id",
-                &[],
-            )
-            .await
-            .map_err(map_error)?;
+        let rows = client.query(sql::API_KEYS, &[]).await.map_err(map_error)?;
         rows.iter()
             .map(|row| {
                 let role: String = row.get(2);
@@ -904,10 +861,7 @@ impl Store for PostgresStore {
     async fn revoke_api_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let client = self.client().await?;
         let n = client
-            .execute(
-                "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
-                &[&key_id, &at],
-            )
+            .execute(sql::REVOKE_API_KEY, &[&at, &key_id])
             .await
             .map_err(map_error)?;
         Ok(n == 1)
@@ -917,8 +871,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO audit_log (at, key_id, method, path, query, status)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                sql::APPEND_AUDIT,
                 &[
                     &entry.at,
                     &entry.key_id,
@@ -937,8 +890,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT id, at, key_id, method, path, query, status FROM audit_log
-                 WHERE id > $1 ORDER BY id LIMIT $2",
+                sql::AUDIT,
                 &[&page.after.unwrap_or(0), &(page.limit as i64)],
             )
             .await
@@ -960,13 +912,13 @@ impl Store for PostgresStore {
     }
 }
 
-/// Records a roster change in its transaction (see [`crate::RECORD_ROSTER_CHANGE`]).
+/// Records a roster change in its transaction (see [`sql::RECORD_ROSTER_CHANGE`]).
 async fn record_roster_change(
     tx: &tokio_postgres::Transaction<'_>,
     part: RosterPart,
     learner_ids: Option<String>,
 ) -> Result<(), StoreError> {
-    let [bump, log, prune] = crate::RECORD_ROSTER_CHANGE;
+    let [bump, log, prune] = sql::RECORD_ROSTER_CHANGE;
     tx.execute(bump, &[]).await.map_err(map_error)?;
     tx.execute(log, &[&part.as_str(), &learner_ids])
         .await

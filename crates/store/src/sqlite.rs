@@ -20,6 +20,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::migrations::{self, Migration};
+use crate::sql;
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
     RosterChange, RosterLogEntry, RosterPart, Store, StoreError, StoreStats, StoredEvent,
@@ -75,7 +76,7 @@ impl SqliteStore {
     /// Applies pending migrations; returns those applied now.
     pub async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
         self.write(|conn| {
-            conn.execute(migrations::CREATE_TABLE, [])?;
+            conn.execute(sql::CREATE_SCHEMA_MIGRATIONS, [])?;
             let mut applied = Vec::new();
             for migration in migrations::SQLITE {
                 let done: Option<i64> = conn
@@ -91,7 +92,7 @@ impl SqliteStore {
                 let tx = conn.transaction()?;
                 tx.execute_batch(migration.sql)?;
                 tx.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    sql::RECORD_MIGRATION,
                     params![migration.version, migration.name, Utc::now().to_rfc3339()],
                 )?;
                 tx.commit()?;
@@ -281,7 +282,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.read(|conn| Ok(conn.query_row(sql::PING, [], |_| Ok(()))?))
             .await
     }
 
@@ -314,10 +315,7 @@ impl Store for SqliteStore {
 
     async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT hec_id, name, name_ur, province, city, sector
-                 FROM institutions ORDER BY hec_id",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::INSTITUTIONS)?;
             let rows = stmt.query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -362,9 +360,7 @@ impl Store for SqliteStore {
 
     async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT code, name, name_ur, stem FROM disciplines ORDER BY code",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::DISCIPLINES)?;
             let rows = stmt.query_map([], |row| {
                 Ok(Discipline {
                     code: row.get(0)?,
@@ -404,10 +400,7 @@ impl Store for SqliteStore {
 
     async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT track, required_courses, target, stretch_target
-                 FROM track_plans ORDER BY track DESC",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::TRACK_PLANS)?;
             let rows = stmt.query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -460,10 +453,7 @@ impl Store for SqliteStore {
 
     async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT cohort_id, name, name_ur, track, starts_on, ends_on, target
-                 FROM cohorts ORDER BY cohort_id",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::COHORTS)?;
             let rows = stmt.query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -695,13 +685,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT e.seq, e.received_at, i.learner_id, e.source, e.event_id, e.learner_ref,
-                        e.course_id, e.kind, e.progress, e.score, e.duration_seconds,
-                        e.occurred_at, e.content_hash, e.raw
-                 FROM events e LEFT JOIN learner_identities i ON i.learner_ref = e.learner_ref
-                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::EVENTS_AFTER)?;
             let rows = stmt.query_map(params![after_seq, limit as i64], |row| {
                 Ok((
                     (
@@ -740,12 +724,7 @@ impl Store for SqliteStore {
 
     async fn feed_after(&self, after_seq: i64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score,
-                        e.occurred_at
-                 FROM events e LEFT JOIN learner_identities i ON i.learner_ref = e.learner_ref
-                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::FEED_AFTER)?;
             let rows = stmt.query_map(params![after_seq, limit as i64], feed_row)?;
             collect(rows.map(|row| feed_event(row?)))
         })
@@ -805,8 +784,7 @@ impl Store for SqliteStore {
     async fn purge_rejections(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = micros(before);
         self.write(move |conn| {
-            let deleted =
-                conn.execute("DELETE FROM rejections WHERE received_at < ?1", [before])?;
+            let deleted = conn.execute(sql::PURGE_REJECTIONS, [before])?;
             Ok(deleted as u64)
         })
         .await
@@ -814,7 +792,7 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.read(|conn| {
-            let stats = conn.query_row(crate::STATS_SQL, [], |row| {
+            let stats = conn.query_row(sql::STATS, [], |row| {
                 Ok(StoreStats {
                     events: row.get::<_, i64>(0)? as u64,
                     unmatched_events: row.get::<_, i64>(1)? as u64,
@@ -830,7 +808,7 @@ impl Store for SqliteStore {
 
     async fn unmatched_by_source(&self) -> Result<Vec<UnmatchedSource>, StoreError> {
         self.read(|conn| {
-            let mut statement = conn.prepare(crate::UNMATCHED_BY_SOURCE_SQL)?;
+            let mut statement = conn.prepare(sql::UNMATCHED_BY_SOURCE)?;
             let rows = statement.query_map([], |row| {
                 Ok(UnmatchedSource {
                     source: row.get(0)?,
@@ -844,14 +822,8 @@ impl Store for SqliteStore {
     }
 
     async fn roster_version(&self) -> Result<i64, StoreError> {
-        self.read(|conn| {
-            Ok(conn.query_row(
-                "SELECT version FROM roster_version WHERE id = 1",
-                [],
-                |row| row.get(0),
-            )?)
-        })
-        .await
+        self.read(|conn| Ok(conn.query_row(sql::ROSTER_VERSION, [], |row| row.get(0))?))
+            .await
     }
 
     async fn roster_log_after(
@@ -859,10 +831,7 @@ impl Store for SqliteStore {
         version: i64,
     ) -> Result<Option<Vec<RosterLogEntry>>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT version, part, learner_ids FROM roster_log
-                 WHERE version > ?1 ORDER BY version",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::ROSTER_LOG_AFTER)?;
             let rows = stmt.query_map([version], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
@@ -940,8 +909,7 @@ impl Store for SqliteStore {
         let key = key.clone();
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO api_keys (key_id, name, role, source, key_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                sql::CREATE_API_KEY,
                 params![
                     key.key_id,
                     key.name,
@@ -958,10 +926,7 @@ impl Store for SqliteStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT key_id, name, role, source, key_hash, created_at, revoked_at
-                 FROM api_keys ORDER BY created_at, key_id",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::API_KEYS)?;
             let rows = stmt.query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -992,10 +957,7 @@ impl Store for SqliteStore {
     async fn revoke_api_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let key_id = key_id.to_owned();
         self.write(move |conn| {
-            Ok(conn.execute(
-                "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
-                params![key_id, micros(at)],
-            )? == 1)
+            Ok(conn.execute(sql::REVOKE_API_KEY, params![micros(at), key_id])? == 1)
         })
         .await
     }
@@ -1004,8 +966,7 @@ impl Store for SqliteStore {
         let entry = entry.clone();
         self.write(move |conn| {
             conn.execute(
-                "INSERT INTO audit_log (at, key_id, method, path, query, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                sql::APPEND_AUDIT,
                 params![
                     micros(entry.at),
                     entry.key_id,
@@ -1022,10 +983,7 @@ impl Store for SqliteStore {
 
     async fn audit(&self, page: Page<i64>) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, at, key_id, method, path, query, status FROM audit_log
-                 WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
+            let mut stmt = conn.prepare_cached(sql::AUDIT)?;
             let rows =
                 stmt.query_map(params![page.after.unwrap_or(0), page.limit as i64], |row| {
                     Ok((
@@ -1068,13 +1026,13 @@ fn rejection_row(r: &Rejection) -> Value {
     ])
 }
 
-/// Records a roster change in its transaction (see [`crate::RECORD_ROSTER_CHANGE`]).
+/// Records a roster change in its transaction (see [`sql::RECORD_ROSTER_CHANGE`]).
 fn record_roster_change(
     tx: &rusqlite::Transaction<'_>,
     part: RosterPart,
     learner_ids: Option<String>,
 ) -> rusqlite::Result<()> {
-    let [bump, log, prune] = crate::RECORD_ROSTER_CHANGE;
+    let [bump, log, prune] = sql::RECORD_ROSTER_CHANGE;
     tx.execute(bump, [])?;
     tx.execute(log, params![part.as_str(), learner_ids])?;
     tx.execute(prune, [])?;
