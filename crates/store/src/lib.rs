@@ -7,6 +7,7 @@
 //! `nigrani-ingest`) nor know about HTTP.
 //!
 //! Modules:
+//! - `decode`: stored rows back into domain values, the same way on both backends.
 //! - [`migrations`]: the numbered SQL files of each backend and what has been applied.
 //! - [`sqlite`]: the embedded backend.
 //! - [`postgres`]: the PostgreSQL backend.
@@ -19,6 +20,7 @@
 //! recorded as a rejection, and the stored event is kept. A batch is written in one transaction,
 //! so when [`Store::write_batch`] returns, every outcome it reports is durable.
 
+mod decode;
 pub mod migrations;
 pub mod postgres;
 mod sql;
@@ -288,35 +290,12 @@ impl<'a> KeptPayload<'a> {
 
 /// How much of a payload is kept: all of it, or its first [`MAX_KEPT_PAYLOAD_BYTES`], cut at a
 /// character boundary.
-fn kept_len(raw: &str) -> usize {
+pub(crate) fn kept_len(raw: &str) -> usize {
     let mut end = raw.len().min(MAX_KEPT_PAYLOAD_BYTES);
     while !raw.is_char_boundary(end) {
         end -= 1;
     }
     end
-}
-
-/// A stored rejection from its columns; rows from before the payload cap have no hash, and may
-/// hold more than the cap, of which only the cap is returned.
-pub(crate) fn stored_rejection(
-    id: i64,
-    received_at: DateTime<Utc>,
-    mut rejection: Rejection,
-    raw_bytes: Option<i64>,
-    raw_sha256: Option<String>,
-) -> StoredRejection {
-    let cut = kept_len(&rejection.raw);
-    rejection.raw.truncate(cut);
-    let kept = rejection.raw.len() as u64;
-    let raw_bytes = raw_bytes.map_or(kept, |b| u64::try_from(b).unwrap_or(0));
-    StoredRejection {
-        id,
-        received_at,
-        rejection,
-        raw_truncated: raw_bytes > kept,
-        raw_bytes,
-        raw_sha256,
-    }
 }
 
 /// The effect of a roster upsert.
@@ -525,13 +504,12 @@ impl RosterLogEntry {
         version: i64,
         part: &str,
         learner_ids: Option<&str>,
-    ) -> Result<Self, String> {
-        let part =
-            RosterPart::parse(part).ok_or_else(|| format!("unknown roster part {part:?}"))?;
+    ) -> Result<Self, decode::DecodeError> {
+        let part = RosterPart::parse(part)
+            .ok_or_else(|| decode::DecodeError::new(format!("unknown roster part {part:?}")))?;
         let learner_ids = match learner_ids {
-            Some(ids) => {
-                serde_json::from_str(ids).map_err(|e| format!("roster log row {version}: {e}"))?
-            }
+            Some(ids) => serde_json::from_str(ids)
+                .map_err(|e| decode::DecodeError::new(format!("roster log row {version}: {e}")))?,
             None => Vec::new(),
         };
         Ok(Self {
@@ -571,44 +549,6 @@ pub async fn open(
             let applied = store.migrate().await?;
             Ok((Arc::new(store), applied))
         }
-    }
-}
-
-/// The columns of a stored event, as both backends read them back.
-pub(crate) struct EventColumns {
-    pub(crate) source: String,
-    pub(crate) event_id: String,
-    pub(crate) learner_ref: String,
-    pub(crate) course_id: String,
-    pub(crate) kind: String,
-    pub(crate) progress: Option<f64>,
-    pub(crate) score: Option<f64>,
-    pub(crate) duration_seconds: Option<i64>,
-    pub(crate) occurred_at: i64,
-    pub(crate) content_hash: String,
-    pub(crate) raw: String,
-}
-
-impl EventColumns {
-    pub(crate) fn into_event(self, occurred_at: DateTime<Utc>) -> Result<LearningEvent, String> {
-        Ok(LearningEvent {
-            learner: nigrani_domain::LearnerRef::parse(&self.learner_ref)
-                .map_err(|e| e.to_string())?,
-            kind: self
-                .kind
-                .parse()
-                .map_err(|e: nigrani_domain::UnknownName| e.to_string())?,
-            source: self.source,
-            event_id: self.event_id,
-            course_id: self.course_id,
-            progress: self.progress,
-            score: self.score,
-            duration_seconds: self.duration_seconds,
-            occurred_at,
-            content_hash: self.content_hash,
-            earlier_content_hash: None,
-            raw: self.raw,
-        })
     }
 }
 

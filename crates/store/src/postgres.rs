@@ -15,17 +15,21 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use nigrani_domain::{
-    Cohort, Discipline, Institution, Learner, LearnerRef, LearningEvent, Rejection, TrackPlan,
+    Cohort, Discipline, Institution, Learner, LearningEvent, Rejection, TrackPlan,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
+use crate::decode::{
+    ApiKeyRow, AuditRow, CohortRow, EventRow, FeedRow, InstitutionRow, LearnerRow, RejectionRow,
+    TrackPlanRow,
+};
 use crate::migrations::{self, Migration};
 use crate::sql;
 use crate::{
-    ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
-    RosterChange, RosterLogEntry, RosterPart, Store, StoreConfig, StoreError, StoreStats,
-    StoredEvent, StoredRejection, UnmatchedSource, classify,
+    ApiKeyRecord, AuditEntry, Backend, Cause, EventWrite, FeedEvent, Page, RosterChange,
+    RosterLogEntry, RosterPart, Store, StoreConfig, StoreError, StoreStats, StoredEvent,
+    StoredRejection, UnmatchedSource, classify,
 };
 
 /// Key of the advisory lock that orders event inserts (any constant unique to nigrani).
@@ -162,25 +166,19 @@ fn sql_int(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
-fn decode<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, StoreError> {
-    result.map_err(|e| StoreError::internal(format!("stored value cannot be read back: {e}")))
-}
-
-fn learner_from_row(row: &Row) -> Result<Learner, StoreError> {
-    let track: String = row.get(3);
-    let role: String = row.get(5);
-    let gender: Option<String> = row.get(6);
-    let refs: Vec<String> = row.get(7);
-    Ok(Learner {
+/// A learner from the first seven columns of `row`, with these identities.
+fn learner(row: &Row, identities: Vec<String>) -> Result<Learner, StoreError> {
+    let row = LearnerRow {
         learner_id: row.get(0),
-        identities: decode(refs.iter().map(|r| LearnerRef::parse(r)).collect())?,
         institution: row.get(1),
         discipline: row.get(2),
-        track: decode(track.parse())?,
+        track: row.get(3),
         cohort: row.get(4),
-        role: decode(role.parse())?,
-        gender: gender.map(|g| decode(g.parse())).transpose()?,
-    })
+        role: row.get(5),
+        gender: row.get(6),
+        identities,
+    };
+    Ok(row.decode()?)
 }
 
 impl PostgresStore {
@@ -193,24 +191,27 @@ impl PostgresStore {
         let client = self.client().await?;
         let after = page.after.unwrap_or_default();
         let limit = page.limit as i64;
-        let sql = if with_identities {
-            "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
-                    l.gender,
-                    coalesce(array_agg(i.learner_ref ORDER BY i.learner_ref)
-                             FILTER (WHERE i.learner_ref IS NOT NULL), '{}')
-             FROM learners l LEFT JOIN learner_identities i USING (learner_id)
-             WHERE l.learner_id > $1
-             GROUP BY l.learner_id ORDER BY l.learner_id LIMIT $2"
-        } else {
-            "SELECT learner_id, institution, discipline, track, cohort, role, gender,
-                    '{}'::text[]
-             FROM learners WHERE learner_id > $1 ORDER BY learner_id LIMIT $2"
-        };
+        if !with_identities {
+            let rows = client
+                .query(sql::LEARNER_DIMENSIONS, &[&after, &limit])
+                .await
+                .map_err(map_error)?;
+            return rows.iter().map(|row| learner(row, Vec::new())).collect();
+        }
         let rows = client
-            .query(sql, &[&after, &limit])
+            .query(
+                "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
+                        l.gender,
+                        coalesce(array_agg(i.learner_ref ORDER BY i.learner_ref)
+                                 FILTER (WHERE i.learner_ref IS NOT NULL), '{}')
+                 FROM learners l LEFT JOIN learner_identities i USING (learner_id)
+                 WHERE l.learner_id > $1
+                 GROUP BY l.learner_id ORDER BY l.learner_id LIMIT $2",
+                &[&after, &limit],
+            )
             .await
             .map_err(map_error)?;
-        rows.iter().map(learner_from_row).collect()
+        rows.iter().map(|row| learner(row, row.get(7))).collect()
     }
 }
 
@@ -260,16 +261,15 @@ impl Store for PostgresStore {
             .map_err(map_error)?;
         rows.iter()
             .map(|row| {
-                let province: String = row.get(3);
-                let sector: String = row.get(5);
-                Ok(Institution {
+                let row = InstitutionRow {
                     hec_id: row.get(0),
                     name: row.get(1),
                     name_ur: row.get(2),
-                    province: decode(province.parse())?,
+                    province: row.get(3),
                     city: row.get(4),
-                    sector: decode(sector.parse())?,
-                })
+                    sector: row.get(5),
+                };
+                Ok(row.decode()?)
             })
             .collect()
     }
@@ -351,15 +351,13 @@ impl Store for PostgresStore {
             .map_err(map_error)?;
         rows.iter()
             .map(|row| {
-                let track: String = row.get(0);
-                let target: i32 = row.get(2);
-                let stretch: Option<i32> = row.get(3);
-                Ok(TrackPlan {
-                    track: decode(track.parse())?,
+                let row = TrackPlanRow {
+                    track: row.get(0),
                     required_courses: row.get(1),
-                    target: decode(u32::try_from(target))?,
-                    stretch_target: stretch.map(|s| decode(u32::try_from(s))).transpose()?,
-                })
+                    target: row.get::<_, i32>(2).into(),
+                    stretch_target: row.get::<_, Option<i32>>(3).map(i64::from),
+                };
+                Ok(row.decode()?)
             })
             .collect()
     }
@@ -397,17 +395,16 @@ impl Store for PostgresStore {
         let rows = client.query(sql::COHORTS, &[]).await.map_err(map_error)?;
         rows.iter()
             .map(|row| {
-                let track: String = row.get(3);
-                let target: i32 = row.get(6);
-                Ok(Cohort {
+                let row = CohortRow {
                     cohort_id: row.get(0),
                     name: row.get(1),
                     name_ur: row.get(2),
-                    track: decode(track.parse())?,
+                    track: row.get(3),
                     starts_on: row.get(4),
                     ends_on: row.get(5),
-                    target: decode(u32::try_from(target))?,
-                })
+                    target: row.get::<_, i32>(6).into(),
+                };
+                Ok(row.decode()?)
             })
             .collect()
     }
@@ -653,8 +650,10 @@ impl Store for PostgresStore {
             .map_err(map_error)?;
         rows.iter()
             .map(|row| {
-                let occurred_at: DateTime<Utc> = row.get(11);
-                let columns = EventColumns {
+                let row = EventRow {
+                    seq: row.get(0),
+                    received_at: row.get(1),
+                    learner_id: row.get(2),
                     source: row.get(3),
                     event_id: row.get(4),
                     learner_ref: row.get(5),
@@ -663,16 +662,11 @@ impl Store for PostgresStore {
                     progress: row.get(8),
                     score: row.get(9),
                     duration_seconds: row.get(10),
-                    occurred_at: occurred_at.timestamp_micros(),
+                    occurred_at: row.get(11),
                     content_hash: row.get(12),
                     raw: row.get(13),
                 };
-                Ok(StoredEvent {
-                    seq: row.get(0),
-                    received_at: row.get(1),
-                    learner_id: row.get(2),
-                    event: decode(columns.into_event(occurred_at))?,
-                })
+                Ok(row.decode()?)
             })
             .collect()
     }
@@ -698,7 +692,7 @@ impl Store for PostgresStore {
         let rows = client
             .query(
                 // Rows from before the cap may hold whole bodies: read no more than the cap
-                // (in characters here; `stored_rejection` cuts to bytes).
+                // (in characters here; `RejectionRow::decode` cuts to bytes).
                 "SELECT id, received_at, source, event_id, reason, message, left(raw, 65536),
                         coalesce(raw_bytes, octet_length(raw)::int8), raw_sha256
                  FROM rejections WHERE id > $1 ORDER BY id LIMIT $2",
@@ -708,21 +702,18 @@ impl Store for PostgresStore {
             .map_err(map_error)?;
         rows.iter()
             .map(|row| {
-                let reason: String = row.get(4);
-                let rejection = Rejection {
-                    reason: decode(reason.parse())?,
-                    message: row.get(5),
+                let row = RejectionRow {
+                    id: row.get(0),
+                    received_at: row.get(1),
                     source: row.get(2),
                     event_id: row.get(3),
+                    reason: row.get(4),
+                    message: row.get(5),
                     raw: row.get(6),
+                    raw_bytes: row.get(7),
+                    raw_sha256: row.get(8),
                 };
-                Ok(crate::stored_rejection(
-                    row.get(0),
-                    row.get(1),
-                    rejection,
-                    row.get(7),
-                    row.get(8),
-                ))
+                Ok(row.decode()?)
             })
             .collect()
     }
@@ -783,7 +774,7 @@ impl Store for PostgresStore {
             .map_err(map_error)?;
         let entries = rows
             .iter()
-            .map(|row| decode(RosterLogEntry::decode(row.get(0), row.get(1), row.get(2))))
+            .map(|row| RosterLogEntry::decode(row.get(0), row.get(1), row.get(2)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(crate::contiguous_log(version, entries))
     }
@@ -792,14 +783,13 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT learner_id, institution, discipline, track, cohort, role, gender,
-                        '{}'::text[]
+                "SELECT learner_id, institution, discipline, track, cohort, role, gender
                  FROM learners WHERE learner_id = ANY($1) ORDER BY learner_id",
                 &[&ids],
             )
             .await
             .map_err(map_error)?;
-        rows.iter().map(learner_from_row).collect()
+        rows.iter().map(|row| learner(row, Vec::new())).collect()
     }
 
     async fn feed_of_learners(
@@ -844,16 +834,16 @@ impl Store for PostgresStore {
         let rows = client.query(sql::API_KEYS, &[]).await.map_err(map_error)?;
         rows.iter()
             .map(|row| {
-                let role: String = row.get(2);
-                Ok(ApiKeyRecord {
+                let row = ApiKeyRow {
                     key_id: row.get(0),
                     name: row.get(1),
-                    role: decode(role.parse())?,
+                    role: row.get(2),
                     source: row.get(3),
                     key_hash: row.get(4),
                     created_at: row.get(5),
                     revoked_at: row.get(6),
-                })
+                };
+                Ok(row.decode()?)
             })
             .collect()
     }
@@ -897,16 +887,16 @@ impl Store for PostgresStore {
             .map_err(map_error)?;
         rows.iter()
             .map(|row| {
-                let status: i32 = row.get(6);
-                Ok(AuditEntry {
+                let row = AuditRow {
                     id: row.get(0),
                     at: row.get(1),
                     key_id: row.get(2),
                     method: row.get(3),
                     path: row.get(4),
                     query: row.get(5),
-                    status: decode(u16::try_from(status))?,
-                })
+                    status: row.get::<_, i32>(6).into(),
+                };
+                Ok(row.decode()?)
             })
             .collect()
     }
@@ -928,15 +918,15 @@ async fn record_roster_change(
 }
 
 /// A change-feed row: seq, learner id, course, kind, progress, score, occurred_at.
-fn feed_event(row: &tokio_postgres::Row) -> Result<FeedEvent, StoreError> {
-    let kind: &str = row.get(3);
-    Ok(FeedEvent {
+fn feed_event(row: &Row) -> Result<FeedEvent, StoreError> {
+    let row = FeedRow {
         seq: row.get(0),
         learner_id: row.get(1),
         course_id: row.get(2),
-        kind: decode(kind.parse())?,
+        kind: row.get(3),
         progress: row.get(4),
         score: row.get(5),
         occurred_at: row.get(6),
-    })
+    };
+    Ok(row.decode()?)
 }

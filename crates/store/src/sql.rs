@@ -30,6 +30,12 @@ pub(crate) const COHORTS: &str =
     "SELECT cohort_id, name, name_ur, track, starts_on, ends_on, target
     FROM cohorts ORDER BY cohort_id";
 
+/// A page of learners without their identities: `$1` the last `learner_id` of the previous
+/// page (`''` for the first), `$2` the page size.
+pub(crate) const LEARNER_DIMENSIONS: &str =
+    "SELECT learner_id, institution, discipline, track, cohort, role, gender
+    FROM learners WHERE learner_id > $1 ORDER BY learner_id LIMIT $2";
+
 /// The change feed with payloads: events after `$1`, at most `$2`, in `seq` order.
 pub(crate) const EVENTS_AFTER: &str =
     "SELECT e.seq, e.received_at, i.learner_id, e.source, e.event_id, e.learner_ref,
@@ -133,6 +139,7 @@ mod tests {
         DISCIPLINES,
         TRACK_PLANS,
         COHORTS,
+        LEARNER_DIMENSIONS,
         EVENTS_AFTER,
         FEED_AFTER,
         PURGE_REJECTIONS,

@@ -12,19 +12,23 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use nigrani_domain::{
     Cohort, Discipline, Institution, Learner, LearnerRef, LearningEvent, Rejection, TrackPlan,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde_json::{Value, json};
 
+use crate::decode::{
+    self, ApiKeyRow, AuditRow, CohortRow, DecodeError, EventRow, FeedRow, InstitutionRow,
+    LearnerRow, RejectionRow, TrackPlanRow,
+};
 use crate::migrations::{self, Migration};
 use crate::sql;
 use crate::{
-    ApiKeyRecord, AuditEntry, Backend, Cause, EventColumns, EventWrite, FeedEvent, Page,
-    RosterChange, RosterLogEntry, RosterPart, Store, StoreError, StoreStats, StoredEvent,
-    StoredRejection, UnmatchedSource, classify,
+    ApiKeyRecord, AuditEntry, Backend, Cause, EventWrite, FeedEvent, Page, RosterChange,
+    RosterLogEntry, RosterPart, Store, StoreError, StoreStats, StoredEvent, StoredRejection,
+    UnmatchedSource, classify,
 };
 
 /// File name of the database inside the data folder.
@@ -190,8 +194,10 @@ impl From<rusqlite::Error> for WorkError {
     }
 }
 
-fn decode<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, WorkError> {
-    result.map_err(|e| WorkError::Decode(format!("stored value cannot be read back: {e}")))
+impl From<DecodeError> for WorkError {
+    fn from(e: DecodeError) -> Self {
+        WorkError::Decode(e.into_message())
+    }
 }
 
 fn map_error(e: rusqlite::Error) -> StoreError {
@@ -221,8 +227,20 @@ fn from_micros(value: i64) -> Result<DateTime<Utc>, WorkError> {
         .ok_or_else(|| WorkError::Decode(format!("timestamp {value} out of range")))
 }
 
-fn collect<T>(rows: impl Iterator<Item = Result<T, WorkError>>) -> Result<Vec<T>, WorkError> {
-    rows.collect()
+/// Runs a query and reads each of its rows with `read`.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    mut read: impl FnMut(&rusqlite::Row<'_>) -> Result<T, WorkError>,
+) -> Result<Vec<T>, WorkError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read(row)?);
+    }
+    Ok(out)
 }
 
 impl SqliteStore {
@@ -233,43 +251,27 @@ impl SqliteStore {
         with_identities: bool,
     ) -> Result<Vec<Learner>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(if with_identities {
+            let after = page.after.unwrap_or_default();
+            let limit = page.limit as i64;
+            if !with_identities {
+                return all(
+                    conn,
+                    sql::LEARNER_DIMENSIONS,
+                    params![after, limit],
+                    |row| learner(row, Vec::new()),
+                );
+            }
+            all(
+                conn,
                 "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
                         l.gender,
                         (SELECT json_group_array(learner_ref) FROM
                             (SELECT learner_ref FROM learner_identities i
                              WHERE i.learner_id = l.learner_id ORDER BY learner_ref))
-                 FROM learners l WHERE l.learner_id > ?1 ORDER BY l.learner_id LIMIT ?2"
-            } else {
-                "SELECT learner_id, institution, discipline, track, cohort, role, gender, '[]'
-                 FROM learners WHERE learner_id > ?1 ORDER BY learner_id LIMIT ?2"
-            })?;
-            let after = page.after.unwrap_or_default();
-            let rows = stmt.query_map(params![after, page.limit as i64], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, Option<String>>(6)?,
-                    row.get::<_, String>(7)?,
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let (learner_id, institution, discipline, track, cohort, role, gender, refs) = row?;
-                Ok(Learner {
-                    learner_id,
-                    identities: decode(serde_json::from_str(&refs))?,
-                    institution,
-                    discipline,
-                    track: decode(track.parse())?,
-                    cohort,
-                    role: decode(role.parse())?,
-                    gender: gender.map(|g| decode(g.parse())).transpose()?,
-                })
-            }))
+                 FROM learners l WHERE l.learner_id > ?1 ORDER BY l.learner_id LIMIT ?2",
+                params![after, limit],
+                |row| learner(row, decode::json_list(&row.get::<_, String>(7)?)?),
+            )
         })
         .await
     }
@@ -315,28 +317,17 @@ impl Store for SqliteStore {
 
     async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(sql::INSTITUTIONS)?;
-            let rows = stmt.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let (hec_id, name, name_ur, province, city, sector) = row?;
-                Ok(Institution {
-                    hec_id,
-                    name,
-                    name_ur,
-                    province: decode(province.parse())?,
-                    city,
-                    sector: decode(sector.parse())?,
-                })
-            }))
+            all(conn, sql::INSTITUTIONS, [], |row| {
+                let row = InstitutionRow {
+                    hec_id: row.get(0)?,
+                    name: row.get(1)?,
+                    name_ur: row.get(2)?,
+                    province: row.get(3)?,
+                    city: row.get(4)?,
+                    sector: row.get(5)?,
+                };
+                Ok(row.decode()?)
+            })
         })
         .await
     }
@@ -360,16 +351,14 @@ impl Store for SqliteStore {
 
     async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(sql::DISCIPLINES)?;
-            let rows = stmt.query_map([], |row| {
+            all(conn, sql::DISCIPLINES, [], |row| {
                 Ok(Discipline {
                     code: row.get(0)?,
                     name: row.get(1)?,
                     name_ur: row.get(2)?,
                     stem: row.get::<_, i64>(3)? != 0,
                 })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
         })
         .await
     }
@@ -400,24 +389,15 @@ impl Store for SqliteStore {
 
     async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(sql::TRACK_PLANS)?;
-            let rows = stmt.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, u32>(2)?,
-                    row.get::<_, Option<u32>>(3)?,
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let (track, courses, target, stretch_target) = row?;
-                Ok(TrackPlan {
-                    track: decode(track.parse())?,
-                    required_courses: decode(serde_json::from_str(&courses))?,
-                    target,
-                    stretch_target,
-                })
-            }))
+            all(conn, sql::TRACK_PLANS, [], |row| {
+                let row = TrackPlanRow {
+                    track: row.get(0)?,
+                    required_courses: decode::json_list(&row.get::<_, String>(1)?)?,
+                    target: row.get(2)?,
+                    stretch_target: row.get(3)?,
+                };
+                Ok(row.decode()?)
+            })
         })
         .await
     }
@@ -453,30 +433,18 @@ impl Store for SqliteStore {
 
     async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(sql::COHORTS)?;
-            let rows = stmt.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, u32>(6)?,
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let (cohort_id, name, name_ur, track, starts_on, ends_on, target) = row?;
-                Ok(Cohort {
-                    cohort_id,
-                    name,
-                    name_ur,
-                    track: decode(track.parse())?,
-                    starts_on: decode(starts_on.parse::<NaiveDate>())?,
-                    ends_on: decode(ends_on.parse::<NaiveDate>())?,
-                    target,
-                })
-            }))
+            all(conn, sql::COHORTS, [], |row| {
+                let row = CohortRow {
+                    cohort_id: row.get(0)?,
+                    name: row.get(1)?,
+                    name_ur: row.get(2)?,
+                    track: row.get(3)?,
+                    starts_on: decode::parse(&row.get::<_, String>(4)?)?,
+                    ends_on: decode::parse(&row.get::<_, String>(5)?)?,
+                    target: row.get(6)?,
+                };
+                Ok(row.decode()?)
+            })
         })
         .await
     }
@@ -685,15 +653,15 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(sql::EVENTS_AFTER)?;
-            let rows = stmt.query_map(params![after_seq, limit as i64], |row| {
-                Ok((
-                    (
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, Option<String>>(2)?,
-                    ),
-                    EventColumns {
+            all(
+                conn,
+                sql::EVENTS_AFTER,
+                params![after_seq, limit as i64],
+                |row| {
+                    let row = EventRow {
+                        seq: row.get(0)?,
+                        received_at: from_micros(row.get(1)?)?,
+                        learner_id: row.get(2)?,
                         source: row.get(3)?,
                         event_id: row.get(4)?,
                         learner_ref: row.get(5)?,
@@ -702,81 +670,55 @@ impl Store for SqliteStore {
                         progress: row.get(8)?,
                         score: row.get(9)?,
                         duration_seconds: row.get(10)?,
-                        occurred_at: row.get(11)?,
+                        occurred_at: from_micros(row.get(11)?)?,
                         content_hash: row.get(12)?,
                         raw: row.get(13)?,
-                    },
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let ((seq, received_at, learner_id), columns) = row?;
-                let occurred_at = from_micros(columns.occurred_at)?;
-                Ok(StoredEvent {
-                    seq,
-                    received_at: from_micros(received_at)?,
-                    learner_id,
-                    event: decode(columns.into_event(occurred_at))?,
-                })
-            }))
+                    };
+                    Ok(row.decode()?)
+                },
+            )
         })
         .await
     }
 
     async fn feed_after(&self, after_seq: i64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(sql::FEED_AFTER)?;
-            let rows = stmt.query_map(params![after_seq, limit as i64], feed_row)?;
-            collect(rows.map(|row| feed_event(row?)))
+            all(
+                conn,
+                sql::FEED_AFTER,
+                params![after_seq, limit as i64],
+                feed_event,
+            )
         })
         .await
     }
 
     async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
+            all(
+                conn,
                 // Rows from before the cap may hold whole bodies: read no more than the cap
-                // (in characters here; `stored_rejection` cuts to bytes).
+                // (in characters here; `RejectionRow::decode` cuts to bytes).
                 "SELECT id, received_at, source, event_id, reason, message,
                         substr(raw, 1, 65536),
                         coalesce(raw_bytes, length(CAST(raw AS BLOB))), raw_sha256
                  FROM rejections WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows =
-                stmt.query_map(params![page.after.unwrap_or(0), page.limit as i64], |row| {
-                    Ok((
-                        (
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, Option<String>>(2)?,
-                            row.get::<_, Option<String>>(3)?,
-                            row.get::<_, String>(4)?,
-                        ),
-                        (
-                            row.get::<_, String>(5)?,
-                            row.get::<_, String>(6)?,
-                            row.get::<_, Option<i64>>(7)?,
-                            row.get::<_, Option<String>>(8)?,
-                        ),
-                    ))
-                })?;
-            collect(rows.map(|row| {
-                let ((id, received_at, source, event_id, reason), (message, raw, bytes, sha256)) =
-                    row?;
-                let rejection = Rejection {
-                    reason: decode(reason.parse())?,
-                    message,
-                    source,
-                    event_id,
-                    raw,
-                };
-                Ok(crate::stored_rejection(
-                    id,
-                    from_micros(received_at)?,
-                    rejection,
-                    bytes,
-                    sha256,
-                ))
-            }))
+                params![page.after.unwrap_or(0), page.limit as i64],
+                |row| {
+                    let row = RejectionRow {
+                        id: row.get(0)?,
+                        received_at: from_micros(row.get(1)?)?,
+                        source: row.get(2)?,
+                        event_id: row.get(3)?,
+                        reason: row.get(4)?,
+                        message: row.get(5)?,
+                        raw: row.get(6)?,
+                        raw_bytes: row.get(7)?,
+                        raw_sha256: row.get(8)?,
+                    };
+                    Ok(row.decode()?)
+                },
+            )
         })
         .await
     }
@@ -831,19 +773,11 @@ impl Store for SqliteStore {
         version: i64,
     ) -> Result<Option<Vec<RosterLogEntry>>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(sql::ROSTER_LOG_AFTER)?;
-            let rows = stmt.query_map([version], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                ))
+            let entries = all(conn, sql::ROSTER_LOG_AFTER, [version], |row| {
+                let part: String = row.get(1)?;
+                let ids: Option<String> = row.get(2)?;
+                Ok(RosterLogEntry::decode(row.get(0)?, &part, ids.as_deref())?)
             })?;
-            let mut entries = Vec::new();
-            for row in rows {
-                let (at, part, ids) = row?;
-                entries.push(decode(RosterLogEntry::decode(at, &part, ids.as_deref()))?);
-            }
             Ok(crate::contiguous_log(version, entries))
         })
         .await
@@ -852,35 +786,14 @@ impl Store for SqliteStore {
     async fn learners_by_id(&self, ids: &[String]) -> Result<Vec<Learner>, StoreError> {
         let ids = json!(ids).to_string();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
+            all(
+                conn,
                 "SELECT learner_id, institution, discipline, track, cohort, role, gender
                  FROM learners WHERE learner_id IN (SELECT value FROM json_each(?1))
                  ORDER BY learner_id",
-            )?;
-            let rows = stmt.query_map([&ids], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, Option<String>>(6)?,
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let (learner_id, institution, discipline, track, cohort, role, gender) = row?;
-                Ok(Learner {
-                    learner_id,
-                    identities: Vec::new(),
-                    institution,
-                    discipline,
-                    track: decode(track.parse())?,
-                    cohort,
-                    role: decode(role.parse())?,
-                    gender: gender.map(|g| decode(g.parse())).transpose()?,
-                })
-            }))
+                [&ids],
+                |row| learner(row, Vec::new()),
+            )
         })
         .await
     }
@@ -892,15 +805,16 @@ impl Store for SqliteStore {
     ) -> Result<Vec<FeedEvent>, StoreError> {
         let ids = json!(ids).to_string();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
+            all(
+                conn,
                 "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score,
                         e.occurred_at
                  FROM learner_identities i JOIN events e ON e.learner_ref = i.learner_ref
                  WHERE i.learner_id IN (SELECT value FROM json_each(?1)) AND e.seq <= ?2
                  ORDER BY e.seq",
-            )?;
-            let rows = stmt.query_map(params![ids, up_to_seq], feed_row)?;
-            collect(rows.map(|row| feed_event(row?)))
+                params![ids, up_to_seq],
+                feed_event,
+            )
         })
         .await
     }
@@ -926,30 +840,18 @@ impl Store for SqliteStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(sql::API_KEYS)?;
-            let rows = stmt.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, i64>(5)?,
-                    row.get::<_, Option<i64>>(6)?,
-                ))
-            })?;
-            collect(rows.map(|row| {
-                let (key_id, name, role, source, key_hash, created_at, revoked_at) = row?;
-                Ok(ApiKeyRecord {
-                    key_id,
-                    name,
-                    role: decode(role.parse())?,
-                    source,
-                    key_hash,
-                    created_at: from_micros(created_at)?,
-                    revoked_at: revoked_at.map(from_micros).transpose()?,
-                })
-            }))
+            all(conn, sql::API_KEYS, [], |row| {
+                let row = ApiKeyRow {
+                    key_id: row.get(0)?,
+                    name: row.get(1)?,
+                    role: row.get(2)?,
+                    source: row.get(3)?,
+                    key_hash: row.get(4)?,
+                    created_at: from_micros(row.get(5)?)?,
+                    revoked_at: row.get::<_, Option<i64>>(6)?.map(from_micros).transpose()?,
+                };
+                Ok(row.decode()?)
+            })
         })
         .await
     }
@@ -983,31 +885,23 @@ impl Store for SqliteStore {
 
     async fn audit(&self, page: Page<i64>) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(sql::AUDIT)?;
-            let rows =
-                stmt.query_map(params![page.after.unwrap_or(0), page.limit as i64], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, u16>(6)?,
-                    ))
-                })?;
-            collect(rows.map(|row| {
-                let (id, at, key_id, method, path, query, status) = row?;
-                Ok(AuditEntry {
-                    id,
-                    at: from_micros(at)?,
-                    key_id,
-                    method,
-                    path,
-                    query,
-                    status,
-                })
-            }))
+            all(
+                conn,
+                sql::AUDIT,
+                params![page.after.unwrap_or(0), page.limit as i64],
+                |row| {
+                    let row = AuditRow {
+                        id: row.get(0)?,
+                        at: from_micros(row.get(1)?)?,
+                        key_id: row.get(2)?,
+                        method: row.get(3)?,
+                        path: row.get(4)?,
+                        query: row.get(5)?,
+                        status: row.get(6)?,
+                    };
+                    Ok(row.decode()?)
+                },
+            )
         })
         .await
     }
@@ -1039,38 +933,31 @@ fn record_roster_change(
     Ok(())
 }
 
-/// A change-feed row: seq, learner id, course, kind, progress, score, occurred_at.
-type FeedRow = (
-    i64,
-    Option<String>,
-    String,
-    String,
-    Option<f64>,
-    Option<f64>,
-    i64,
-);
-
-fn feed_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FeedRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-    ))
+/// A learner from the first seven columns of `row`, with these identities.
+fn learner(row: &rusqlite::Row<'_>, identities: Vec<String>) -> Result<Learner, WorkError> {
+    let row = LearnerRow {
+        learner_id: row.get(0)?,
+        institution: row.get(1)?,
+        discipline: row.get(2)?,
+        track: row.get(3)?,
+        cohort: row.get(4)?,
+        role: row.get(5)?,
+        gender: row.get(6)?,
+        identities,
+    };
+    Ok(row.decode()?)
 }
 
-fn feed_event(row: FeedRow) -> Result<FeedEvent, WorkError> {
-    let (seq, learner_id, course_id, kind, progress, score, occurred_at) = row;
-    Ok(FeedEvent {
-        seq,
-        learner_id,
-        course_id,
-        kind: decode(kind.parse())?,
-        progress,
-        score,
-        occurred_at: from_micros(occurred_at)?,
-    })
+/// A change-feed row: seq, learner id, course, kind, progress, score, occurred_at.
+fn feed_event(row: &rusqlite::Row<'_>) -> Result<FeedEvent, WorkError> {
+    let row = FeedRow {
+        seq: row.get(0)?,
+        learner_id: row.get(1)?,
+        course_id: row.get(2)?,
+        kind: row.get(3)?,
+        progress: row.get(4)?,
+        score: row.get(5)?,
+        occurred_at: from_micros(row.get(6)?)?,
+    };
+    Ok(row.decode()?)
 }
