@@ -79,7 +79,7 @@ impl PostgresStore {
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(map_error)?;
-        let result = apply_migrations(&mut client).await;
+        let result = migrations::run(&mut Migrator(&mut client), migrations::POSTGRES).await;
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await
@@ -95,41 +95,46 @@ impl PostgresStore {
     }
 }
 
-async fn apply_migrations(client: &mut Object) -> Result<Vec<Migration>, StoreError> {
-    client
-        .batch_execute(sql::CREATE_SCHEMA_MIGRATIONS)
-        .await
-        .map_err(map_error)?;
-    let mut applied = Vec::new();
-    for migration in migrations::POSTGRES {
-        let version = i32::try_from(migration.version).unwrap_or(i32::MAX);
-        let done = client
-            .query_opt(
-                "SELECT version FROM schema_migrations WHERE version = $1",
-                &[&version],
-            )
-            .await
-            .map_err(map_error)?;
-        if done.is_some() {
-            continue;
-        }
+/// Runs the shared migration runner's SQL on one connection (the one holding the migration
+/// lock). A migration that fails to run, to be recorded or to commit is reported as
+/// [`StoreError::Migration`]; other failures like any other PostgreSQL error.
+struct Migrator<'a>(&'a mut Object);
+
+#[async_trait]
+impl migrations::Executor for Migrator<'_> {
+    async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        self.0.batch_execute(sql).await.map_err(map_error)
+    }
+
+    async fn versions(&mut self, sql: &'static str) -> Result<Vec<i64>, StoreError> {
+        let rows = self.0.query(sql, &[]).await.map_err(map_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| i64::from(row.get::<_, i32>(0)))
+            .collect())
+    }
+
+    async fn apply(
+        &mut self,
+        migration: Migration,
+        record: &'static str,
+        applied_at: String,
+    ) -> Result<(), StoreError> {
         let failed = |e: tokio_postgres::Error| StoreError::Migration {
             version: migration.version,
             name: migration.name,
             reason: e.to_string(),
         };
-        let tx = client.transaction().await.map_err(map_error)?;
+        let tx = self.0.transaction().await.map_err(map_error)?;
         tx.batch_execute(migration.sql).await.map_err(failed)?;
         tx.execute(
-            sql::RECORD_MIGRATION,
-            &[&version, &migration.name, &Utc::now().to_rfc3339()],
+            record,
+            &[&sql_int(migration.version), &migration.name, &applied_at],
         )
         .await
         .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
-        applied.push(*migration);
+        tx.commit().await.map_err(failed)
     }
-    Ok(applied)
 }
 
 /// Sorts PostgreSQL errors by what the caller can do: connection trouble is `Unavailable`,

@@ -125,6 +125,10 @@ pub(crate) const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS sc
     applied_at TEXT NOT NULL
 )";
 
+/// The versions of the migrations applied, in order.
+pub(crate) const APPLIED_MIGRATIONS: &str =
+    "SELECT version FROM schema_migrations ORDER BY version";
+
 /// Records an applied migration: `$1` version, `$2` name, `$3` when (RFC 3339).
 pub(crate) const RECORD_MIGRATION: &str =
     "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)";
@@ -156,6 +160,7 @@ mod tests {
         APPEND_AUDIT,
         AUDIT,
         CREATE_SCHEMA_MIGRATIONS,
+        APPLIED_MIGRATIONS,
         RECORD_MIGRATION,
     ];
 

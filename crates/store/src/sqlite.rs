@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use nigrani_domain::{
     Cohort, Discipline, Institution, Learner, LearnerRef, LearningEvent, Rejection, TrackPlan,
 };
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, params};
 use serde_json::{Value, json};
 
 use crate::decode::{
@@ -79,32 +79,7 @@ impl SqliteStore {
 
     /// Applies pending migrations; returns those applied now.
     pub async fn migrate(&self) -> Result<Vec<Migration>, StoreError> {
-        self.write(|conn| {
-            conn.execute(sql::CREATE_SCHEMA_MIGRATIONS, [])?;
-            let mut applied = Vec::new();
-            for migration in migrations::SQLITE {
-                let done: Option<i64> = conn
-                    .query_row(
-                        "SELECT version FROM schema_migrations WHERE version = ?1",
-                        [migration.version],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                if done.is_some() {
-                    continue;
-                }
-                let tx = conn.transaction()?;
-                tx.execute_batch(migration.sql)?;
-                tx.execute(
-                    sql::RECORD_MIGRATION,
-                    params![migration.version, migration.name, Utc::now().to_rfc3339()],
-                )?;
-                tx.commit()?;
-                applied.push(*migration);
-            }
-            Ok(applied)
-        })
-        .await
+        migrations::run(&mut Migrator(self), migrations::SQLITE).await
     }
 
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -157,6 +132,43 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::internal(format!("blocking task failed: {e}")))?
+    }
+}
+
+/// Runs the shared migration runner's SQL on the writer connection; failures are reported
+/// like any other SQLite error.
+struct Migrator<'a>(&'a SqliteStore);
+
+#[async_trait]
+impl migrations::Executor for Migrator<'_> {
+    async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        self.0.write(move |conn| Ok(conn.execute_batch(sql)?)).await
+    }
+
+    async fn versions(&mut self, sql: &'static str) -> Result<Vec<i64>, StoreError> {
+        self.0
+            .write(move |conn| all(conn, sql, [], |row| Ok(row.get(0)?)))
+            .await
+    }
+
+    async fn apply(
+        &mut self,
+        migration: Migration,
+        record: &'static str,
+        applied_at: String,
+    ) -> Result<(), StoreError> {
+        self.0
+            .write(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute_batch(migration.sql)?;
+                tx.execute(
+                    record,
+                    params![migration.version, migration.name, applied_at],
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 }
 

@@ -65,6 +65,39 @@ both_backends!(
     the_roster_log_names_what_each_change_touched,
 );
 
+/// Opening a migrated database again applies no migration and keeps what it holds.
+async fn reopening_applies_no_migration(config: StoreConfig) {
+    let (store, _) = nigrani_store::open(&config).await.unwrap();
+    seed_reference(store.as_ref()).await;
+    let institutions = store.institutions().await.unwrap();
+    drop(store);
+    let (store, applied) = nigrani_store::open(&config).await.unwrap();
+    assert!(applied.is_empty(), "applied again: {applied:?}");
+    assert_eq!(store.institutions().await.unwrap(), institutions);
+}
+
+#[tokio::test]
+async fn reopening_sqlite_applies_no_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    reopening_applies_no_migration(StoreConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..StoreConfig::default()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reopening_postgres_applies_no_migration() {
+    let Some(db) = TestDatabase::create("reopening_applies_no_migration") else {
+        return;
+    };
+    reopening_applies_no_migration(StoreConfig {
+        database_url: Some(db.url().to_owned()),
+        ..StoreConfig::default()
+    })
+    .await;
+}
+
 fn at(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, day, 9, 30, 0).unwrap()
 }
