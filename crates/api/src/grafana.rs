@@ -363,7 +363,7 @@ pub(crate) async fn query(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner().0;
-    let now = Utc::now();
+    let now = state.clock.now();
     if request.range.from > request.range.to {
         return Err(invalid("the range's `from` lies after its `to`".into()));
     }

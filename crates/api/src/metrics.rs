@@ -171,14 +171,16 @@ impl Metrics {
         }
     }
 
-    /// Records a batch's outcomes and its write time.
+    /// Records a batch's outcomes and its write time; `received_at` (the injected clock's time)
+    /// is what the last-event gauge of each source that had an event accepted shows.
     pub fn observe_batch(
         &self,
         backend: &str,
         report: &nigrani_ingest::BatchReport,
         elapsed: Duration,
+        received_at: chrono::DateTime<chrono::Utc>,
     ) {
-        let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+        let now = received_at.timestamp_micros() as f64 / 1e6;
         for result in &report.results {
             let source = self.source_label(result.source.as_deref().unwrap_or("unknown"));
             let outcome = serde_json::to_value(result.outcome)
@@ -203,12 +205,12 @@ impl Metrics {
         self.in_flight.with_label_values(&[backend])
     }
 
-    /// Updates the program gauges from the engine, then writes every metric in the text format.
-    pub async fn render(&self, engine: &Engine) -> String {
+    /// Updates the program gauges from the engine (learner counts as of `now`, the injected
+    /// clock's time), then writes every metric in the text format.
+    pub async fn render(&self, engine: &Engine, now: chrono::DateTime<chrono::Utc>) -> String {
         let (refreshes, last) = engine.refresh_stats();
         self.refreshes.set(refreshes as i64);
         self.refresh_seconds.set(last.as_secs_f64());
-        let now = chrono::Utc::now();
         let statuses = [
             (Metric::Enrolled, "enrolled"),
             (Metric::Started, "started"),

@@ -160,17 +160,18 @@ pub(crate) async fn post_events(
     let in_flight = state.metrics.in_flight(backend);
     in_flight.inc();
     let started = std::time::Instant::now();
+    let received_at = state.clock.now();
     tracing::Span::current().record("bytes", body.len());
     let report = state
         .ingestor
         .bound_to(caller.source.as_deref())
-        .ingest_body(&body, format, state.clock.now())
+        .ingest_body(&body, format, received_at)
         .await;
     in_flight.dec();
     let report = report?;
     state
         .metrics
-        .observe_batch(backend, &report, started.elapsed());
+        .observe_batch(backend, &report, started.elapsed(), received_at);
     tracing::Span::current().record("events", report.results.len());
     Ok(HttpResponse::Ok().json(report))
 }
@@ -645,7 +646,7 @@ fn matches_tag(tags: &str, etag: &str) -> bool {
 pub(crate) async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&state.engine).await)
+        .body(state.metrics.render(&state.engine, state.clock.now()).await)
 }
 
 /// Counts and times every request by route pattern (never the raw path, so labels stay bounded).

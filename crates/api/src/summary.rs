@@ -189,7 +189,7 @@ pub(crate) async fn summary(
     let rows_only = crate::figures::flat_rows(&params)?;
     let lang = language(&params)?;
 
-    let answers = summary_answers(&state, Utc::now()).await?;
+    let answers = summary_answers(&state, state.clock.now()).await?;
     let request = format!("summary|{:?}|{}", caller.role, req.query_string());
     let stamp = answers.stamp();
     if let Some(rendering) = state.rendered.get(&request, &stamp) {
@@ -255,7 +255,7 @@ pub(crate) async fn cohort(
         .cloned()
         .ok_or_else(not_found)?;
     let partner = caller.role == Partner;
-    let as_of = rounded_now(Utc::now());
+    let as_of = rounded_now(state.clock.now());
     let query = BreakdownQuery {
         by: Vec::new(),
         filters: [(Dimension::Cohort, vec![cohort_id.to_string()])].into(),

@@ -3,7 +3,6 @@
 //! ([`super::partner`]) and renders the answer ([`super::render`]).
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use nigrani_analytics::definitions::MetricKind;
 use nigrani_analytics::funnel::FunnelQuery;
 use nigrani_analytics::period::{Interval, RelativePeriod};
@@ -87,7 +86,7 @@ pub(crate) async fn breakdown(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|accept| accept.contains("text/csv")),
     };
-    let now = Utc::now();
+    let now = state.clock.now();
     let mut by = Vec::new();
     let mut period_grouped = false;
     let names = params.list("by");
@@ -267,7 +266,7 @@ pub(crate) async fn timeseries(
     )?;
     let rows_only = flat_rows(&params)?;
     let lang = language(&params)?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let metric: Metric = params
         .parse("metric")?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "`metric` is required"))?;
@@ -411,7 +410,7 @@ pub(crate) async fn funnel(
             as_of,
         )
         .await?;
-    let as_of = as_of.unwrap_or_else(Utc::now);
+    let as_of = as_of.unwrap_or_else(|| state.clock.now());
     let labels = match lang {
         Some(lang) => Some(Labels::load(&state, &state.engine.snapshot().roster, lang).await?),
         None => None,
@@ -476,7 +475,7 @@ pub(crate) async fn targets(
     let params = Params::without_filters(query.into_inner(), &["format", "lang"])?;
     let rows_only = flat_rows(&params)?;
     let lang = language(&params)?;
-    let now = rounded_now(Utc::now());
+    let now = rounded_now(state.clock.now());
     let partner = caller.role == Partner;
     let mut targets: Vec<Value> = state
         .engine
