@@ -187,6 +187,22 @@ fn learner(row: &Row, identities: Vec<String>) -> Result<Learner, StoreError> {
 }
 
 impl PostgresStore {
+    /// Runs one bulk upsert of reference data and records the roster change, in one
+    /// transaction; returns how many rows were written.
+    async fn upsert_rows(
+        &self,
+        part: RosterPart,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        let written = tx.execute(sql, params).await.map_err(map_error)?;
+        record_roster_change(&tx, part, None).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(written)
+    }
+
     /// A page of learners, with their identities or without (cheaper: no join).
     async fn learners_page(
         &self,
@@ -239,23 +255,17 @@ impl Store for PostgresStore {
         let province: Vec<&str> = rows.iter().map(|r| r.province.as_str()).collect();
         let city: Vec<&str> = rows.iter().map(|r| r.city.as_str()).collect();
         let sector: Vec<&str> = rows.iter().map(|r| r.sector.as_str()).collect();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_error)?;
-        let written = tx
-            .execute(
-                "INSERT INTO institutions (hec_id, name, name_ur, province, city, sector)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                      $5::text[], $6::text[])
-                 ON CONFLICT (hec_id) DO UPDATE SET name = excluded.name,
-                     name_ur = excluded.name_ur, province = excluded.province,
-                     city = excluded.city, sector = excluded.sector",
-                &[&hec_id, &name, &name_ur, &province, &city, &sector],
-            )
-            .await
-            .map_err(map_error)?;
-        record_roster_change(&tx, RosterPart::Institutions, None).await?;
-        tx.commit().await.map_err(map_error)?;
-        Ok(written)
+        self.upsert_rows(
+            RosterPart::Institutions,
+            "INSERT INTO institutions (hec_id, name, name_ur, province, city, sector)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                  $5::text[], $6::text[])
+             ON CONFLICT (hec_id) DO UPDATE SET name = excluded.name,
+                 name_ur = excluded.name_ur, province = excluded.province,
+                 city = excluded.city, sector = excluded.sector",
+            &[&hec_id, &name, &name_ur, &province, &city, &sector],
+        )
+        .await
     }
 
     async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
@@ -284,21 +294,15 @@ impl Store for PostgresStore {
         let name: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         let name_ur: Vec<&str> = rows.iter().map(|r| r.name_ur.as_str()).collect();
         let stem: Vec<bool> = rows.iter().map(|r| r.stem).collect();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_error)?;
-        let written = tx
-            .execute(
-                "INSERT INTO disciplines (code, name, name_ur, stem)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[])
-                 ON CONFLICT (code) DO UPDATE SET name = excluded.name,
-                     name_ur = excluded.name_ur, stem = excluded.stem",
-                &[&code, &name, &name_ur, &stem],
-            )
-            .await
-            .map_err(map_error)?;
-        record_roster_change(&tx, RosterPart::Disciplines, None).await?;
-        tx.commit().await.map_err(map_error)?;
-        Ok(written)
+        self.upsert_rows(
+            RosterPart::Disciplines,
+            "INSERT INTO disciplines (code, name, name_ur, stem)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[])
+             ON CONFLICT (code) DO UPDATE SET name = excluded.name,
+                 name_ur = excluded.name_ur, stem = excluded.stem",
+            &[&code, &name, &name_ur, &stem],
+        )
+        .await
     }
 
     async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
@@ -328,24 +332,18 @@ impl Store for PostgresStore {
         let target: Vec<i32> = rows.iter().map(|r| sql_int(r.target)).collect();
         let stretch: Vec<Option<i32>> =
             rows.iter().map(|r| r.stretch_target.map(sql_int)).collect();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_error)?;
-        let written = tx
-            .execute(
-                "INSERT INTO track_plans (track, required_courses, target, stretch_target)
-                 SELECT t.track, ARRAY(SELECT jsonb_array_elements_text(t.courses::jsonb)),
-                        t.target, t.stretch
-                 FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[])
-                      AS t(track, courses, target, stretch)
-                 ON CONFLICT (track) DO UPDATE SET required_courses = excluded.required_courses,
-                     target = excluded.target, stretch_target = excluded.stretch_target",
-                &[&track, &courses, &target, &stretch],
-            )
-            .await
-            .map_err(map_error)?;
-        record_roster_change(&tx, RosterPart::TrackPlans, None).await?;
-        tx.commit().await.map_err(map_error)?;
-        Ok(written)
+        self.upsert_rows(
+            RosterPart::TrackPlans,
+            "INSERT INTO track_plans (track, required_courses, target, stretch_target)
+             SELECT t.track, ARRAY(SELECT jsonb_array_elements_text(t.courses::jsonb)),
+                    t.target, t.stretch
+             FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[])
+                  AS t(track, courses, target, stretch)
+             ON CONFLICT (track) DO UPDATE SET required_courses = excluded.required_courses,
+                 target = excluded.target, stretch_target = excluded.stretch_target",
+            &[&track, &courses, &target, &stretch],
+        )
+        .await
     }
 
     async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError> {
@@ -375,24 +373,18 @@ impl Store for PostgresStore {
         let starts_on: Vec<chrono::NaiveDate> = rows.iter().map(|r| r.starts_on).collect();
         let ends_on: Vec<chrono::NaiveDate> = rows.iter().map(|r| r.ends_on).collect();
         let target: Vec<i32> = rows.iter().map(|r| sql_int(r.target)).collect();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_error)?;
-        let written = tx
-            .execute(
-                "INSERT INTO cohorts (cohort_id, name, name_ur, track, starts_on, ends_on, target)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                      $5::date[], $6::date[], $7::int4[])
-                 ON CONFLICT (cohort_id) DO UPDATE SET name = excluded.name,
-                     name_ur = excluded.name_ur, track = excluded.track,
-                     starts_on = excluded.starts_on, ends_on = excluded.ends_on,
-                     target = excluded.target",
-                &[&id, &name, &name_ur, &track, &starts_on, &ends_on, &target],
-            )
-            .await
-            .map_err(map_error)?;
-        record_roster_change(&tx, RosterPart::Cohorts, None).await?;
-        tx.commit().await.map_err(map_error)?;
-        Ok(written)
+        self.upsert_rows(
+            RosterPart::Cohorts,
+            "INSERT INTO cohorts (cohort_id, name, name_ur, track, starts_on, ends_on, target)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                  $5::date[], $6::date[], $7::int4[])
+             ON CONFLICT (cohort_id) DO UPDATE SET name = excluded.name,
+                 name_ur = excluded.name_ur, track = excluded.track,
+                 starts_on = excluded.starts_on, ends_on = excluded.ends_on,
+                 target = excluded.target",
+            &[&id, &name, &name_ur, &track, &starts_on, &ends_on, &target],
+        )
+        .await
     }
 
     async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError> {
