@@ -22,63 +22,33 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// The PostgreSQL migrations.
-pub const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        sql: include_str!("../migrations/postgres/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "roster_version",
-        sql: include_str!("../migrations/postgres/0002_roster_version.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "api_keys",
-        sql: include_str!("../migrations/postgres/0003_api_keys.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "rejection_payloads",
-        sql: include_str!("../migrations/postgres/0004_rejection_payloads.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "roster_log",
-        sql: include_str!("../migrations/postgres/0005_roster_log.sql"),
-    },
-];
+/// Declares both backends' lists from one table of version, name and file, so that every
+/// migration exists for both (each backend's file of the same name under `migrations/`).
+macro_rules! migrations {
+    ($($version:literal $name:literal $file:literal),+ $(,)?) => {
+        /// The PostgreSQL migrations.
+        pub const POSTGRES: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/postgres/", $file)),
+        }),+];
 
-/// The SQLite migrations.
-pub const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        sql: include_str!("../migrations/sqlite/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "roster_version",
-        sql: include_str!("../migrations/sqlite/0002_roster_version.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "api_keys",
-        sql: include_str!("../migrations/sqlite/0003_api_keys.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "rejection_payloads",
-        sql: include_str!("../migrations/sqlite/0004_rejection_payloads.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "roster_log",
-        sql: include_str!("../migrations/sqlite/0005_roster_log.sql"),
-    },
-];
+        /// The SQLite migrations.
+        pub const SQLITE: &[Migration] = &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/sqlite/", $file)),
+        }),+];
+    };
+}
+
+migrations! {
+    1 "init" "0001_init.sql",
+    2 "roster_version" "0002_roster_version.sql",
+    3 "api_keys" "0003_api_keys.sql",
+    4 "rejection_payloads" "0004_rejection_payloads.sql",
+    5 "roster_log" "0005_roster_log.sql",
+}
 
 /// What the runner asks of a backend: to run SQL, on one connection.
 #[async_trait]
