@@ -18,6 +18,7 @@ use nigrani_domain::{
     Cohort, Discipline, Institution, Learner, LearningEvent, Rejection, TrackPlan,
 };
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use crate::decode::{
@@ -187,13 +188,25 @@ fn learner(row: &Row, identities: Vec<String>) -> Result<Learner, StoreError> {
 }
 
 impl PostgresStore {
+    /// Runs a query on a pooled connection and reads each of its rows with `read`.
+    async fn all<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        read: impl FnMut(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query(sql, params).await.map_err(map_error)?;
+        rows.iter().map(read).collect()
+    }
+
     /// Runs one bulk upsert of reference data and records the roster change, in one
     /// transaction; returns how many rows were written.
     async fn upsert_rows(
         &self,
         part: RosterPart,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
@@ -209,30 +222,27 @@ impl PostgresStore {
         page: Page<String>,
         with_identities: bool,
     ) -> Result<Vec<Learner>, StoreError> {
-        let client = self.client().await?;
         let after = page.after.unwrap_or_default();
         let limit = page.limit as i64;
         if !with_identities {
-            let rows = client
-                .query(sql::LEARNER_DIMENSIONS, &[&after, &limit])
-                .await
-                .map_err(map_error)?;
-            return rows.iter().map(|row| learner(row, Vec::new())).collect();
+            return self
+                .all(sql::LEARNER_DIMENSIONS, &[&after, &limit], |row| {
+                    learner(row, Vec::new())
+                })
+                .await;
         }
-        let rows = client
-            .query(
-                "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
-                        l.gender,
-                        coalesce(array_agg(i.learner_ref ORDER BY i.learner_ref)
-                                 FILTER (WHERE i.learner_ref IS NOT NULL), '{}')
-                 FROM learners l LEFT JOIN learner_identities i USING (learner_id)
-                 WHERE l.learner_id > $1
-                 GROUP BY l.learner_id ORDER BY l.learner_id LIMIT $2",
-                &[&after, &limit],
-            )
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(|row| learner(row, row.get(7))).collect()
+        self.all(
+            "SELECT l.learner_id, l.institution, l.discipline, l.track, l.cohort, l.role,
+                    l.gender,
+                    coalesce(array_agg(i.learner_ref ORDER BY i.learner_ref)
+                             FILTER (WHERE i.learner_ref IS NOT NULL), '{}')
+             FROM learners l LEFT JOIN learner_identities i USING (learner_id)
+             WHERE l.learner_id > $1
+             GROUP BY l.learner_id ORDER BY l.learner_id LIMIT $2",
+            &[&after, &limit],
+            |row| learner(row, row.get(7)),
+        )
+        .await
     }
 }
 
@@ -269,24 +279,18 @@ impl Store for PostgresStore {
     }
 
     async fn institutions(&self) -> Result<Vec<Institution>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(sql::INSTITUTIONS, &[])
-            .await
-            .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                let row = InstitutionRow {
-                    hec_id: row.get(0),
-                    name: row.get(1),
-                    name_ur: row.get(2),
-                    province: row.get(3),
-                    city: row.get(4),
-                    sector: row.get(5),
-                };
-                Ok(row.decode()?)
-            })
-            .collect()
+        self.all(sql::INSTITUTIONS, &[], |row| {
+            let row = InstitutionRow {
+                hec_id: row.get(0),
+                name: row.get(1),
+                name_ur: row.get(2),
+                province: row.get(3),
+                city: row.get(4),
+                sector: row.get(5),
+            };
+            Ok(row.decode()?)
+        })
+        .await
     }
 
     async fn upsert_disciplines(&self, rows: &[Discipline]) -> Result<u64, StoreError> {
@@ -306,20 +310,15 @@ impl Store for PostgresStore {
     }
 
     async fn disciplines(&self) -> Result<Vec<Discipline>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(sql::DISCIPLINES, &[])
-            .await
-            .map_err(map_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| Discipline {
+        self.all(sql::DISCIPLINES, &[], |row| {
+            Ok(Discipline {
                 code: row.get(0),
                 name: row.get(1),
                 name_ur: row.get(2),
                 stem: row.get(3),
             })
-            .collect())
+        })
+        .await
     }
 
     async fn upsert_track_plans(&self, rows: &[TrackPlan]) -> Result<u64, StoreError> {
@@ -347,22 +346,16 @@ impl Store for PostgresStore {
     }
 
     async fn track_plans(&self) -> Result<Vec<TrackPlan>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(sql::TRACK_PLANS, &[])
-            .await
-            .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                let row = TrackPlanRow {
-                    track: row.get(0),
-                    required_courses: row.get(1),
-                    target: row.get::<_, i32>(2).into(),
-                    stretch_target: row.get::<_, Option<i32>>(3).map(i64::from),
-                };
-                Ok(row.decode()?)
-            })
-            .collect()
+        self.all(sql::TRACK_PLANS, &[], |row| {
+            let row = TrackPlanRow {
+                track: row.get(0),
+                required_courses: row.get(1),
+                target: row.get::<_, i32>(2).into(),
+                stretch_target: row.get::<_, Option<i32>>(3).map(i64::from),
+            };
+            Ok(row.decode()?)
+        })
+        .await
     }
 
     async fn upsert_cohorts(&self, rows: &[Cohort]) -> Result<u64, StoreError> {
@@ -388,22 +381,19 @@ impl Store for PostgresStore {
     }
 
     async fn cohorts(&self) -> Result<Vec<Cohort>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(sql::COHORTS, &[]).await.map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                let row = CohortRow {
-                    cohort_id: row.get(0),
-                    name: row.get(1),
-                    name_ur: row.get(2),
-                    track: row.get(3),
-                    starts_on: row.get(4),
-                    ends_on: row.get(5),
-                    target: row.get::<_, i32>(6).into(),
-                };
-                Ok(row.decode()?)
-            })
-            .collect()
+        self.all(sql::COHORTS, &[], |row| {
+            let row = CohortRow {
+                cohort_id: row.get(0),
+                name: row.get(1),
+                name_ur: row.get(2),
+                track: row.get(3),
+                starts_on: row.get(4),
+                ends_on: row.get(5),
+                target: row.get::<_, i32>(6).into(),
+            };
+            Ok(row.decode()?)
+        })
+        .await
     }
 
     async fn upsert_learners(&self, rows: &[Learner]) -> Result<RosterChange, StoreError> {
@@ -639,33 +629,27 @@ impl Store for PostgresStore {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let client = self.client().await?;
         let limit = limit as i64;
-        let rows = client
-            .query(sql::EVENTS_AFTER, &[&after_seq, &limit])
-            .await
-            .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                let row = EventRow {
-                    seq: row.get(0),
-                    received_at: row.get(1),
-                    learner_id: row.get(2),
-                    source: row.get(3),
-                    event_id: row.get(4),
-                    learner_ref: row.get(5),
-                    course_id: row.get(6),
-                    kind: row.get(7),
-                    progress: row.get(8),
-                    score: row.get(9),
-                    duration_seconds: row.get(10),
-                    occurred_at: row.get(11),
-                    content_hash: row.get(12),
-                    raw: row.get(13),
-                };
-                Ok(row.decode()?)
-            })
-            .collect()
+        self.all(sql::EVENTS_AFTER, &[&after_seq, &limit], |row| {
+            let row = EventRow {
+                seq: row.get(0),
+                received_at: row.get(1),
+                learner_id: row.get(2),
+                source: row.get(3),
+                event_id: row.get(4),
+                learner_ref: row.get(5),
+                course_id: row.get(6),
+                kind: row.get(7),
+                progress: row.get(8),
+                score: row.get(9),
+                duration_seconds: row.get(10),
+                occurred_at: row.get(11),
+                content_hash: row.get(12),
+                raw: row.get(13),
+            };
+            Ok(row.decode()?)
+        })
+        .await
     }
 
     async fn feed_after(&self, after_seq: i64, limit: usize) -> Result<Vec<FeedEvent>, StoreError> {
@@ -683,22 +667,16 @@ impl Store for PostgresStore {
     }
 
     async fn rejections(&self, page: Page<i64>) -> Result<Vec<StoredRejection>, StoreError> {
-        let client = self.client().await?;
         let after = page.after.unwrap_or(0);
         let limit = page.limit as i64;
-        let rows = client
-            .query(
-                // Rows from before the cap may hold whole bodies: read no more than the cap
-                // (in characters here; `RejectionRow::decode` cuts to bytes).
-                "SELECT id, received_at, source, event_id, reason, message, left(raw, 65536),
+        self.all(
+            // Rows from before the cap may hold whole bodies: read no more than the cap
+            // (in characters here; `RejectionRow::decode` cuts to bytes).
+            "SELECT id, received_at, source, event_id, reason, message, left(raw, 65536),
                         coalesce(raw_bytes, octet_length(raw)::int8), raw_sha256
                  FROM rejections WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&after, &limit],
-            )
-            .await
-            .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
+            &[&after, &limit],
+            |row| {
                 let row = RejectionRow {
                     id: row.get(0),
                     received_at: row.get(1),
@@ -711,8 +689,9 @@ impl Store for PostgresStore {
                     raw_sha256: row.get(8),
                 };
                 Ok(row.decode()?)
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     async fn purge_rejections(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -736,19 +715,14 @@ impl Store for PostgresStore {
     }
 
     async fn unmatched_by_source(&self) -> Result<Vec<UnmatchedSource>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(sql::UNMATCHED_BY_SOURCE, &[])
-            .await
-            .map_err(map_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| UnmatchedSource {
+        self.all(sql::UNMATCHED_BY_SOURCE, &[], |row| {
+            Ok(UnmatchedSource {
                 source: row.get(0),
                 learner_refs: row.get::<_, i64>(1) as u64,
                 events: row.get::<_, i64>(2) as u64,
             })
-            .collect())
+        })
+        .await
     }
 
     async fn roster_version(&self) -> Result<i64, StoreError> {
@@ -764,29 +738,22 @@ impl Store for PostgresStore {
         &self,
         version: i64,
     ) -> Result<Option<Vec<RosterLogEntry>>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(sql::ROSTER_LOG_AFTER, &[&version])
-            .await
-            .map_err(map_error)?;
-        let entries = rows
-            .iter()
-            .map(|row| RosterLogEntry::decode(row.get(0), row.get(1), row.get(2)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = self
+            .all(sql::ROSTER_LOG_AFTER, &[&version], |row| {
+                Ok(RosterLogEntry::decode(row.get(0), row.get(1), row.get(2))?)
+            })
+            .await?;
         Ok(crate::contiguous_log(version, entries))
     }
 
     async fn learners_by_id(&self, ids: &[String]) -> Result<Vec<Learner>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT learner_id, institution, discipline, track, cohort, role, gender
+        self.all(
+            "SELECT learner_id, institution, discipline, track, cohort, role, gender
                  FROM learners WHERE learner_id = ANY($1) ORDER BY learner_id",
-                &[&ids],
-            )
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(|row| learner(row, Vec::new())).collect()
+            &[&ids],
+            |row| learner(row, Vec::new()),
+        )
+        .await
     }
 
     async fn feed_of_learners(
@@ -794,17 +761,14 @@ impl Store for PostgresStore {
         ids: &[String],
         up_to_seq: i64,
     ) -> Result<Vec<FeedEvent>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at
+        self.all(
+            "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at
                  FROM learner_identities i JOIN events e USING (learner_ref)
                  WHERE i.learner_id = ANY($1) AND e.seq <= $2 ORDER BY e.seq",
-                &[&ids, &up_to_seq],
-            )
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(feed_event).collect()
+            &[&ids, &up_to_seq],
+            feed_event,
+        )
+        .await
     }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -827,22 +791,19 @@ impl Store for PostgresStore {
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(sql::API_KEYS, &[]).await.map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
-                let row = ApiKeyRow {
-                    key_id: row.get(0),
-                    name: row.get(1),
-                    role: row.get(2),
-                    source: row.get(3),
-                    key_hash: row.get(4),
-                    created_at: row.get(5),
-                    revoked_at: row.get(6),
-                };
-                Ok(row.decode()?)
-            })
-            .collect()
+        self.all(sql::API_KEYS, &[], |row| {
+            let row = ApiKeyRow {
+                key_id: row.get(0),
+                name: row.get(1),
+                role: row.get(2),
+                source: row.get(3),
+                key_hash: row.get(4),
+                created_at: row.get(5),
+                revoked_at: row.get(6),
+            };
+            Ok(row.decode()?)
+        })
+        .await
     }
 
     async fn revoke_api_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -874,16 +835,10 @@ impl Store for PostgresStore {
     }
 
     async fn audit(&self, page: Page<i64>) -> Result<Vec<AuditEntry>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                sql::AUDIT,
-                &[&page.after.unwrap_or(0), &(page.limit as i64)],
-            )
-            .await
-            .map_err(map_error)?;
-        rows.iter()
-            .map(|row| {
+        self.all(
+            sql::AUDIT,
+            &[&page.after.unwrap_or(0), &(page.limit as i64)],
+            |row| {
                 let row = AuditRow {
                     id: row.get(0),
                     at: row.get(1),
@@ -894,8 +849,9 @@ impl Store for PostgresStore {
                     status: row.get::<_, i32>(6).into(),
                 };
                 Ok(row.decode()?)
-            })
-            .collect()
+            },
+        )
+        .await
     }
 }
 
