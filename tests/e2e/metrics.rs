@@ -1,12 +1,12 @@
-//! `/metrics`: bounded labels, the service and program metrics, and `promtool check metrics`
-//! passing on the real output.
+//! `/metrics`: bounded labels, the service metrics in public and the program gauges only for
+//! manager and admin keys, and `promtool check metrics` passing on the real output.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use nigrani_e2e::{TestServer, event, ndjson};
+use nigrani_e2e::{ADMIN_KEY, TestServer, event, ndjson};
 
 #[test]
 fn metrics_are_bounded_and_pass_promtool() {
@@ -33,8 +33,6 @@ fn metrics_are_bounded_and_pass_promtool() {
         r#"nigrani_events_ingested_total{outcome="rejected",source="coursera"} 1"#,
         r#"nigrani_http_requests_total{method="GET",route="/api/v1/{kind}",status="200"}"#,
         r#"nigrani_http_request_duration_seconds_bucket{method="POST",route="/api/v1/events""#,
-        r#"nigrani_learners{province="punjab",status="enrolled",track="soft"} 1"#,
-        r#"nigrani_cohort_completion_ratio{cohort="soft-t"} 0"#,
         "nigrani_store_write_duration_seconds_count",
         r#"nigrani_source_last_event_received_timestamp_seconds{source="coursera"}"#,
         "nigrani_analytics_refreshes",
@@ -46,6 +44,33 @@ fn metrics_are_bounded_and_pass_promtool() {
         !text.contains("no-such-thing"),
         "raw paths never become labels"
     );
+    // Nothing about learners without a key: the program gauges are a route of their own.
+    for program in ["nigrani_learners", "nigrani_cohort_completion_ratio"] {
+        assert!(!text.contains(program), "`{program}` is public:\n{text}");
+    }
+    let ((status, _), _) = server.get_as(None, "/metrics/program");
+    assert_eq!(status, 401, "the program gauges need a key");
+    let out = server.cli(&["keys", "create", "--name", "meta", "--role", "partner"]);
+    let partner = out
+        .split_whitespace()
+        .find(|w| w.starts_with("nk_"))
+        .unwrap();
+    let ((status, _), _) = server.get_as(Some(partner), "/metrics/program");
+    assert_eq!(
+        status, 403,
+        "exact program figures are not for partner keys"
+    );
+    let ((status, program), _) = server.get_as(Some(ADMIN_KEY), "/metrics/program");
+    assert_eq!(status, 200);
+    for needle in [
+        r#"nigrani_learners{province="punjab",status="enrolled",track="soft"} 1"#,
+        r#"nigrani_cohort_completion_ratio{cohort="soft-t"} 0"#,
+    ] {
+        assert!(
+            program.contains(needle),
+            "missing `{needle}` in:\n{program}"
+        );
+    }
 
     let Ok(mut promtool) = Command::new("promtool")
         .args(["check", "metrics"])
@@ -72,7 +97,7 @@ fn metrics_are_bounded_and_pass_promtool() {
         .stdin
         .take()
         .unwrap()
-        .write_all(text.as_bytes())
+        .write_all(format!("{text}{program}").as_bytes())
         .unwrap();
     let output = promtool.wait_with_output().unwrap();
     assert!(

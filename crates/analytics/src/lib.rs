@@ -29,6 +29,8 @@
 //! - [`answers`]: the latest answer per query for polling dashboards, refreshed in the
 //!   background.
 //! - [`suppress`]: small-cell suppression, primary and complementary.
+//! - [`perturbation`]: the cell key method's perturbation table (true count and cell key to the
+//!   count a partner sees); partner views are moving onto it from `suppress`.
 
 pub mod answers;
 mod checkpoint;
@@ -40,6 +42,7 @@ mod frame;
 pub mod funnel;
 pub mod live;
 pub mod period;
+pub mod perturbation;
 pub mod query;
 mod roster_sync;
 pub mod series;

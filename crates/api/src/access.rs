@@ -44,6 +44,11 @@ pub(crate) const RULES: &[(Method, &str, Access)] = &[
     (Method::GET, "/healthz", Access::Public),
     (Method::GET, "/readyz", Access::Public),
     (Method::GET, "/metrics", Access::Public),
+    (
+        Method::GET,
+        "/metrics/program",
+        Access::Roles(&[Admin, Manager]),
+    ),
     (Method::GET, "/api/openapi.json", Access::Public),
     (Method::GET, "/api/openapi-ui.json", Access::Public),
     (Method::GET, "/api/docs/{_}", Access::Public),

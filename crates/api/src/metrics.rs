@@ -1,6 +1,12 @@
 //! Prometheus metrics, all defined here. Labels are bounded: routes by pattern (never the raw
 //! path), a handful of outcomes and statuses, tracks, provinces, cohorts, and at most
 //! [`MAX_SOURCES`] event sources — never learner or institution ids.
+//!
+//! Two registries, two routes. The service's own metrics (requests, ingest, refreshes) say
+//! nothing about learners and are public at `/metrics`. The program gauges — learners by track,
+//! province and status, cohort completion — are exact counts, down to single learners, so they
+//! are served only at `/metrics/program` to manager and admin keys (Prometheus sends the key
+//! through its scrape config's `authorization`; see the README).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -17,7 +23,10 @@ pub const MAX_SOURCES: usize = 32;
 
 /// The service's metrics.
 pub struct Metrics {
+    /// The service's metrics: public.
     registry: Registry,
+    /// The program gauges: for manager and admin keys only.
+    program: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     events: IntCounterVec,
@@ -43,6 +52,7 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        let program = Registry::new();
         let buckets = vec![
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
         ];
@@ -110,7 +120,7 @@ impl Metrics {
                 )?,
             ),
             learners: register(
-                &registry,
+                &program,
                 IntGaugeVec::new(
                     Opts::new(
                         "nigrani_learners",
@@ -120,7 +130,7 @@ impl Metrics {
                 )?,
             ),
             cohort_completion: register(
-                &registry,
+                &program,
                 GaugeVec::new(
                     Opts::new(
                         "nigrani_cohort_completion_ratio",
@@ -144,6 +154,7 @@ impl Metrics {
                 ))?,
             ),
             registry,
+            program,
             sources: Mutex::new(HashSet::new()),
         })
     }
@@ -205,12 +216,22 @@ impl Metrics {
         self.in_flight.with_label_values(&[backend])
     }
 
-    /// Updates the program gauges from the engine (learner counts as of `now`, the injected
-    /// clock's time), then writes every metric in the text format.
-    pub async fn render(&self, engine: &Engine, now: chrono::DateTime<chrono::Utc>) -> String {
+    /// The service's metrics in the text format (public: nothing in them is about learners).
+    pub fn render(&self, engine: &Engine) -> String {
         let (refreshes, last) = engine.refresh_stats();
         self.refreshes.set(refreshes as i64);
         self.refresh_seconds.set(last.as_secs_f64());
+        encode(&self.registry)
+    }
+
+    /// Updates the program gauges from the engine (learner counts as of `now`, the injected
+    /// clock's time), then writes them in the text format. Exact figures: for manager and admin
+    /// keys only.
+    pub async fn render_program(
+        &self,
+        engine: &Engine,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> String {
         let statuses = [
             (Metric::Enrolled, "enrolled"),
             (Metric::Started, "started"),
@@ -267,10 +288,15 @@ impl Metrics {
                 }
             }
         }
-        let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %e, "Metrics could not be encoded.");
-        }
-        String::from_utf8(out).unwrap_or_default()
+        encode(&self.program)
     }
+}
+
+/// A registry's metrics in Prometheus' text format.
+fn encode(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut out) {
+        tracing::error!(error = %e, "Metrics could not be encoded.");
+    }
+    String::from_utf8(out).unwrap_or_default()
 }

@@ -54,6 +54,7 @@ impl Modify for Security {
         crate::routes::healthz,
         crate::routes::readyz,
         crate::routes::prometheus_metrics,
+        crate::routes::program_metrics,
         crate::routes::post_events,
         crate::routes::status,
         crate::routes::list_rejections,

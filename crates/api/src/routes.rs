@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(prometheus_metrics))
+    .route("/metrics/program", web::get().to(program_metrics))
     .configure(crate::grafana::configure)
     .service(
         web::scope("/api/v1")
@@ -639,14 +640,36 @@ fn matches_tag(tags: &str, etag: &str) -> bool {
         .any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*")
 }
 
-/// Prometheus metrics in the text format (no key: scrapers reach it on the private network).
+/// The content type of Prometheus' text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The service's Prometheus metrics in the text format (no key: nothing in them is about
+/// learners).
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+    responses((status = 200, description = "Prometheus text format: the service's own metrics", content_type = "text/plain", body = String),
               crate::error::ErrorResponses))]
 pub(crate) async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&state.engine, state.clock.now()).await)
+        .content_type(PROMETHEUS_TEXT)
+        .body(state.metrics.render(&state.engine))
+}
+
+/// The program gauges in Prometheus' text format: learners by track, province and status, and
+/// each cohort's completion ratio — exact figures, so for manager and admin keys only.
+#[utoipa::path(get, path = "/metrics/program", tag = "health",
+    responses((status = 200, description = "Prometheus text format: the program gauges", content_type = "text/plain", body = String),
+              crate::error::ErrorResponses),
+    security(("api_key" = [])))]
+pub(crate) async fn program_metrics(
+    _caller: crate::auth::Authenticated,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    HttpResponse::Ok().content_type(PROMETHEUS_TEXT).body(
+        state
+            .metrics
+            .render_program(&state.engine, state.clock.now())
+            .await,
+    )
 }
 
 /// Counts and times every request by route pattern (never the raw path, so labels stay bounded).

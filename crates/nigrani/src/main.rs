@@ -4,6 +4,7 @@
 //! `demo`, `import`, `keys` or `openapi`. The work itself lives in the library crates; the
 //! benchmarks are a binary of their own (`nigrani-bench`, crates/bench).
 
+mod allocator;
 mod commands;
 mod settings;
 
@@ -46,6 +47,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
