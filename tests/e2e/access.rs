@@ -1,4 +1,4 @@
-//! Keys and roles: 401 without a valid key, 403 for the wrong role, partner answers suppressed
+//! Keys and roles: 401 without a valid key, 403 for the wrong role, partner answers perturbed
 //! and audited, ingest keys bound to their source, revocation, and per-key rate limits.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
@@ -86,7 +86,7 @@ fn keys_roles_and_their_errors() {
 }
 
 #[test]
-fn partners_see_suppressed_figures_and_are_audited() {
+fn partners_see_perturbed_figures_and_are_audited() {
     let server = TestServer::sqlite();
     let cohorts = "cohort_id,name,track,starts_on,ends_on,target\nsoft-t,Soft T,soft,2026-01-01,2026-12-31,10\n";
     assert_eq!(server.post("/api/v1/cohorts", "text/csv", cohorts).0, 200);
@@ -118,24 +118,56 @@ fn partners_see_suppressed_figures_and_are_audited() {
 
     let (code, partner_view) = status(&server, Some(&partner), path);
     assert_eq!(code, 200);
-    let rows = partner_view["rows"].as_array().unwrap();
-    assert_eq!(rows[1]["province"], "sindh");
-    assert_eq!(rows[1]["enrolled"], Value::Null, "2 < k is suppressed");
+    assert_eq!(partner_view["disclosure"]["perturbed"], true);
+    assert_eq!(partner_view["disclosure"]["additive"], false);
+    assert_eq!(manager_view["disclosure"]["perturbed"], false);
+    for row in partner_view["rows"].as_array().unwrap() {
+        for field in ["learners", "enrolled"] {
+            let n = row[field].as_u64().unwrap();
+            assert!(n == 0 || n >= 5, "no count from 1 to k-1: {row}");
+            let truth = match row["province"].as_str() {
+                None => 8,
+                Some("punjab") => 6,
+                _ => 2,
+            };
+            assert!(
+                n.abs_diff(truth) <= 5,
+                "within max_noise of the truth: {row}"
+            );
+        }
+        assert!(
+            row["completion_rate"].is_null(),
+            "no rate over fewer than min_base learners: {row}"
+        );
+    }
+    let (_, again) = status(&server, Some(&partner), path);
     assert_eq!(
-        rows[0]["enrolled"],
-        Value::Null,
-        "and Punjab with it, or it could be recovered from the total"
+        again["rows"], partner_view["rows"],
+        "the same cells, the same answer"
     );
-    assert_eq!(rows[2]["enrolled"], 8, "the total is published");
-    assert!(!partner_view["suppressed"].as_array().unwrap().is_empty());
+    // The metrics a breakdown does not ask for come from the same cells: the program's
+    // learners are one cell, whichever query it is in.
+    let (_, program) = status(
+        &server,
+        Some(&partner),
+        "/api/v1/breakdown?metrics=enrolled",
+    );
+    let total = partner_view["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["province"].is_null())
+        .unwrap();
+    assert_eq!(program["rows"][0]["enrolled"], total["enrolled"]);
 
     let (_, audit) = status(&server, Some(nigrani_e2e::ADMIN_KEY), "/api/v1/audit");
     let entries = audit["audit"].as_array().unwrap();
     assert_eq!(
         entries.len(),
-        1,
+        3,
         "only partner requests are audited: {audit}"
     );
+    assert!(entries.iter().all(|e| e["key_id"] == partner[..11]));
     assert_eq!(entries[0]["key_id"], partner[..11]);
     assert_eq!(entries[0]["path"], "/api/v1/breakdown");
     assert_eq!(entries[0]["status"], 200);

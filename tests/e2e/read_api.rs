@@ -61,13 +61,24 @@ fn summary_per_track_against_targets() {
     let (status, error) = server.get_json("/api/v1/summary?province=punjab");
     assert_eq!((status, &error["code"]), (400, &json!("invalid_query")));
 
-    // Partners: four learners is a small cell (k = 5).
+    // Partners: four learners is a small cell (k = 5): published as 0 or from 5 on.
     let partner = partner_key(&server);
     let (status, body) = get_json_as(&server, &partner, "/api/v1/summary");
     assert_eq!(status, 200);
-    assert_eq!(body["tracks"][0]["enrolled"], Value::Null, "{body}");
-    assert_eq!(body["tracks"][0]["target"]["attained"], Value::Null);
-    assert_eq!(body["tracks"][1]["enrolled"], 0, "zero is never hidden");
+    assert_eq!(body["disclosure"]["perturbed"], true, "{body}");
+    let soft = &body["tracks"][0];
+    for field in ["learners", "enrolled", "started", "completed", "trained"] {
+        let n = soft[field].as_u64().unwrap();
+        assert!(n == 0 || (5..=9).contains(&n), "{field}: {soft}");
+    }
+    assert_eq!(
+        soft["target"]["attained"], soft["trained"],
+        "the same learners, the same count: {soft}"
+    );
+    assert_eq!(body["tracks"][1]["enrolled"], 0, "a true zero stays zero");
+    // The cohort holds the same four learners: the same cell.
+    let (_, cohort) = get_json_as(&server, &partner, "/api/v1/cohorts/soft-t");
+    assert_eq!(cohort["figures"]["enrolled"], soft["enrolled"], "{cohort}");
 }
 
 #[test]
@@ -117,7 +128,11 @@ fn cohort_detail_lists_members_for_managers_only() {
         body.get("members").is_none(),
         "no learner rows for partners: {body}"
     );
-    assert_eq!(body["figures"]["enrolled"], Value::Null);
+    let enrolled = body["figures"]["enrolled"].as_u64();
+    assert!(
+        enrolled.is_none() || enrolled.is_some_and(|n| n == 0 || n >= 5),
+        "{body}"
+    );
 
     let (status, error) = server.get_json("/api/v1/cohorts/no-such-cohort");
     assert_eq!((status, &error["code"]), (404, &json!("not_found")));
@@ -223,7 +238,7 @@ fn the_stream_pushes_changed_slices_and_resumes() {
     let mut resumed = EventStream::open(&server, ADMIN_KEY, Some(&second_id.to_string()));
     assert!(resumed.next_update(Duration::from_millis(2500)).is_none());
 
-    // Partners get small cells suppressed.
+    // Partners get perturbed counts: none from 1 to k - 1.
     let partner = partner_key(&server);
     let mut partner_stream = EventStream::open(&server, &partner, None);
     let (_, update) = partner_stream.next_update(Duration::from_secs(5)).unwrap();

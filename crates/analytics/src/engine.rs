@@ -34,6 +34,7 @@ pub use crate::error::AnalyticsError;
 use crate::funnel::{self, FunnelQuery, FunnelRow};
 use crate::live::LiveFrame;
 use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
+use crate::record_key::RecordSecret;
 use crate::roster_sync::{self, RosterDelta};
 use crate::series::{self, Series, SeriesQuery};
 pub use crate::snapshot::Snapshot;
@@ -902,6 +903,7 @@ async fn build(
             .collect(),
         store.cohorts().await?,
         &store.track_plans().await?,
+        RecordSecret::new(store.record_key_secret().await?),
     );
     let roster_read = started.elapsed();
     let cutoff = as_of.unwrap_or(now);

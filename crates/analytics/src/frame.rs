@@ -31,6 +31,8 @@ pub(crate) mod columns {
     pub(crate) const SCORE: &str = "score";
     pub(crate) const DAYS_TO_COMPLETE: &str = "days_to_complete";
     pub(crate) const SOFT: &str = "soft";
+    /// The learner's record key (see [`crate::record_key`]).
+    pub(crate) const RECORD_KEY: &str = "record_key";
 }
 
 /// Column names of the cells.
@@ -44,4 +46,12 @@ pub(crate) mod cell {
     pub(crate) const PROGRESS: &str = "c_progress_sum";
     pub(crate) const SCORE: &str = "c_score_sum";
     pub(crate) const SCORED: &str = "c_scored";
+    // The sums of record keys of the members each count above counts.
+    pub(crate) const LEARNERS_KEY: &str = "k_learners";
+    pub(crate) const STARTED_KEY: &str = "k_started";
+    pub(crate) const COMPLETED_KEY: &str = "k_completed";
+    pub(crate) const CERTIFIED_KEY: &str = "k_certified";
+    pub(crate) const TRAINED_KEY: &str = "k_trained";
+    pub(crate) const WITHDRAWN_KEY: &str = "k_withdrawn";
+    pub(crate) const SCORED_KEY: &str = "k_scored";
 }

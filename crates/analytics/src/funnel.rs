@@ -7,7 +7,9 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::definitions::Dimension;
-use crate::query::{QueryError, dimension_names, enrolled_by, filtered};
+use crate::frame::columns;
+use crate::query::{QueryError, Subjects, dimension_names, enrolled_by, filtered};
+use crate::record_key::cell_key;
 use crate::state::Roster;
 
 /// Progress from which a learner counts as half-way.
@@ -38,7 +40,14 @@ pub struct FunnelRow {
     pub completed: u64,
     pub certified: u64,
     pub days_to_complete: CompletionTimes,
+    /// Who each stage counts — enrolled, started, half-way, completed, certified — for
+    /// disclosure control ([`crate::disclosure`]); never serialised.
+    #[serde(skip)]
+    pub subjects: [Subjects; 5],
 }
+
+/// The stages of a funnel, in order.
+const STAGES: [&str; 5] = ["enrolled", "started", "half_way", "completed", "certified"];
 
 /// Computes the funnel over a learner frame that holds nothing after `as_of`, over the learners
 /// enrolled by then.
@@ -52,14 +61,25 @@ pub fn funnel(
         filtered(frame.clone().lazy(), roster, &query.filters)?,
         as_of,
     );
-    let count = |e: Expr, name: &str| e.cast(DataType::Int64).sum().alias(name);
     let days = || col("days_to_complete");
-    let aggs = [
-        len().cast(DataType::Int64).alias("enrolled"),
-        count(col("started_at").is_not_null(), "started"),
-        count(col("progress").gt_eq(lit(HALF_WAY)), "half_way"),
-        count(col("completed_at").is_not_null(), "completed"),
-        count(col("certified_at").is_not_null(), "certified"),
+    let stage_flags = [
+        lit(true),
+        col("started_at").is_not_null(),
+        col("progress").gt_eq(lit(HALF_WAY)),
+        col("completed_at").is_not_null(),
+        col("certified_at").is_not_null(),
+    ];
+    let mut aggs = Vec::new();
+    for (flag, name) in stage_flags.into_iter().zip(STAGES) {
+        let flag = flag.cast(DataType::Int64);
+        aggs.push(flag.clone().sum().alias(name));
+        aggs.push(
+            (flag * col(columns::RECORD_KEY))
+                .sum()
+                .alias(format!("{name}_key")),
+        );
+    }
+    aggs.extend([
         days().median().alias("median"),
         days()
             .quantile(lit(0.75), QuantileMethod::Linear)
@@ -67,7 +87,7 @@ pub fn funnel(
         days()
             .quantile(lit(0.90), QuantileMethod::Linear)
             .alias("p90"),
-    ];
+    ]);
     let result = if query.by.is_empty() {
         lazy.select(aggs).collect()?
     } else {
@@ -92,37 +112,43 @@ pub fn funnel(
             .f64()?
             .clone())
     };
-    let (enrolled, started, half_way, completed, certified) = (
-        int("enrolled")?,
-        int("started")?,
-        int("half_way")?,
-        int("completed")?,
-        int("certified")?,
-    );
+    let stages: Vec<(Int64Chunked, Int64Chunked)> = STAGES
+        .iter()
+        .map(|name| Ok((int(name)?, int(&format!("{name}_key"))?)))
+        .collect::<Result<_, QueryError>>()?;
     let (median, p75, p90) = (float("median")?, float("p75")?, float("p90")?);
     let keys: Vec<UInt32Chunked> = query
         .by
         .iter()
         .map(|d| Ok(result.column(d.as_str())?.u32()?.clone()))
         .collect::<Result<_, QueryError>>()?;
-    let n = |c: &Int64Chunked, i: usize| c.get(i).unwrap_or(0).max(0) as u64;
     Ok((0..result.height())
-        .map(|i| FunnelRow {
-            keys: keys
-                .iter()
-                .zip(&names)
-                .map(|(k, names)| k.get(i).and_then(|code| names.get(code as usize).cloned()))
-                .collect(),
-            enrolled: n(&enrolled, i),
-            started: n(&started, i),
-            half_way: n(&half_way, i),
-            completed: n(&completed, i),
-            certified: n(&certified, i),
-            days_to_complete: CompletionTimes {
-                median: median.get(i),
-                p75: p75.get(i),
-                p90: p90.get(i),
-            },
+        .map(|i| {
+            let subjects: [Subjects; 5] = std::array::from_fn(|stage| {
+                let (count, key) = &stages[stage];
+                Subjects {
+                    count: count.get(i).unwrap_or(0).max(0) as u64,
+                    key: cell_key(key.get(i).unwrap_or(0)),
+                }
+            });
+            FunnelRow {
+                keys: keys
+                    .iter()
+                    .zip(&names)
+                    .map(|(k, names)| k.get(i).and_then(|code| names.get(code as usize).cloned()))
+                    .collect(),
+                enrolled: subjects[0].count,
+                started: subjects[1].count,
+                half_way: subjects[2].count,
+                completed: subjects[3].count,
+                certified: subjects[4].count,
+                days_to_complete: CompletionTimes {
+                    median: median.get(i),
+                    p75: p75.get(i),
+                    p90: p90.get(i),
+                },
+                subjects,
+            }
         })
         .collect())
 }

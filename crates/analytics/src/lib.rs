@@ -2,7 +2,7 @@
 //!
 //! This crate owns the metric and dimension definitions, the per-learner state kept current from
 //! the store's change feed, and the queries over it (breakdowns by any dimensions, as of any
-//! moment), plus small-cell suppression for partner views. It reads through the
+//! moment), plus the disclosure control of partner views. It reads through the
 //! [`nigrani_store::Store`] trait and must not know about HTTP or wire formats.
 //!
 //! Modules:
@@ -28,14 +28,16 @@
 //! - `error`: [`AnalyticsError`].
 //! - [`answers`]: the latest answer per query for polling dashboards, refreshed in the
 //!   background.
-//! - [`suppress`]: small-cell suppression, primary and complementary.
+//! - [`record_key`]: each learner's permanent random key, and a cell's key from its members'.
 //! - [`perturbation`]: the cell key method's perturbation table (true count and cell key to the
-//!   count a partner sees); partner views are moving onto it from `suppress`.
+//!   count a partner sees).
+//! - [`disclosure`]: what a partner may see of every answer — the one place that decides it.
 
 pub mod answers;
 mod checkpoint;
 mod compute;
 pub mod definitions;
+pub mod disclosure;
 pub mod engine;
 mod error;
 mod frame;
@@ -44,11 +46,11 @@ pub mod live;
 pub mod period;
 pub mod perturbation;
 pub mod query;
+pub mod record_key;
 mod roster_sync;
 pub mod series;
 pub mod snapshot;
 pub mod state;
-pub mod suppress;
 pub mod targets;
 
 pub use definitions::{Dimension, Metric};

@@ -57,14 +57,16 @@ fn cell_key(roster: &Roster, row: usize) -> [u32; DIMENSIONS] {
 }
 
 /// The columns that depend on the roster alone: the dimension codes, then whether the learner
-/// is on the soft track.
-fn fixed_columns(codes: &[Vec<u32>], soft: &[bool]) -> Vec<Column> {
+/// is on the soft track and its record key (64 bits wide, so that sums of them do not wrap).
+fn fixed_columns(codes: &[Vec<u32>], soft: &[bool], record_keys: &[u32]) -> Vec<Column> {
     let mut fixed: Vec<Column> = Dimension::ALL
         .iter()
         .zip(codes)
         .map(|(d, values)| Column::new(d.as_str().into(), values.clone()))
         .collect();
     fixed.push(Column::new(columns::SOFT.into(), soft.to_vec()));
+    let keys: Vec<i64> = record_keys.iter().map(|k| i64::from(*k)).collect();
+    fixed.push(Column::new(columns::RECORD_KEY.into(), keys));
     fixed
 }
 
@@ -142,6 +144,41 @@ struct Cells {
     progress: Vec<f64>,
     score: Vec<f64>,
     scored: Vec<i64>,
+    /// Per cell and count above: the sum of the counted members' record keys (the key of the
+    /// set the count is of; see [`crate::record_key`]).
+    key_sums: CellKeySums,
+}
+
+/// Per cell, the sums of record keys of the members each count counts.
+#[derive(Default)]
+struct CellKeySums {
+    learners: Vec<i64>,
+    started: Vec<i64>,
+    completed: Vec<i64>,
+    certified: Vec<i64>,
+    trained: Vec<i64>,
+    withdrawn: Vec<i64>,
+    scored: Vec<i64>,
+}
+
+impl CellKeySums {
+    fn push_empty(&mut self) {
+        for column in self.columns_mut() {
+            column.push(0);
+        }
+    }
+
+    fn columns_mut(&mut self) -> [&mut Vec<i64>; 7] {
+        [
+            &mut self.learners,
+            &mut self.started,
+            &mut self.completed,
+            &mut self.certified,
+            &mut self.trained,
+            &mut self.withdrawn,
+            &mut self.scored,
+        ]
+    }
 }
 
 /// The learner frame's per-learner figures as vectors, and the cells over them.
@@ -149,6 +186,7 @@ pub struct LiveFrame {
     rows: usize,
     fixed: Vec<Column>,
     soft: Vec<bool>,
+    record_keys: Vec<u32>,
     /// The moment the cells count enrolment as of: a learner whose enrolment is dated later
     /// (a cohort that has not started) is left out of them.
     moment: i64,
@@ -173,11 +211,12 @@ impl LiveFrame {
         let soft: Vec<bool> = (0..rows)
             .map(|row| roster.track_of(row) == nigrani_domain::Track::Soft)
             .collect();
-        let fixed = fixed_columns(&codes, &soft);
+        let fixed = fixed_columns(&codes, &soft, &roster.record_keys);
         let mut live = Self {
             rows,
             fixed,
             soft,
+            record_keys: roster.record_keys.clone(),
             moment,
             enrolled_at: vec![NEVER; rows],
             started_at: vec![None; rows],
@@ -292,7 +331,8 @@ impl LiveFrame {
         for &row in rows {
             self.soft[row as usize] = roster.track_of(row as usize) == nigrani_domain::Track::Soft;
         }
-        self.fixed = fixed_columns(&dimension_codes(roster), &self.soft);
+        self.record_keys.clone_from(&roster.record_keys);
+        self.fixed = fixed_columns(&dimension_codes(roster), &self.soft, &self.record_keys);
         if let Some(mut cells) = self.cells.take() {
             cells.cell_of.resize(n, NO_CELL);
             // Per cell, the rows leaving it: removed in one pass over its members.
@@ -343,6 +383,7 @@ impl Cells {
         self.progress.push(0.0);
         self.score.push(0.0);
         self.scored.push(0);
+        self.key_sums.push_empty();
         cell
     }
 }
@@ -363,6 +404,7 @@ impl Default for Cells {
             progress: Vec::new(),
             score: Vec::new(),
             scored: Vec::new(),
+            key_sums: CellKeySums::default(),
         }
     }
 }
@@ -374,28 +416,48 @@ impl LiveFrame {
             (0, 0, 0, 0, 0);
         let mut withdrawn = 0;
         let (mut progress, mut score, mut scored) = (0.0, 0.0, 0);
+        // Key sums in the order of `CellKeySums::columns_mut`.
+        let mut key_sums = [0i64; 7];
         for &row in &cells.members[cell] {
             let row = row as usize;
             if self.enrolled_at[row] > self.moment {
                 continue;
             }
-            learners += 1;
+            let record_key = i64::from(self.record_keys[row]);
             let is_completed = self.completed_at[row].is_some();
             let is_certified = self.certified_at[row].is_some();
-            started += i64::from(self.started_at[row].is_some());
+            let is_scored = self.score[row].is_some();
+            let counted = [
+                true,
+                self.started_at[row].is_some(),
+                is_completed,
+                is_certified,
+                if self.soft[row] {
+                    is_completed
+                } else {
+                    is_certified
+                },
+                self.withdrawn_at[row].is_some() && !is_completed,
+                is_scored,
+            ];
+            for (sum, counted) in key_sums.iter_mut().zip(counted) {
+                *sum += i64::from(counted) * record_key;
+            }
+            let [_, is_started, _, _, is_trained, is_withdrawn, _] = counted;
+            learners += 1;
+            started += i64::from(is_started);
             completed += i64::from(is_completed);
             certified += i64::from(is_certified);
-            trained += i64::from(if self.soft[row] {
-                is_completed
-            } else {
-                is_certified
-            });
-            withdrawn += i64::from(self.withdrawn_at[row].is_some() && !is_completed);
+            trained += i64::from(is_trained);
+            withdrawn += i64::from(is_withdrawn);
             progress += self.progress[row];
             if let Some(s) = self.score[row] {
                 score += s;
                 scored += 1;
             }
+        }
+        for (column, sum) in cells.key_sums.columns_mut().into_iter().zip(key_sums) {
+            column[cell] = sum;
         }
         cells.learners[cell] = learners;
         cells.started[cell] = started;
@@ -461,6 +523,31 @@ impl LiveFrame {
             Column::new(cell::PROGRESS.into(), pick(&cells.progress, &kept)),
             Column::new(cell::SCORE.into(), pick(&cells.score, &kept)),
             Column::new(cell::SCORED.into(), pick(&cells.scored, &kept)),
+            Column::new(
+                cell::LEARNERS_KEY.into(),
+                pick(&cells.key_sums.learners, &kept),
+            ),
+            Column::new(
+                cell::STARTED_KEY.into(),
+                pick(&cells.key_sums.started, &kept),
+            ),
+            Column::new(
+                cell::COMPLETED_KEY.into(),
+                pick(&cells.key_sums.completed, &kept),
+            ),
+            Column::new(
+                cell::CERTIFIED_KEY.into(),
+                pick(&cells.key_sums.certified, &kept),
+            ),
+            Column::new(
+                cell::TRAINED_KEY.into(),
+                pick(&cells.key_sums.trained, &kept),
+            ),
+            Column::new(
+                cell::WITHDRAWN_KEY.into(),
+                pick(&cells.key_sums.withdrawn, &kept),
+            ),
+            Column::new(cell::SCORED_KEY.into(), pick(&cells.key_sums.scored, &kept)),
         ]);
         Ok(DataFrame::new(kept.len(), all)?)
     }

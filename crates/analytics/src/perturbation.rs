@@ -100,6 +100,9 @@ impl Row {
 
 const SCALE: u64 = 1 << 32;
 
+/// Mixed into a set's key to draw the noise of a magnitude over the set.
+const MAGNITUDE_SALT: u32 = 0x5bd1_e995;
+
 /// The perturbation table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PerturbationTable {
@@ -134,6 +137,14 @@ impl PerturbationTable {
         }
         let offset = self.row(n).pick(mix(key));
         (n as i64 + offset).max(0) as u64
+    }
+
+    /// Noise for a magnitude (a sum) over the set of key `key`: an offset from the table's last
+    /// row (centred on 0, within `max_noise`), drawn from the key mixed otherwise than for the
+    /// set's count, so that the two do not move together.
+    pub fn noise(&self, key: u32) -> i64 {
+        let last = &self.rows[self.rows.len() - 1];
+        last.pick(mix(key ^ MAGNITUDE_SALT))
     }
 
     /// The distribution of the published count of a true count `n`: `(published, probability)`.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::definitions::{DAY_MICROS, Dimension, INACTIVE_AFTER_DAYS, Metric};
 pub use crate::frame::QueryError;
 use crate::frame::{cell, columns};
+use crate::record_key::cell_key;
 use crate::state::{Roster, States};
 
 /// Most dimensions one breakdown may group by.
@@ -101,6 +102,28 @@ pub struct BreakdownRow {
     pub learners: u64,
     /// One value per metric, in query order; `None` where undefined (e.g. an average over none).
     pub values: Vec<Option<f64>>,
+    /// Who the row's figures are about, for disclosure control ([`crate::disclosure`]); never
+    /// serialised.
+    #[serde(skip)]
+    pub subjects: RowSubjects,
+}
+
+/// The learners a figure is about: how many, and the key of their set (see
+/// [`crate::record_key`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Subjects {
+    pub count: u64,
+    pub key: u32,
+}
+
+/// Who a row's figures are about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowSubjects {
+    /// The row's learners.
+    pub learners: Subjects,
+    /// Per metric: a count's counted learners; a rate's numerator; an average's or a median's
+    /// learners with a value.
+    pub metrics: Vec<Subjects>,
 }
 
 /// The answer to a breakdown.
@@ -202,6 +225,33 @@ pub(crate) struct MetricParts {
     pub(crate) per_learner: Option<Expr>,
     /// The aggregation, named after the metric.
     pub(crate) aggregate: Expr,
+    /// Per learner, 1 for those the metric is about and 0 for the others (see [`Subjects`]);
+    /// `None` when it is about every learner of the group.
+    pub(crate) subjects: Option<Expr>,
+}
+
+/// The names of the aggregations of a metric's subjects: their count and their key sum.
+fn subject_columns(name: &str) -> (String, String) {
+    (format!("__n_{name}"), format!("__k_{name}"))
+}
+
+/// The column of the sum of a group's record keys.
+const LEARNERS_KEY: &str = "__k_learners";
+
+/// The aggregations of the subjects of a metric named `name` (see [`MetricParts::subjects`]).
+fn subject_aggregates(name: &str, subjects: Option<Expr>) -> [Expr; 2] {
+    let (count, key) = subject_columns(name);
+    let record_key = || col(columns::RECORD_KEY);
+    match subjects {
+        None => [
+            len().cast(DataType::Int64).alias(count),
+            record_key().sum().alias(key),
+        ],
+        Some(flag) => [
+            flag.clone().sum().alias(count),
+            (flag * record_key()).sum().alias(key),
+        ],
+    }
 }
 
 /// The polars expressions of a metric — the definitions of [`crate::definitions`] in code.
@@ -213,6 +263,7 @@ pub(crate) fn metric_parts(metric: Metric, at: At) -> Result<MetricParts, QueryE
     let certified = || milestone(CERTIFIED_AT, at);
     // A per-learner 0/1 column, aggregated as a count or as a share of the group.
     let flag = |e: Expr| Some(e.cast(DataType::Int64).alias(column.as_str()));
+    let flagged = || Some(col(column.as_str()));
     let sum = || col(column.as_str()).sum();
     let share =
         || col(column.as_str()).sum().cast(DataType::Float64) / len().cast(DataType::Float64);
@@ -248,20 +299,36 @@ pub(crate) fn metric_parts(metric: Metric, at: At) -> Result<MetricParts, QueryE
                  you need instead of a time series"
             )));
         }
-        Metric::AvgProgress => (None, col(PROGRESS).mean()),
-        Metric::AvgScore => (None, col(SCORE).mean()),
+        Metric::AvgProgress => {
+            return Ok(MetricParts {
+                per_learner: None,
+                aggregate: col(PROGRESS).mean().alias(name),
+                subjects: None,
+            });
+        }
+        Metric::AvgScore => {
+            return Ok(MetricParts {
+                per_learner: None,
+                aggregate: col(SCORE).mean().alias(name),
+                subjects: Some(col(SCORE).is_not_null().cast(DataType::Int64)),
+            });
+        }
         // Over the completers `completed` counts in the same row: within `from`, when given.
-        Metric::MedianDaysToComplete => (
-            Some(
-                when(completed())
-                    .then(col(DAYS_TO_COMPLETE))
-                    .otherwise(lit(NULL).cast(DataType::Float64))
-                    .alias(column.as_str()),
-            ),
-            col(column.as_str()).median(),
-        ),
+        Metric::MedianDaysToComplete => {
+            return Ok(MetricParts {
+                per_learner: Some(
+                    when(completed())
+                        .then(col(DAYS_TO_COMPLETE))
+                        .otherwise(lit(NULL).cast(DataType::Float64))
+                        .alias(column.as_str()),
+                ),
+                aggregate: col(column.as_str()).median().alias(name),
+                subjects: Some(col(column.as_str()).is_not_null().cast(DataType::Int64)),
+            });
+        }
     };
     Ok(MetricParts {
+        subjects: per_learner.as_ref().and(flagged()),
         per_learner,
         aggregate: aggregate.alias(name),
     })
@@ -312,12 +379,16 @@ pub(crate) fn aggregate(
     at: At,
 ) -> Result<Vec<BreakdownRow>, QueryError> {
     let lazy = enrolled_by(lazy, at.until);
-    let mut aggs: Vec<Expr> = vec![len().cast(DataType::Int64).alias("learners")];
+    let mut aggs: Vec<Expr> = vec![
+        len().cast(DataType::Int64).alias("learners"),
+        col(columns::RECORD_KEY).sum().alias(LEARNERS_KEY),
+    ];
     let mut per_learner = Vec::new();
     for metric in metrics {
         let parts = metric_parts(*metric, at)?;
         per_learner.extend(parts.per_learner);
         aggs.push(parts.aggregate);
+        aggs.extend(subject_aggregates(metric.as_str(), parts.subjects));
     }
     let lazy = if per_learner.is_empty() {
         lazy
@@ -386,6 +457,7 @@ pub fn cells(frame: &DataFrame, moment: i64) -> Result<DataFrame, QueryError> {
             .otherwise(lit(NULL).cast(DataType::Float64))
     };
     let keys: Vec<Expr> = Dimension::ALL.iter().map(|d| col(d.as_str())).collect();
+    let key_sum = |count: &str, key: &str| (col(count) * col(RECORD_KEY)).sum().alias(key);
     Ok(frame
         .clone()
         .lazy()
@@ -415,6 +487,13 @@ pub fn cells(frame: &DataFrame, moment: i64) -> Result<DataFrame, QueryError> {
             of_enrolled(PROGRESS).sum().alias(cell::PROGRESS),
             of_enrolled(SCORE).sum().alias(cell::SCORE),
             col(cell::SCORED).sum(),
+            key_sum(cell::LEARNERS, cell::LEARNERS_KEY),
+            key_sum(cell::STARTED, cell::STARTED_KEY),
+            key_sum(cell::COMPLETED, cell::COMPLETED_KEY),
+            key_sum(cell::CERTIFIED, cell::CERTIFIED_KEY),
+            key_sum(cell::TRAINED, cell::TRAINED_KEY),
+            key_sum(cell::WITHDRAWN, cell::WITHDRAWN_KEY),
+            key_sum(cell::SCORED, cell::SCORED_KEY),
         ])
         .collect()?)
 }
@@ -438,19 +517,26 @@ pub fn breakdown_from_cells(
     let share = |name: &str| {
         total(name).cast(DataType::Float64) / total(cell::LEARNERS).cast(DataType::Float64)
     };
-    let mut aggs = vec![total(cell::LEARNERS).alias("learners")];
+    let mut aggs = vec![
+        total(cell::LEARNERS).alias("learners"),
+        total(cell::LEARNERS_KEY).alias(LEARNERS_KEY),
+    ];
     for metric in &query.metrics {
-        let expr = match metric {
-            Metric::Enrolled => total(cell::LEARNERS),
-            Metric::Started => total(cell::STARTED),
-            Metric::Completed => total(cell::COMPLETED),
-            Metric::Certified => total(cell::CERTIFIED),
-            Metric::Trained => total(cell::TRAINED),
-            Metric::Withdrawn => total(cell::WITHDRAWN),
-            Metric::CompletionRate => share(cell::COMPLETED),
-            Metric::CertificationRate => share(cell::CERTIFIED),
-            Metric::AvgProgress => share(cell::PROGRESS),
-            Metric::AvgScore => total(cell::SCORE) / total(cell::SCORED).cast(DataType::Float64),
+        use cell::*;
+        let (expr, subjects) = match metric {
+            Metric::Enrolled => (total(LEARNERS), (LEARNERS, LEARNERS_KEY)),
+            Metric::Started => (total(STARTED), (STARTED, STARTED_KEY)),
+            Metric::Completed => (total(COMPLETED), (COMPLETED, COMPLETED_KEY)),
+            Metric::Certified => (total(CERTIFIED), (CERTIFIED, CERTIFIED_KEY)),
+            Metric::Trained => (total(TRAINED), (TRAINED, TRAINED_KEY)),
+            Metric::Withdrawn => (total(WITHDRAWN), (WITHDRAWN, WITHDRAWN_KEY)),
+            Metric::CompletionRate => (share(COMPLETED), (COMPLETED, COMPLETED_KEY)),
+            Metric::CertificationRate => (share(CERTIFIED), (CERTIFIED, CERTIFIED_KEY)),
+            Metric::AvgProgress => (share(PROGRESS), (LEARNERS, LEARNERS_KEY)),
+            Metric::AvgScore => (
+                total(SCORE) / total(SCORED).cast(DataType::Float64),
+                (SCORED, SCORED_KEY),
+            ),
             other => {
                 return Err(QueryError::Engine(format!(
                     "`{}` is not kept in cells",
@@ -459,6 +545,9 @@ pub fn breakdown_from_cells(
             }
         };
         aggs.push(expr.alias(metric.as_str()));
+        let (count, key) = subject_columns(metric.as_str());
+        aggs.push(total(subjects.0).alias(count));
+        aggs.push(total(subjects.1).alias(key));
     }
     let lazy = filtered(cells.clone().lazy(), roster, &query.filters)?;
     let mut rows = grouped_rows(lazy, roster, &query.by, &query.metrics, query.totals, &aggs)?;
@@ -573,6 +662,21 @@ fn read_rows(
         .iter()
         .map(|c| c.f64())
         .collect::<PolarsResult<_>>()?;
+    let int = |name: &str| -> PolarsResult<Int64Chunked> {
+        Ok(result.column(name)?.cast(&DataType::Int64)?.i64()?.clone())
+    };
+    let learners_key = int(LEARNERS_KEY)?;
+    let subject_values: Vec<(Int64Chunked, Int64Chunked)> = metrics
+        .iter()
+        .map(|m| {
+            let (count, key) = subject_columns(m.as_str());
+            Ok((int(&count)?, int(&key)?))
+        })
+        .collect::<PolarsResult<_>>()?;
+    let subjects = |count: &Int64Chunked, key: &Int64Chunked, i: usize| Subjects {
+        count: count.get(i).unwrap_or(0).max(0) as u64,
+        key: cell_key(key.get(i).unwrap_or(0)),
+    };
     let mut rows = Vec::with_capacity(height);
     for i in 0..height {
         let keys = key_columns
@@ -587,14 +691,25 @@ fn read_rows(
                 })
             })
             .collect();
+        let learners = learners.get(i).unwrap_or(0.0) as u64;
         rows.push(BreakdownRow {
             period: None,
             keys,
-            learners: learners.get(i).unwrap_or(0.0) as u64,
+            learners,
             values: metric_values
                 .iter()
                 .map(|c| c.get(i).filter(|v| v.is_finite()))
                 .collect(),
+            subjects: RowSubjects {
+                learners: Subjects {
+                    count: learners,
+                    key: cell_key(learners_key.get(i).unwrap_or(0)),
+                },
+                metrics: subject_values
+                    .iter()
+                    .map(|(count, key)| subjects(count, key, i))
+                    .collect(),
+            },
         });
     }
     Ok(rows)

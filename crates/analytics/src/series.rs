@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::definitions::{Dimension, Metric};
 use crate::period::{Interval, day_of, day_start_micros};
 use crate::query::{
-    ACTIVITY_WINDOWS, At, Breakdown, BreakdownQuery, QueryError, activity_column, aggregate,
-    filtered, learner_frame,
+    ACTIVITY_WINDOWS, At, Breakdown, BreakdownQuery, QueryError, RowSubjects, activity_column,
+    aggregate, filtered, learner_frame,
 };
 use crate::state::{Roster, States, pakistan_day};
 
@@ -57,6 +57,10 @@ pub struct SeriesPoint {
     /// metric is trained, completed or certified, cumulative.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub targets: BTreeMap<String, f64>,
+    /// Who each value is about, for disclosure control ([`crate::disclosure`]); never
+    /// serialised.
+    #[serde(skip)]
+    pub subjects: BTreeMap<String, RowSubjects>,
 }
 
 /// A time series.
@@ -118,6 +122,7 @@ pub fn series(roster: &Roster, states: &States, query: &SeriesQuery) -> Result<S
         let lazy = filtered(frame.lazy(), roster, &query.filters)?;
         let rows = aggregate(lazy, roster, &split, &[query.metric], false, at)?;
         let mut values = BTreeMap::new();
+        let mut subjects = BTreeMap::new();
         for row in rows {
             let key = row
                 .keys
@@ -125,7 +130,8 @@ pub fn series(roster: &Roster, states: &States, query: &SeriesQuery) -> Result<S
                 .cloned()
                 .flatten()
                 .unwrap_or_else(|| ALL.to_owned());
-            values.insert(key, row.values.first().copied().flatten());
+            values.insert(key.clone(), row.values.first().copied().flatten());
+            subjects.insert(key, row.subjects);
         }
         let targets = trajectory(roster, query, at.as_of, values.keys());
         points.push(SeriesPoint {
@@ -133,6 +139,7 @@ pub fn series(roster: &Roster, states: &States, query: &SeriesQuery) -> Result<S
             starts_on: start,
             values,
             targets,
+            subjects,
         });
     }
     Ok(Series {

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use nigrani_domain::{Cohort, EventKind, Institution, Learner, Track, TrackPlan};
 use nigrani_store::FeedEvent;
 
+use crate::record_key::RecordSecret;
+
 /// "No time": the state's timestamps are microseconds since the epoch, with these sentinels.
 pub const NEVER: i64 = i64::MAX;
 const NOT_YET: i64 = i64::MIN;
@@ -65,20 +67,27 @@ pub struct Roster {
     pub track_targets: Vec<u32>,
     /// A stretch target per track, where there is one.
     pub track_stretch_targets: Vec<Option<u32>>,
+    /// Per row: the learner's record key (see [`crate::record_key`]).
+    pub record_keys: Vec<u32>,
+    /// What record keys are derived from.
+    record_secret: RecordSecret,
 }
 
 impl Roster {
-    /// Builds the roster from the store's rows. Learners naming unknown references are left out
-    /// (the store's foreign keys prevent them).
+    /// Builds the roster from the store's rows, with record keys derived from `record_secret`
+    /// (the store's). Learners naming unknown references are left out (the store's foreign keys
+    /// prevent them).
     pub fn new(
         mut learners: Vec<Learner>,
         institutions: Vec<Institution>,
         disciplines: Vec<String>,
         cohorts: Vec<Cohort>,
         plans: &[TrackPlan],
+        record_secret: RecordSecret,
     ) -> Self {
         learners.sort_by(|a, b| a.learner_id.cmp(&b.learner_id));
         let mut roster = Roster {
+            record_secret,
             required_courses: Track::ALL
                 .iter()
                 .map(|track| {
@@ -206,6 +215,7 @@ impl Roster {
     }
 
     fn push(&mut self, learner_id: &str, codes: LearnerCodes) {
+        self.record_keys.push(self.record_secret.key_of(learner_id));
         self.ids.push(learner_id.into());
         self.write(self.ids.len() - 1, codes);
     }
@@ -299,13 +309,13 @@ impl Roster {
             .unwrap_or(NEVER)
     }
 
-    /// Bytes the roster's per-learner columns take (ids and dimension codes).
+    /// Bytes the roster's per-learner columns take (ids, dimension codes and record keys).
     pub fn heap_bytes(&self) -> usize {
         self.ids
             .iter()
             .map(|id| id.len() + std::mem::size_of::<Box<str>>())
             .sum::<usize>()
-            + 7 * 4 * self.len()
+            + 8 * 4 * self.len()
     }
 
     /// Most required courses of any track: the stride of per-course state.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::definitions::{DAY_MICROS, Dimension, Metric};
 use crate::period::day_of;
-use crate::query::{At, QueryError, aggregate};
+use crate::query::{At, QueryError, Subjects, aggregate};
 use crate::state::Roster;
 
 /// Days over which the pace is measured.
@@ -41,6 +41,42 @@ pub struct TargetStatus {
     pub ends_on: Option<NaiveDate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_track: Option<bool>,
+    /// Who `attained` counts, and who was trained in the last 14 days (the pace), for disclosure
+    /// control ([`crate::disclosure`]); never serialised.
+    #[serde(skip)]
+    pub subjects: TargetSubjects,
+}
+
+/// Who a target's counts are about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetSubjects {
+    pub attained: Subjects,
+    pub recent: Subjects,
+    /// The day the projections start from.
+    pub today: NaiveDate,
+}
+
+impl TargetStatus {
+    /// The status with other counts of attained and recently trained learners (a partner's
+    /// perturbed ones): attainment, pace and projections follow from them.
+    pub fn recounted(&self, attained: u64, recent: u64) -> TargetStatus {
+        let today = self.subjects.today;
+        let pace = recent as f64 / PACE_DAYS as f64;
+        let projected_date = projection(attained, self.target, pace, today);
+        TargetStatus {
+            attained,
+            attainment: (self.target > 0).then(|| attained as f64 / f64::from(self.target)),
+            pace_per_day: pace,
+            projected_date,
+            projected_stretch_date: self
+                .stretch_target
+                .and_then(|s| projection(attained, s, pace, today)),
+            on_track: self
+                .ends_on
+                .map(|end| projected_date.is_some_and(|d| d <= end)),
+            ..self.clone()
+        }
+    }
 }
 
 fn projection(attained: u64, target: u32, pace: f64, today: NaiveDate) -> Option<NaiveDate> {
@@ -103,14 +139,19 @@ pub fn targets(
             _ => roster.cohorts.iter().map(|c| c.cohort_id.clone()).collect(),
         };
         for id in ids {
-            let value = |rows: &[crate::query::BreakdownRow]| {
+            let subjects = |rows: &[crate::query::BreakdownRow]| {
                 rows.iter()
                     .find(|r| r.keys.first().cloned().flatten().as_deref() == Some(id.as_str()))
-                    .and_then(|r| r.values[0])
-                    .unwrap_or(0.0) as u64
+                    .and_then(|r| r.subjects.metrics.first().copied())
+                    .unwrap_or_default()
             };
-            let attained = value(&all);
-            let pace = value(&last) as f64 / PACE_DAYS as f64;
+            let subjects = TargetSubjects {
+                attained: subjects(&all),
+                recent: subjects(&last),
+                today,
+            };
+            let attained = subjects.attained.count;
+            let pace = subjects.recent.count as f64 / PACE_DAYS as f64;
             let (target, stretch, ends_on) = match dimension {
                 Dimension::Track => {
                     let code = nigrani_domain::Track::ALL
@@ -145,6 +186,7 @@ pub fn targets(
                 pace_per_day: pace,
                 projected_date,
                 ends_on,
+                subjects,
             });
         }
     }

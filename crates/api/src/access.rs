@@ -19,6 +19,16 @@ use nigrani_domain::AccessRole::{self, Admin, Ingest, Manager, Partner};
 use crate::error::ErrorCode;
 use crate::{ApiError, AppState};
 
+/// Whom a caller's figures are for: partner keys get the disclosure-controlled view
+/// ([`nigrani_analytics::disclosure`]), managers and admins exact figures.
+pub(crate) fn audience(role: AccessRole) -> nigrani_analytics::disclosure::Audience {
+    use nigrani_analytics::disclosure::Audience;
+    match role {
+        Partner => Audience::Partner,
+        Admin | Manager | Ingest => Audience::Exact,
+    }
+}
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {

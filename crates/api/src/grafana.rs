@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use nigrani_analytics::definitions::MetricKind;
 use nigrani_analytics::period::{Interval, day_start_micros};
 use nigrani_analytics::query::{MAX_BY, dimension_names};
 use nigrani_analytics::series::SeriesQuery;
@@ -20,11 +19,11 @@ use nigrani_analytics::{BreakdownQuery, Dimension, Metric};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::access::audience;
 use crate::auth::Authenticated;
 use crate::error::ErrorCode;
-use crate::figures::{Labels, Lang, metric_value, partner_count, rounded_now};
+use crate::figures::{Labels, Lang, metric_value, rounded_now};
 use crate::{ApiError, AppState};
-use nigrani_domain::AccessRole::Partner;
 
 /// Registers the datasource's routes under `/grafana`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -370,20 +369,23 @@ pub(crate) async fn query(
     // Grafana computes "now" before sending: a range ending within a minute of ours (or later)
     // asks for the latest data, and shares answers with other pollers.
     let latest = request.range.to >= now - chrono::Duration::minutes(1);
+    let audience = audience(caller.role);
     let as_of = if latest {
         rounded_now(now)
     } else {
-        request.range.to
+        state.disclosure.end(audience, request.range.to)
     };
     let from = if latest {
         rounded_now(request.range.from)
     } else {
         request.range.from
-    }
-    .min(as_of);
+    };
+    let from = state.disclosure.start(audience, from).min(as_of);
     let filters = adhoc_filters(&request.adhoc_filters)?;
-    let partner = caller.role == Partner;
-    let k = state.suppression_k;
+    state
+        .disclosure
+        .check_filters(audience, &filters)
+        .map_err(invalid)?;
     let mut answers = Vec::new();
     for target in request.targets.iter().filter(|t| !t.hide) {
         let Some(name) = target.target.as_deref().filter(|t| !t.is_empty()) else {
@@ -394,13 +396,6 @@ pub(crate) async fn query(
         let format = payload_text(payload, "format")?;
         match format.as_deref() {
             None | Some("timeseries") => {
-                if partner && metric.kind() == MetricKind::Ratio {
-                    return Err(ApiError::new(
-                        ErrorCode::Forbidden,
-                        "rates and averages over time are not available to partner keys; use a \
-                         table",
-                    ));
-                }
                 let split = payload_text(payload, "split")?
                     .map(|s| s.parse::<Dimension>().map_err(invalid))
                     .transpose()?;
@@ -426,15 +421,11 @@ pub(crate) async fn query(
                         latest,
                     })
                     .await?;
+                let shown = state.disclosure.series(audience, series);
                 let mut lines: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-                for point in &series.points {
+                for point in &shown.value().points {
                     let at = day_start_micros(point.starts_on) / 1000;
                     for (key, value) in &point.values {
-                        let value = if partner {
-                            partner_count(*value, k)
-                        } else {
-                            *value
-                        };
                         let name = if key == "all" {
                             metric.as_str().to_owned()
                         } else {
@@ -469,7 +460,7 @@ pub(crate) async fn query(
                 if by.len() > MAX_BY {
                     return Err(invalid(format!("group by at most {MAX_BY} dimensions")));
                 }
-                let mut result = state
+                let result = state
                     .engine
                     .breakdown(&BreakdownQuery {
                         by: by.clone(),
@@ -482,7 +473,8 @@ pub(crate) async fn query(
                         latest,
                     })
                     .await?;
-                let hidden = crate::figures::suppressed(&mut result, partner, k);
+                let shown = state.disclosure.breakdown(audience, result);
+                let result = shown.value();
                 let mut columns: Vec<Value> = by
                     .iter()
                     .map(|d| json!({ "text": d.as_str(), "type": "string" }))
@@ -492,11 +484,9 @@ pub(crate) async fn query(
                 let rows: Vec<Value> = result
                     .rows
                     .iter()
-                    .enumerate()
-                    .map(|(i, row)| {
+                    .map(|row| {
                         let mut cells: Vec<Value> = row.keys.iter().map(|k| json!(k)).collect();
-                        let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
-                        cells.push(json!(learners));
+                        cells.push(json!(row.learners));
                         cells.push(metric_value(metric, row.values[0]));
                         Value::Array(cells)
                     })

@@ -68,8 +68,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Requests per second each API key may make (bursts of twice that).
     pub rate_limit_per_second: u32,
-    /// Counts below this are suppressed for partner keys.
-    pub suppression_k: u64,
+    /// What partner keys see of the figures.
+    pub disclosure: nigrani_analytics::disclosure::Disclosure,
     /// How long requests in flight may take to finish after a stop signal.
     pub shutdown_timeout: Duration,
     /// How fast request bodies must arrive.
@@ -89,8 +89,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// API keys and their meters.
     pub keys: Arc<auth::Keys>,
-    /// Counts below this are suppressed for partner keys.
-    pub suppression_k: u64,
+    /// What partner keys see of the figures: every figure a route renders goes through it.
+    pub disclosure: Arc<nigrani_analytics::disclosure::Disclosure>,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// How fast request bodies must arrive.
@@ -128,7 +128,7 @@ impl Application {
                 Arc::clone(&store),
                 config.rate_limit_per_second,
             )),
-            suppression_k: config.suppression_k,
+            disclosure: Arc::new(config.disclosure.clone()),
             body_rate: config.body_rate,
             clock: std::sync::Arc::clone(&config.clock),
             metrics: Arc::new(metrics::Metrics::new().map_err(std::io::Error::other)?),

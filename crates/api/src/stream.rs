@@ -17,12 +17,13 @@ use chrono::{DateTime, Utc};
 use nigrani_analytics::{BreakdownQuery, Dimension};
 use serde_json::{Value, json};
 
+use crate::access::audience;
 use crate::auth::Authenticated;
 use crate::error::ErrorCode;
-use crate::figures::{Lang, Params, language, rounded_now, row_figures, suppressed};
+use crate::figures::{Lang, Params, language, rounded_now, row_figures};
 use crate::summary::{SUMMARY_METRICS, render_summary, summary_answers};
 use crate::{ApiError, AppState};
-use nigrani_domain::AccessRole::Partner;
+use nigrani_analytics::disclosure::Audience;
 
 /// How often a connection looks for new data: the most messages a second it sends.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -32,7 +33,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 /// One connection's memory of what it sent.
 struct Connection {
     state: web::Data<AppState>,
-    partner: bool,
+    audience: Audience,
     lang: Option<Lang>,
     ticker: tokio::time::Interval,
     /// The snapshot (by publication time) of the last update sent, or resumed from.
@@ -132,15 +133,13 @@ impl Connection {
             return Ok(None);
         }
         let by = vec![Dimension::Track, Dimension::Province];
-        // With totals, so that a partner's suppression covers each track's total (the
-        // summary's figure) and the program's.
         let query = BreakdownQuery {
             by: by.clone(),
             filters: Default::default(),
             metrics: SUMMARY_METRICS.to_vec(),
             from: None,
             as_of: rounded_now(now),
-            totals: true,
+            totals: false,
             period: None,
             latest: true,
         };
@@ -148,35 +147,21 @@ impl Connection {
         if answer.data_as_of != published_at {
             return Ok(None);
         }
-        let mut result = answer.value.clone();
-        let hidden = suppressed(&mut result, self.partner, self.state.suppression_k);
-        let mut summary = render_summary(&self.state, &answers, self.partner, self.lang)?;
+        // A partner's slices, summary and totals are each cells of the disclosure policy, so
+        // the same learners give the same figures in all of them.
+        let shown = self
+            .state
+            .disclosure
+            .breakdown(self.audience, answer.value.clone());
+        let summary = render_summary(&self.state, &answers, self.audience, self.lang)?;
         let mut slices = Vec::new();
-        for (i, row) in result.rows.iter().enumerate() {
-            let mut out = row_figures(&result, &hidden, i);
-            match (row.keys[0].as_deref(), row.keys[1].as_deref()) {
-                (Some(track), Some(province)) => {
-                    out.insert("track".into(), json!(track));
-                    out.insert("province".into(), json!(province));
-                    slices.push((format!("{track}/{province}"), Value::Object(out)));
-                }
-                // A total the suppression hid is hidden in the summary too.
-                (track, None) => {
-                    let target = match track {
-                        Some(track) => summary["tracks"]
-                            .as_array_mut()
-                            .and_then(|t| t.iter_mut().find(|t| t["track"] == track)),
-                        None => Some(&mut summary["program"]),
-                    };
-                    if let Some(Value::Object(fields)) = target {
-                        for (name, value) in out {
-                            if value.is_null() {
-                                fields.insert(name, Value::Null);
-                            }
-                        }
-                    }
-                }
-                (None, Some(_)) => {}
+        for (i, row) in shown.value().rows.iter().enumerate() {
+            let mut out = row_figures(&shown, i);
+            if let (Some(track), Some(province)) = (row.keys[0].as_deref(), row.keys[1].as_deref())
+            {
+                out.insert("track".into(), json!(track));
+                out.insert("province".into(), json!(province));
+                slices.push((format!("{track}/{province}"), Value::Object(out)));
             }
         }
         Ok(Some(Update {
@@ -234,7 +219,7 @@ pub(crate) async fn stream(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let connection = Connection {
         state,
-        partner: caller.role == Partner,
+        audience: audience(caller.role),
         lang,
         ticker,
         sent: None,

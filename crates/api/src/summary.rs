@@ -13,13 +13,14 @@ use std::sync::Arc;
 use nigrani_analytics::Breakdown;
 use nigrani_analytics::answers::Stamped;
 
+use crate::access::audience;
 use crate::figures::{
-    Labels, Lang, Params, hide_attained, json_bytes, language, metric_value, rounded_now,
-    row_figures, suppressed, target_json, to_json,
+    Labels, Lang, Params, disclosure_note, json_bytes, language, metric_value, rounded_now,
+    row_figures, to_json,
 };
 use crate::rendered::{Stamp, stamp_of};
 use crate::{ApiError, AppState};
-use nigrani_domain::AccessRole::Partner;
+use nigrani_analytics::disclosure::Audience;
 
 /// The figures the summary gives per track.
 pub(crate) const SUMMARY_METRICS: &[Metric] = &[
@@ -73,19 +74,21 @@ pub(crate) async fn summary_answers(
     })
 }
 
-/// The summary as JSON: figures per track and for the whole program, with each track's target;
-/// partners get small cells suppressed. Shared by `GET /api/v1/summary` and the live stream.
+/// The summary as JSON: figures per track and for the whole program, with each track's target,
+/// as `audience` may see them. Shared by `GET /api/v1/summary` and the live stream.
 pub(crate) fn render_summary(
     state: &AppState,
     answers: &SummaryAnswers,
-    partner: bool,
+    audience: Audience,
     lang: Option<Lang>,
 ) -> Result<Value, ApiError> {
     let answer = &answers.per_track;
-    let mut result = answer.value.clone();
-    let hidden = suppressed(&mut result, partner, state.suppression_k);
-    let targets = &answers.targets.value;
-    let figures = |i: usize| row_figures(&result, &hidden, i);
+    let shown = state.disclosure.breakdown(audience, answer.value.clone());
+    let result = shown.value();
+    let targets = state
+        .disclosure
+        .targets(audience, answers.targets.value.clone());
+    let figures = |i: usize| row_figures(&shown, i);
     // Every track is listed, with zeros when nobody is on it yet (its target still counts).
     let zeros = || {
         let mut out = Map::new();
@@ -115,18 +118,11 @@ pub(crate) fn render_summary(
         }
         out.extend(row_of(Some(track.as_str())).map_or_else(zeros, figures));
         if let Some(target) = targets
+            .value()
             .iter()
             .find(|t| t.scope == "track" && t.id == track.as_str())
         {
-            let mut value = target_json(target, partner, state.suppression_k)?;
-            // `attained` is the track's trained count: hidden with it.
-            if out
-                .get(Metric::Trained.as_str())
-                .is_some_and(Value::is_null)
-            {
-                hide_attained(&mut value);
-            }
-            out.insert("target".into(), value);
+            out.insert("target".into(), to_json(target)?);
         }
         tracks.push(Value::Object(out));
     }
@@ -136,6 +132,7 @@ pub(crate) fn render_summary(
         "last_seq": answer.last_seq,
         "tracks": tracks,
         "program": program,
+        "disclosure": disclosure_note(&shown, &state.disclosure),
     });
     if let Some(lang) = lang {
         let labels: Map<String, Value> = SUMMARY_METRICS
@@ -195,7 +192,7 @@ pub(crate) async fn summary(
     if let Some(rendering) = state.rendered.get(&request, &stamp) {
         return Ok(rendering.respond());
     }
-    let answer = render_summary(&state, &answers, caller.role == Partner, lang)?;
+    let answer = render_summary(&state, &answers, audience(caller.role), lang)?;
     let body = if rows_only {
         json_bytes(&answer["tracks"])?
     } else {
@@ -254,7 +251,7 @@ pub(crate) async fn cohort(
         .find(|c| c.cohort_id == *cohort_id)
         .cloned()
         .ok_or_else(not_found)?;
-    let partner = caller.role == Partner;
+    let audience = audience(caller.role);
     let as_of = rounded_now(state.clock.now());
     let query = BreakdownQuery {
         by: Vec::new(),
@@ -267,18 +264,21 @@ pub(crate) async fn cohort(
         latest: true,
     };
     let answer = state.engine.breakdown_stamped(&query).await?;
-    let mut result = answer.value.clone();
-    let hidden = suppressed(&mut result, partner, state.suppression_k);
-    let figures = if result.rows.is_empty() {
+    let shown = state.disclosure.breakdown(audience, answer.value.clone());
+    let figures = if shown.value().rows.is_empty() {
         Map::new()
     } else {
-        row_figures(&result, &hidden, 0)
+        row_figures(&shown, 0)
     };
-    let targets = &state.engine.targets_stamped(as_of).await?.value;
+    let targets = state.disclosure.targets(
+        audience,
+        state.engine.targets_stamped(as_of).await?.value.clone(),
+    );
     let target = targets
+        .value()
         .iter()
         .find(|t| t.scope == "cohort" && t.id == *cohort_id)
-        .map(|t| target_json(t, partner, state.suppression_k))
+        .map(to_json)
         .transpose()?;
     let mut cohort = to_json(&row)?;
     if let Some(lang) = lang {
@@ -292,9 +292,10 @@ pub(crate) async fn cohort(
         "cohort": cohort,
         "figures": figures,
         "target": target,
+        "disclosure": disclosure_note(&shown, &state.disclosure),
     });
     // Learner-level rows never leave through a partner key.
-    if !partner {
+    if audience == Audience::Exact {
         let members = state
             .engine
             .cohort_members(&cohort_id)

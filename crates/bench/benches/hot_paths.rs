@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use nigrani_analytics::query::{breakdown_from_cells, cells, learner_frame};
+use nigrani_analytics::record_key::RecordSecret;
 use nigrani_analytics::state::{Roster, States};
 use nigrani_analytics::{BreakdownQuery, Dimension, Metric};
 use nigrani_ingest::demo::{DemoConfig, Generator};
@@ -100,6 +101,7 @@ fn breakdown(c: &mut Criterion) {
             .collect(),
         generator.cohort_rows(),
         &reference.plans,
+        RecordSecret::new("bench"),
     );
     // The learner state as the engine builds it from the change feed.
     let mut states = States::new(&roster);

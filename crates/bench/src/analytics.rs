@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
+use nigrani_analytics::record_key::RecordSecret;
 use nigrani_analytics::{BreakdownQuery, Dimension, Engine, Metric};
 use nigrani_domain::event::content_hash;
 use nigrani_domain::{EventKind, LearnerRef, LearningEvent};
@@ -415,6 +416,7 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
             .collect(),
         generator.cohort_rows(),
         &reference.plans,
+        RecordSecret::new("bench"),
     );
     let baseline = self_rss_mib("VmRSS:");
     let mut states = States::new(&roster);

@@ -52,7 +52,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let store = open_store(settings).await?;
     let backend = store.backend();
-    let server = settings.server();
+    let server = settings.server()?;
     let engine = nigrani_analytics::Engine::start_with(
         Arc::clone(&store),
         nigrani_analytics::EngineOptions {

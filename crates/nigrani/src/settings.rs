@@ -43,8 +43,9 @@ pub(crate) struct Settings {
     pub(crate) admin_key: Option<Secret>,
     /// Requests per second each API key may make (bursts of twice that).
     pub(crate) rate_limit_per_second: u32,
-    /// Counts below this are suppressed for partner keys.
-    pub(crate) suppression_k: u64,
+    /// What partner keys see of the figures (the cell key method; see the analytics crate's
+    /// `disclosure` module).
+    pub(crate) disclosure: nigrani_analytics::disclosure::DisclosureSettings,
     /// Milliseconds between analytics refreshes from the change feed (new data shows in queries
     /// within about this long).
     pub(crate) refresh_millis: u64,
@@ -127,7 +128,7 @@ impl Default for Settings {
             analytics_checkpoint: None,
             admin_key: None,
             rate_limit_per_second: 200,
-            suppression_k: 5,
+            disclosure: Default::default(),
         }
     }
 }
@@ -192,6 +193,8 @@ impl Settings {
              ever), got {}",
             settings.ingest.rejection_retention_days
         );
+        nigrani_analytics::disclosure::Disclosure::new(settings.disclosure)
+            .map_err(|e| anyhow::anyhow!("disclosure: {e}"))?;
         tracing_subscriber::EnvFilter::try_new(&settings.log).map_err(|e| {
             anyhow::anyhow!("`log` ({:?}) is not a valid log filter: {e}", settings.log)
         })?;
@@ -228,21 +231,22 @@ impl Settings {
     }
 
     /// The HTTP server's part of the settings.
-    pub(crate) fn server(&self) -> nigrani_api::ServerConfig {
-        nigrani_api::ServerConfig {
+    pub(crate) fn server(&self) -> anyhow::Result<nigrani_api::ServerConfig> {
+        Ok(nigrani_api::ServerConfig {
             listen: self.listen,
             metrics_listen: self.metrics_listen,
             limits: self.limits(),
             workers: self.workers,
             rate_limit_per_second: self.rate_limit_per_second,
-            suppression_k: self.suppression_k,
+            disclosure: nigrani_analytics::disclosure::Disclosure::new(self.disclosure)
+                .map_err(|e| anyhow::anyhow!("disclosure: {e}"))?,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
             clock: nigrani_domain::clock::system(),
             body_rate: nigrani_api::BodyRate {
                 grace: Duration::from_secs(self.ingest.body_grace_secs),
                 min_bytes_per_second: self.ingest.min_body_bytes_per_second,
             },
-        }
+        })
     }
 }
 
@@ -272,6 +276,27 @@ mod tests {
             assert_eq!(settings.ingest.max_events, 10);
             assert_eq!(settings.ingest.max_body_bytes, 2048);
             assert_eq!(settings.data_dir, PathBuf::from("data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn disclosure_settings_are_read_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("nigrani.toml", "[disclosure]\nk = 10\nmax_noise = 12\n")?;
+            jail.set_env("NIGRANI_DISCLOSURE__MIN_BASE", "30");
+            let settings = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.disclosure.k, 10);
+            assert_eq!(settings.disclosure.max_noise, 12);
+            assert_eq!(settings.disclosure.min_base, 30);
+            assert_eq!(settings.disclosure.spread, 2.0);
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("NIGRANI_DISCLOSURE__MAX_NOISE", "2");
+            let error = Settings::load(None).map(|_| ()).unwrap_err();
+            assert!(format!("{error:#}").contains("max_noise"), "{error:#}");
             Ok(())
         });
     }

@@ -429,6 +429,10 @@ pub trait Store: Send + Sync + 'static {
     /// disciplines, track plans, cohorts, learners); readers reload the roster when it moves.
     async fn roster_version(&self) -> Result<i64, StoreError>;
 
+    /// The secret learners' record keys are derived from (drawn when the database was made;
+    /// see the disclosure control of the analytics crate). Never to be exported.
+    async fn record_key_secret(&self) -> Result<String, StoreError>;
+
     /// The roster changes after `version`, oldest first (empty when there are none); `None`
     /// when the log no longer reaches back to `version` (see [`ROSTER_LOG_KEPT`]).
     async fn roster_log_after(

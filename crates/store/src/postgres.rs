@@ -734,6 +734,15 @@ impl Store for PostgresStore {
         Ok(row.get(0))
     }
 
+    async fn record_key_secret(&self) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(sql::RECORD_KEY_SECRET, &[])
+            .await
+            .map_err(map_error)?;
+        Ok(row.get(0))
+    }
+
     async fn roster_log_after(
         &self,
         version: i64,

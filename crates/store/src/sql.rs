@@ -71,6 +71,7 @@ pub(crate) const UNMATCHED_BY_SOURCE: &str = "SELECT e.source, count(DISTINCT e.
 
 /// The roster version.
 pub(crate) const ROSTER_VERSION: &str = "SELECT version FROM roster_version WHERE id = 1";
+pub(crate) const RECORD_KEY_SECRET: &str = "SELECT secret FROM record_key_secret WHERE id = 1";
 
 /// The roster log after version `$1`, oldest first.
 pub(crate) const ROSTER_LOG_AFTER: &str = "SELECT version, part, learner_ids FROM roster_log

@@ -780,6 +780,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn record_key_secret(&self) -> Result<String, StoreError> {
+        self.read(|conn| Ok(conn.query_row(sql::RECORD_KEY_SECRET, [], |row| row.get(0))?))
+            .await
+    }
+
     async fn roster_log_after(
         &self,
         version: i64,

@@ -1,9 +1,8 @@
 //! The handlers of the read API: breakdown, time series, funnel and targets. Each reads its
-//! parameters ([`super::params`]), asks the analytics engine, applies the partner view
-//! ([`super::partner`]) and renders the answer ([`super::render`]).
+//! parameters ([`super::params`]), asks the analytics engine, has the disclosure policy show the
+//! answer to its caller ([`crate::AppState::disclosure`]) and renders it ([`super::render`]).
 
 use actix_web::{HttpResponse, web};
-use nigrani_analytics::definitions::MetricKind;
 use nigrani_analytics::funnel::FunnelQuery;
 use nigrani_analytics::period::{Interval, RelativePeriod};
 use nigrani_analytics::query::MAX_BY;
@@ -15,13 +14,14 @@ use super::params::{
     BreakdownFormat, DimensionFilters, DimensionParam, Flag, IntervalParam, LangParam, Params,
     PeriodParam, Range, RowsFormat, SeriesMetric, flat_rows, language, metrics, rounded_now,
 };
-use super::partner::{partner_count, suppressed, target_json};
-use super::render::{Labels, Lang, breakdown_csv, json_bytes, metric_value, row_figures, to_json};
+use super::render::{
+    Labels, Lang, breakdown_csv, disclosure_note, json_bytes, metric_value, row_figures, to_json,
+};
+use crate::access::audience;
 use crate::auth::Authenticated;
 use crate::error::ErrorCode;
 use crate::schema::ObjectOrRows;
 use crate::{ApiError, AppState};
-use nigrani_domain::AccessRole::Partner;
 
 /// A breakdown: learners grouped by dimensions (and optionally by period), with metrics.
 #[utoipa::path(
@@ -42,13 +42,13 @@ use nigrani_domain::AccessRole::Partner;
         DimensionFilters,
     ),
     responses(
-        (status = 200, description = "The groups and their figures; partner keys get small cells as null, listed in `suppressed`",
+        (status = 200, description = "The groups and their figures; partner keys get perturbed counts (see `disclosure`), and rates, averages and medians over small groups as null",
          content(
             (ObjectOrRows = "application/json", example = json!({
                 "by": ["province", "track"], "metrics": ["enrolled", "completed", "completion_rate"],
                 "from": null, "as_of": "2026-11-30T10:00:00Z", "data_as_of": "2026-11-30T10:00:03Z", "last_seq": 981234,
                 "rows": [{"province": "punjab", "track": "soft", "learners": 412, "enrolled": 412, "completed": 170, "completion_rate": 0.4126}],
-                "metric_labels": {}, "suppressed": []})),
+                "metric_labels": {}, "disclosure": {"perturbed": false, "additive": true}})),
             (String = "text/csv", example = "province,track,learners,enrolled,completed,completion_rate\npunjab,soft,412,412,170,0.4126\n"),
          )),
         crate::error::ErrorResponses,
@@ -87,6 +87,7 @@ pub(crate) async fn breakdown(
             .is_some_and(|accept| accept.contains("text/csv")),
     };
     let now = state.clock.now();
+    let audience = audience(caller.role);
     let mut by = Vec::new();
     let mut period_grouped = false;
     let names = params.list("by");
@@ -120,11 +121,11 @@ pub(crate) async fn breakdown(
         from,
         as_of,
         latest,
-    } = params.range(&state, now)?;
+    } = params.range(&state, now, audience)?;
     let query = BreakdownQuery {
         latest,
         by,
-        filters: params.filters()?,
+        filters: params.filters(&state, audience)?,
         metrics: metrics(&params)?,
         from,
         as_of,
@@ -138,19 +139,8 @@ pub(crate) async fn breakdown(
     if let Some(rendering) = state.rendered.get(&request, &stamp) {
         return Ok(rendering.respond());
     }
-    let mut result = answer.value.clone();
-    let hidden = suppressed(&mut result, caller.role == Partner, state.suppression_k);
-    let suppressed: Vec<Value> = hidden
-        .iter()
-        .map(|(row, column)| {
-            let name = if *column == 0 {
-                "learners"
-            } else {
-                result.metrics[column - 1].as_str()
-            };
-            json!({ "row": row, "column": name })
-        })
-        .collect();
+    let shown = state.disclosure.breakdown(audience, answer.value.clone());
+    let result = shown.value();
     let rows: Vec<Value> = result
         .rows
         .iter()
@@ -163,12 +153,12 @@ pub(crate) async fn breakdown(
             for (d, key) in result.by.iter().zip(&row.keys) {
                 out.insert(d.as_str().into(), json!(key));
             }
-            out.extend(row_figures(&result, &hidden, i));
+            out.extend(row_figures(&shown, i));
             Value::Object(out)
         })
         .collect();
     if csv {
-        let body = breakdown_csv(&result, &hidden).into_bytes();
+        let body = breakdown_csv(&shown).into_bytes();
         let rendering = state
             .rendered
             .put(request, stamp, "text/csv; charset=utf-8", body);
@@ -209,7 +199,7 @@ pub(crate) async fn breakdown(
             "last_seq": answer.last_seq,
             "rows": rows,
             "metric_labels": metric_labels,
-            "suppressed": suppressed,
+            "disclosure": disclosure_note(&shown, &state.disclosure),
         }))?
     };
     let rendering = state.rendered.put(request, stamp, "application/json", body);
@@ -270,11 +260,12 @@ pub(crate) async fn timeseries(
     let metric: Metric = params
         .parse("metric")?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "`metric` is required"))?;
+    let audience = audience(caller.role);
     let Range {
         from,
         as_of,
         latest,
-    } = params.range(&state, now)?;
+    } = params.range(&state, now, audience)?;
     let from = match from {
         Some(from) => from,
         None => {
@@ -282,7 +273,10 @@ pub(crate) async fn timeseries(
                 .engine
                 .program_start()
                 .unwrap_or_else(|| now.date_naive());
-            RelativePeriod::SinceStart.start(now, start).min(as_of)
+            state
+                .disclosure
+                .start(audience, RelativePeriod::SinceStart.start(now, start))
+                .min(as_of)
         }
     };
     let query = SeriesQuery {
@@ -291,25 +285,14 @@ pub(crate) async fn timeseries(
         from,
         as_of,
         split: params.parse("split")?,
-        filters: params.filters()?,
+        filters: params.filters(&state, audience)?,
         cumulative: params.flag("cumulative")?,
         latest,
     };
-    if caller.role == Partner && metric.kind() == MetricKind::Ratio {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "rates and averages over time are not available to partner keys (their group sizes \
-             are not in the answer to judge small cells); ask a breakdown",
-        ));
-    }
-    let mut series = state.engine.series(&query).await?;
-    if caller.role == Partner {
-        for point in &mut series.points {
-            for value in point.values.values_mut() {
-                *value = partner_count(*value, state.suppression_k);
-            }
-        }
-    }
+    let shown = state
+        .disclosure
+        .series(audience, state.engine.series(&query).await?);
+    let series = shown.value();
     if rows_only {
         let rows: Vec<Value> = series
             .points
@@ -333,6 +316,7 @@ pub(crate) async fn timeseries(
         "as_of": query.as_of,
         "data_as_of": state.engine.snapshot().published_at,
         "series": series,
+        "disclosure": disclosure_note(&shown, &state.disclosure),
     });
     if let Some(lang) = lang {
         let snapshot = state.engine.snapshot();
@@ -399,23 +383,27 @@ pub(crate) async fn funnel(
             format!("group by at most {MAX_BY} dimensions"),
         ));
     }
-    let as_of = params.moment("as_of")?;
-    let rows = state
-        .engine
-        .funnel(
-            &FunnelQuery {
-                by: by.clone(),
-                filters: params.filters()?,
-            },
-            as_of,
-        )
-        .await?;
+    let audience = audience(caller.role);
+    let as_of = params.moment("as_of", &state, audience)?;
+    let shown = state.disclosure.funnel(
+        audience,
+        state
+            .engine
+            .funnel(
+                &FunnelQuery {
+                    by: by.clone(),
+                    filters: params.filters(&state, audience)?,
+                },
+                as_of,
+            )
+            .await?,
+    );
     let as_of = as_of.unwrap_or_else(|| state.clock.now());
     let labels = match lang {
         Some(lang) => Some(Labels::load(&state, &state.engine.snapshot().roster, lang).await?),
         None => None,
     };
-    let mut rows = to_json(&rows)?;
+    let mut rows = to_json(shown.value())?;
     if let Some(labels) = &labels {
         for row in rows.as_array_mut().into_iter().flatten() {
             let names: Vec<Value> = by
@@ -426,26 +414,15 @@ pub(crate) async fn funnel(
             row["labels"] = Value::Array(names);
         }
     }
-    if caller.role == Partner {
-        let k = state.suppression_k;
-        for row in rows.as_array_mut().into_iter().flatten() {
-            let small_completed = row["completed"]
-                .as_f64()
-                .and_then(|c| partner_count(Some(c), k))
-                .is_none();
-            for field in ["enrolled", "started", "half_way", "completed", "certified"] {
-                let kept = partner_count(row[field].as_f64(), k);
-                row[field] = json!(kept.map(|v| v as u64));
-            }
-            if small_completed {
-                row["days_to_complete"] = json!({ "median": null, "p75": null, "p90": null });
-            }
-        }
-    }
     if rows_only {
         return Ok(HttpResponse::Ok().json(rows));
     }
-    Ok(HttpResponse::Ok().json(json!({ "by": by, "as_of": as_of, "rows": rows })))
+    Ok(HttpResponse::Ok().json(json!({
+        "by": by,
+        "as_of": as_of,
+        "rows": rows,
+        "disclosure": disclosure_note(&shown, &state.disclosure),
+    })))
 }
 
 /// Targets of every track and cohort: attainment, the pace of the last 14 days and the date the
@@ -476,13 +453,13 @@ pub(crate) async fn targets(
     let rows_only = flat_rows(&params)?;
     let lang = language(&params)?;
     let now = rounded_now(state.clock.now());
-    let partner = caller.role == Partner;
-    let mut targets: Vec<Value> = state
-        .engine
-        .targets(now)
-        .await?
+    let shown = state
+        .disclosure
+        .targets(audience(caller.role), state.engine.targets(now).await?);
+    let mut targets: Vec<Value> = shown
+        .value()
         .iter()
-        .map(|t| target_json(t, partner, state.suppression_k))
+        .map(to_json)
         .collect::<Result<_, _>>()?;
     if let Some(lang) = lang {
         let labels = Labels::load(&state, &state.engine.snapshot().roster, lang).await?;
@@ -499,5 +476,9 @@ pub(crate) async fn targets(
     if rows_only {
         return Ok(HttpResponse::Ok().json(targets));
     }
-    Ok(HttpResponse::Ok().json(json!({ "as_of": now, "targets": targets })))
+    Ok(HttpResponse::Ok().json(json!({
+        "as_of": now,
+        "targets": targets,
+        "disclosure": disclosure_note(&shown, &state.disclosure),
+    })))
 }

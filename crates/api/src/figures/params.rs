@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use nigrani_analytics::disclosure::Audience;
 use nigrani_analytics::period::{RelativePeriod, day_start_micros};
 use nigrani_analytics::{Dimension, Metric};
 
@@ -178,7 +179,25 @@ impl Params {
         }
     }
 
-    pub(crate) fn moment(&self, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    /// The moment parameter `key` names, as `audience` is answered: a partner's is whole days in
+    /// Pakistan — `from` the start of its day, an end the end of the last day ended by then (see
+    /// [`nigrani_analytics::disclosure`]).
+    pub(crate) fn moment(
+        &self,
+        key: &str,
+        state: &AppState,
+        audience: Audience,
+    ) -> Result<Option<DateTime<Utc>>, ApiError> {
+        Ok(self.named_moment(key)?.map(|at| {
+            if key == "from" {
+                state.disclosure.start(audience, at)
+            } else {
+                state.disclosure.end(audience, at)
+            }
+        }))
+    }
+
+    fn named_moment(&self, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         let Some(text) = self.get(key) else {
             return Ok(None);
         };
@@ -201,7 +220,13 @@ impl Params {
         Ok(DateTime::from_timestamp_micros(micros))
     }
 
-    pub(crate) fn filters(&self) -> Result<BTreeMap<Dimension, Vec<String>>, ApiError> {
+    /// The dimension filters, as `audience` may give them (see
+    /// [`nigrani_analytics::disclosure::Disclosure::check_filters`]).
+    pub(crate) fn filters(
+        &self,
+        state: &AppState,
+        audience: Audience,
+    ) -> Result<BTreeMap<Dimension, Vec<String>>, ApiError> {
         let mut filters = BTreeMap::new();
         for d in Dimension::ALL {
             let values = self.list(d.as_str());
@@ -215,12 +240,22 @@ impl Params {
                 filters.insert(*d, values.into_iter().map(str::to_owned).collect());
             }
         }
+        state
+            .disclosure
+            .check_filters(audience, &filters)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?;
         Ok(filters)
     }
 
     /// `(from, as_of, latest)` from `from`/`to`/`as_of` or a relative `period`; `latest` when no
-    /// end was given (the figures are then as of now, on the latest data).
-    pub(super) fn range(&self, state: &AppState, now: DateTime<Utc>) -> Result<Range, ApiError> {
+    /// end was given (the figures are then as of now, on the latest data). A partner's moments
+    /// are whole days (see [`Params::moment`]).
+    pub(super) fn range(
+        &self,
+        state: &AppState,
+        now: DateTime<Utc>,
+        audience: Audience,
+    ) -> Result<Range, ApiError> {
         if self.get("to").is_some() && self.get("as_of").is_some() {
             return Err(ApiError::new(
                 ErrorCode::InvalidQuery,
@@ -228,8 +263,10 @@ impl Params {
             ));
         }
         let relative: Option<RelativePeriod> = self.parse("period")?;
-        let from = self.moment("from")?;
-        let to = self.moment("to")?.or(self.moment("as_of")?);
+        let from = self.moment("from", state, audience)?;
+        let to = self
+            .moment("to", state, audience)?
+            .or(self.moment("as_of", state, audience)?);
         if relative.is_some() && (from.is_some() || to.is_some()) {
             return Err(ApiError::new(
                 ErrorCode::InvalidQuery,
@@ -242,7 +279,7 @@ impl Params {
                 .program_start()
                 .unwrap_or_else(|| now.date_naive());
             return Ok(Range {
-                from: Some(relative.start(now, start)),
+                from: Some(state.disclosure.start(audience, relative.start(now, start))),
                 as_of: rounded_now(now),
                 latest: true,
             });

@@ -1,29 +1,45 @@
-//! Rendering answers: figures as JSON values (counts as integers, hidden cells as null), JSON
-//! bytes, a breakdown as CSV, and people's labels of dimension values in English or Urdu.
+//! Rendering answers: figures as JSON values (counts as integers, hidden values as null), JSON
+//! bytes, a breakdown as CSV, what an answer says of its disclosure control, and people's
+//! labels of dimension values in English or Urdu. Figures render only from a [`Shown`] answer,
+//! which only the disclosure policy builds.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use nigrani_analytics::definitions::MetricKind;
-use nigrani_analytics::{Dimension, Metric};
+use nigrani_analytics::disclosure::{Disclosure, PARTNER_NOTE, Shown};
+use nigrani_analytics::{Breakdown, Dimension, Metric};
 use serde_json::{Map, Value, json};
 
 use crate::error::ErrorCode;
 use crate::{ApiError, AppState};
 
-/// Row `i`'s figures as JSON fields: `learners` and each metric, hidden cells as null.
-pub(crate) fn row_figures(
-    result: &nigrani_analytics::Breakdown,
-    hidden: &BTreeSet<(usize, usize)>,
-    i: usize,
-) -> Map<String, Value> {
+/// Row `i`'s figures as JSON fields: `learners` and each metric, hidden values as null.
+pub(crate) fn row_figures(shown: &Shown<Breakdown>, i: usize) -> Map<String, Value> {
+    let result = shown.value();
     let row = &result.rows[i];
     let mut out = Map::new();
-    let learners = (!hidden.contains(&(i, 0))).then_some(row.learners);
-    out.insert("learners".into(), json!(learners));
+    out.insert("learners".into(), json!(row.learners));
     for (m, value) in result.metrics.iter().zip(&row.values) {
         out.insert(m.as_str().into(), metric_value(*m, *value));
     }
     out
+}
+
+/// What an answer says of its figures' disclosure control.
+pub(crate) fn disclosure_note<T>(shown: &Shown<T>, policy: &Disclosure) -> Value {
+    if !shown.perturbed() {
+        return json!({ "perturbed": false, "additive": true });
+    }
+    let settings = policy.settings();
+    json!({
+        "perturbed": true,
+        "additive": false,
+        "k": settings.k,
+        "max_noise": settings.max_noise,
+        "min_base": settings.min_base,
+        "time_grain": "day",
+        "note": PARTNER_NOTE,
+    })
 }
 
 /// An answer as JSON bytes.
@@ -36,10 +52,8 @@ pub(crate) fn json_bytes(answer: &impl serde::Serialize) -> Result<Vec<u8>, ApiE
 
 /// A breakdown as CSV: period (when grouped by it), the dimensions, `learners`, the metrics;
 /// empty cells for totals' dimensions and for hidden or undefined values.
-pub(super) fn breakdown_csv(
-    result: &nigrani_analytics::Breakdown,
-    hidden: &BTreeSet<(usize, usize)>,
-) -> String {
+pub(super) fn breakdown_csv(shown: &Shown<Breakdown>) -> String {
+    let result = shown.value();
     let mut header: Vec<&str> = Vec::new();
     if result.period.is_some() {
         header.push("period");
@@ -49,17 +63,13 @@ pub(super) fn breakdown_csv(
     header.extend(result.metrics.iter().map(|m| m.as_str()));
     let mut out = header.join(",");
     out.push('\n');
-    for (i, row) in result.rows.iter().enumerate() {
+    for row in &result.rows {
         let mut cells: Vec<String> = Vec::new();
         if result.period.is_some() {
             cells.push(row.period.clone().unwrap_or_default());
         }
         cells.extend(row.keys.iter().map(|k| k.clone().unwrap_or_default()));
-        cells.push(if hidden.contains(&(i, 0)) {
-            String::new()
-        } else {
-            row.learners.to_string()
-        });
+        cells.push(row.learners.to_string());
         for (metric, value) in result.metrics.iter().zip(&row.values) {
             cells.push(match metric_value(*metric, *value) {
                 Value::Null => String::new(),
