@@ -62,8 +62,9 @@ pub fn funnel(
         as_of,
     );
     let days = || col("days_to_complete");
+    // Every learner left is enrolled (a literal would not broadcast inside an aggregation).
     let stage_flags = [
-        lit(true),
+        col(columns::ENROLLED_AT).is_not_null(),
         col("started_at").is_not_null(),
         col("progress").gt_eq(lit(HALF_WAY)),
         col("completed_at").is_not_null(),

@@ -2,7 +2,9 @@
 //!
 //! 0. Scale: the learner state of `--learners` demo learners (3 required courses each, ~30
 //!    events per learner) built in memory straight from the generated events — no database — to
-//!    measure its resident size, the learner frame's build time and query latency at full size.
+//!    measure its resident size, the learner frame's build time and query latency at full size;
+//!    and the utility of partners' figures (their error against the exact ones, the share
+//!    changed and suppressed, and the time disclosure control adds).
 //!
 //! Then on PostgreSQL, with `--store-learners` learners (loading millions of events through this
 //! machine's disk takes hours, so the stored program is smaller):
@@ -510,6 +512,129 @@ fn scale(args: &AnalyticsArgs) -> anyhow::Result<()> {
             percentile(&times, 0.5),
             percentile(&times, 0.99),
             args.queries
+        );
+    }
+    utility(
+        |q| nigrani_analytics::query::breakdown_from_cells(&cells, &roster, q),
+        roster.len(),
+        now,
+        args.queries,
+    )?;
+    Ok(())
+}
+
+/// What partners' disclosure control costs: their figures against the exact ones (error, share
+/// changed, share of rates and averages suppressed, rows left out) and the time it adds to a
+/// breakdown from the cells.
+fn utility(
+    from_cells: impl Fn(
+        &BreakdownQuery,
+    )
+        -> Result<nigrani_analytics::Breakdown, nigrani_analytics::query::QueryError>,
+    learners: usize,
+    now: DateTime<Utc>,
+    runs: usize,
+) -> anyhow::Result<()> {
+    use nigrani_analytics::definitions::MetricKind;
+    use nigrani_analytics::disclosure::{Audience, Disclosure, DisclosureSettings};
+    let policy = Disclosure::new(DisclosureSettings::default()).map_err(anyhow::Error::msg)?;
+    let metrics = vec![
+        Metric::Enrolled,
+        Metric::Started,
+        Metric::Completed,
+        Metric::Certified,
+        Metric::CompletionRate,
+        Metric::AvgProgress,
+    ];
+    for (label, by) in [
+        (
+            "province × track",
+            vec![Dimension::Province, Dimension::Track],
+        ),
+        (
+            "institution × gender",
+            vec![Dimension::Institution, Dimension::Gender],
+        ),
+        (
+            "institution × cohort",
+            vec![Dimension::Institution, Dimension::Cohort],
+        ),
+    ] {
+        let q = BreakdownQuery {
+            totals: true,
+            metrics: metrics.clone(),
+            ..query(by, now)
+        };
+        let (mut plain, mut disclosed, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        let mut last = None;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let exact = from_cells(&q)?;
+            let computed = t.elapsed().as_secs_f64() * 1000.0;
+            let t = Instant::now();
+            let shown = policy.breakdown(Audience::Partner, exact.clone());
+            let extra = t.elapsed().as_secs_f64() * 1000.0;
+            plain.push(computed);
+            added.push(extra);
+            disclosed.push(computed + extra);
+            last = Some((exact, shown.value().clone()));
+        }
+        let Some((exact, partner)) = last else {
+            continue;
+        };
+        // Per count (a row's learners and each count metric): |published − true|.
+        let (mut errors, mut changed) = (Vec::new(), 0usize);
+        let (mut ratios, mut suppressed, mut ratio_errors) = (0usize, 0usize, Vec::new());
+        let mut left_out = 0usize;
+        for row in &exact.rows {
+            let published = partner.rows.iter().find(|r| r.keys == row.keys);
+            if published.is_none() {
+                left_out += 1;
+            }
+            let mut count = |truth: f64, shown: f64| {
+                errors.push((shown - truth).abs());
+                changed += usize::from(shown != truth);
+            };
+            count(
+                row.learners as f64,
+                published.map_or(0.0, |r| r.learners as f64),
+            );
+            for (i, metric) in exact.metrics.iter().enumerate() {
+                let truth = row.values[i];
+                let shown = published.and_then(|r| r.values[i]);
+                match metric.kind() {
+                    MetricKind::Count => count(truth.unwrap_or(0.0), shown.unwrap_or(0.0)),
+                    MetricKind::Ratio => {
+                        let Some(truth) = truth else { continue };
+                        ratios += 1;
+                        match shown {
+                            Some(shown) => ratio_errors.push((shown - truth).abs()),
+                            None => suppressed += 1,
+                        }
+                    }
+                }
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        for times in [&mut plain, &mut disclosed, &mut added] {
+            times.sort_by(f64::total_cmp);
+        }
+        println!(
+            "utility {label} with totals, {} learners: counts — mean abs error {:.2}, max {:.0},              {:.1}% changed; {:.1}% of {} rows left out (no learners once perturbed); rates and              averages — mean abs error {:.4}, max {:.4}, {:.1}% of {ratios} suppressed;              disclosure adds p50 {:.2} ms, p99 {:.2} ms (breakdown from the cells p99 {:.2} ms              exact, {:.2} ms for a partner)",
+            learners,
+            mean(&errors),
+            max(&errors),
+            100.0 * changed as f64 / errors.len().max(1) as f64,
+            100.0 * left_out as f64 / exact.rows.len().max(1) as f64,
+            exact.rows.len(),
+            mean(&ratio_errors),
+            max(&ratio_errors),
+            100.0 * suppressed as f64 / ratios.max(1) as f64,
+            percentile(&added, 0.5),
+            percentile(&added, 0.99),
+            percentile(&plain, 0.99),
+            percentile(&disclosed, 0.99),
         );
     }
     Ok(())

@@ -24,7 +24,8 @@ use crate::{ApiError, AppState};
 #[allow(dead_code, reason = "documents the query; handlers read it as pairs")]
 pub(crate) struct DimensionFilters {
     /// Keep these provinces, e.g. `punjab,sindh` (`punjab`, `sindh`, `khyber_pakhtunkhwa`,
-    /// `balochistan`, `islamabad`, `gilgit_baltistan`, `azad_kashmir`).
+    /// `balochistan`, `islamabad`, `gilgit_baltistan`, `azad_kashmir`). Partner keys give one
+    /// value per filter.
     province: Option<String>,
     /// Keep these institutions (HEC ids).
     institution: Option<String>,
