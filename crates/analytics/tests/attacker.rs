@@ -439,9 +439,9 @@ async fn an_attacker_does_no_better_than_the_perturbation_table_allows() {
     };
     let institutions: BTreeSet<String> = targets.iter().map(|t| t.0.clone()).collect();
     let first = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
-    for institution in institutions.iter().take(8) {
+    for institution in institutions.iter().take(12) {
         let filter = [(Dimension::Institution, institution.as_str())];
-        for offset in (0..84).step_by(4) {
+        for offset in (0..84).step_by(3) {
             let d = first + Duration::days(offset);
             // Completed as of the end of day d and of day d + 1.
             let at = |end: NaiveDate| {
