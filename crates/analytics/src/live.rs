@@ -162,6 +162,29 @@ struct CellKeySums {
 }
 
 impl CellKeySums {
+    /// The cells frame's column of each sum, in the order of [`CellKeySums::columns`].
+    const NAMES: [&str; 7] = [
+        cell::LEARNERS_KEY,
+        cell::STARTED_KEY,
+        cell::COMPLETED_KEY,
+        cell::CERTIFIED_KEY,
+        cell::TRAINED_KEY,
+        cell::WITHDRAWN_KEY,
+        cell::SCORED_KEY,
+    ];
+
+    fn columns(&self) -> [&Vec<i64>; 7] {
+        [
+            &self.learners,
+            &self.started,
+            &self.completed,
+            &self.certified,
+            &self.trained,
+            &self.withdrawn,
+            &self.scored,
+        ]
+    }
+
     fn push_empty(&mut self) {
         for column in self.columns_mut() {
             column.push(0);
@@ -523,32 +546,13 @@ impl LiveFrame {
             Column::new(cell::PROGRESS.into(), pick(&cells.progress, &kept)),
             Column::new(cell::SCORE.into(), pick(&cells.score, &kept)),
             Column::new(cell::SCORED.into(), pick(&cells.scored, &kept)),
-            Column::new(
-                cell::LEARNERS_KEY.into(),
-                pick(&cells.key_sums.learners, &kept),
-            ),
-            Column::new(
-                cell::STARTED_KEY.into(),
-                pick(&cells.key_sums.started, &kept),
-            ),
-            Column::new(
-                cell::COMPLETED_KEY.into(),
-                pick(&cells.key_sums.completed, &kept),
-            ),
-            Column::new(
-                cell::CERTIFIED_KEY.into(),
-                pick(&cells.key_sums.certified, &kept),
-            ),
-            Column::new(
-                cell::TRAINED_KEY.into(),
-                pick(&cells.key_sums.trained, &kept),
-            ),
-            Column::new(
-                cell::WITHDRAWN_KEY.into(),
-                pick(&cells.key_sums.withdrawn, &kept),
-            ),
-            Column::new(cell::SCORED_KEY.into(), pick(&cells.key_sums.scored, &kept)),
         ]);
+        all.extend(
+            CellKeySums::NAMES
+                .iter()
+                .zip(cells.key_sums.columns())
+                .map(|(name, sums)| Column::new((*name).into(), pick(sums, &kept))),
+        );
         Ok(DataFrame::new(kept.len(), all)?)
     }
 }

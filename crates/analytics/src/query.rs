@@ -522,9 +522,14 @@ pub fn breakdown_from_cells(
         total(cell::LEARNERS_KEY).alias(LEARNERS_KEY),
     ];
     for metric in &query.metrics {
-        use cell::*;
+        // Each metric's value, and the cells' count and key sum of the learners it is about.
+        use cell::{
+            CERTIFIED, CERTIFIED_KEY, COMPLETED, COMPLETED_KEY, PROGRESS, SCORE, SCORED,
+            SCORED_KEY, STARTED, STARTED_KEY, TRAINED, TRAINED_KEY, WITHDRAWN, WITHDRAWN_KEY,
+        };
+        let everyone = (cell::LEARNERS, cell::LEARNERS_KEY);
         let (expr, subjects) = match metric {
-            Metric::Enrolled => (total(LEARNERS), (LEARNERS, LEARNERS_KEY)),
+            Metric::Enrolled => (total(cell::LEARNERS), everyone),
             Metric::Started => (total(STARTED), (STARTED, STARTED_KEY)),
             Metric::Completed => (total(COMPLETED), (COMPLETED, COMPLETED_KEY)),
             Metric::Certified => (total(CERTIFIED), (CERTIFIED, CERTIFIED_KEY)),
@@ -532,7 +537,7 @@ pub fn breakdown_from_cells(
             Metric::Withdrawn => (total(WITHDRAWN), (WITHDRAWN, WITHDRAWN_KEY)),
             Metric::CompletionRate => (share(COMPLETED), (COMPLETED, COMPLETED_KEY)),
             Metric::CertificationRate => (share(CERTIFIED), (CERTIFIED, CERTIFIED_KEY)),
-            Metric::AvgProgress => (share(PROGRESS), (LEARNERS, LEARNERS_KEY)),
+            Metric::AvgProgress => (share(PROGRESS), everyone),
             Metric::AvgScore => (
                 total(SCORE) / total(SCORED).cast(DataType::Float64),
                 (SCORED, SCORED_KEY),

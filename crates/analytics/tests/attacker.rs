@@ -21,10 +21,12 @@ use nigrani_analytics::period::Interval;
 use nigrani_analytics::series::SeriesQuery;
 use nigrani_analytics::{Breakdown, BreakdownQuery, Clock, Dimension, Engine, Metric};
 use nigrani_domain::{Cohort, Learner, LearnerRef, Role, Track};
-use nigrani_ingest::demo::{self, DemoConfig, Generator};
+use nigrani_ingest::demo;
 use nigrani_ingest::roster::{self, Rows};
 use nigrani_ingest::{Ingestor, Limits};
-use nigrani_store::{Store, StoreConfig};
+use nigrani_store::Store;
+
+mod support;
 
 const K: u64 = 5;
 
@@ -136,29 +138,7 @@ fn query(
 impl World {
     async fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            data_dir: dir.path().to_owned(),
-            database_url: None,
-            pool_size: 2,
-            connect_timeout: std::time::Duration::from_secs(5),
-        };
-        let (store, _) = nigrani_store::open(&config).await.unwrap();
-        nigrani_ingest::seed::install_if_empty(&store)
-            .await
-            .unwrap();
-        let generator = Generator::from_store(
-            DemoConfig {
-                learners: 1_500,
-                seed: 42,
-                as_of: now(),
-            },
-            &store,
-        )
-        .await
-        .unwrap();
-        let learners: Vec<_> = (0..1_500).map(|i| generator.learner(i)).collect();
-        demo::store_roster(&store, &learners).await.unwrap();
-        let events: Vec<_> = learners.into_iter().flat_map(|l| l.events).collect();
+        let (store, events) = support::demo_store(dir.path(), 1_500, 42, now()).await;
         let ingestor = Ingestor::new(Arc::clone(&store), Limits::default());
         demo::ingest_events(&ingestor, &events, 5_000)
             .await

@@ -9,10 +9,13 @@ use chrono::{TimeZone, Utc};
 use nigrani_analytics::Engine;
 use nigrani_analytics::engine::Snapshot;
 use nigrani_domain::{Learner, LearnerRef, Province};
-use nigrani_ingest::demo::{self, DemoConfig, DemoLearner, Generator};
+use nigrani_ingest::demo::{self, DemoConfig, Generator};
 use nigrani_ingest::{Ingestor, Limits};
-use nigrani_store::{Store, StoreConfig};
+use nigrani_store::Store;
 use polars::prelude::*;
+use support::{demo_program, demo_store};
+
+mod support;
 
 /// The cells sorted by their dimension codes, so that two groupings compare row by row.
 fn sorted(cells: &DataFrame) -> DataFrame {
@@ -23,54 +26,15 @@ fn sorted(cells: &DataFrame) -> DataFrame {
     cells.sort(keys, SortMultipleOptions::default()).unwrap()
 }
 
-/// A SQLite store with the roster of a demo program of `learners` (with `seed`); returns the
-/// program's events, not yet ingested.
-async fn demo_store(
-    dir: &std::path::Path,
-    learners: usize,
-    seed: u64,
-) -> (Arc<dyn Store>, Vec<serde_json::Value>) {
-    let (store, learners) = demo_program(dir, learners, seed).await;
-    demo::store_roster(&store, &learners).await.unwrap();
-    let events = learners.into_iter().flat_map(|l| l.events).collect();
-    (store, events)
-}
-
-/// A SQLite store with a demo program's reference data and cohorts; returns its learners, not
-/// yet stored.
-async fn demo_program(
-    dir: &std::path::Path,
-    learners: usize,
-    seed: u64,
-) -> (Arc<dyn Store>, Vec<DemoLearner>) {
-    let config = StoreConfig {
-        data_dir: dir.to_owned(),
-        database_url: None,
-        pool_size: 2,
-        connect_timeout: std::time::Duration::from_secs(5),
-    };
-    let (store, _) = nigrani_store::open(&config).await.unwrap();
-    nigrani_ingest::seed::install_if_empty(&store)
-        .await
-        .unwrap();
-    let generator = Generator::from_store(
-        DemoConfig {
-            learners,
-            seed,
-            as_of: Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap(),
-        },
-        &store,
-    )
-    .await
-    .unwrap();
-    let learners = (0..learners).map(|i| generator.learner(i)).collect();
-    (store, learners)
+/// The demo programs of these tests are as of this moment.
+fn as_of() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_resumed_from_the_checkpoint_equals_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, events) = demo_store(dir.path(), 800, 9).await;
+    let (store, events) = demo_store(dir.path(), 800, 9, as_of()).await;
     let ingestor = Ingestor::new(Arc::clone(&store), Limits::default());
     let (first, rest) = events.split_at(events.len() / 2);
     demo::ingest_events(&ingestor, first, 5_000).await.unwrap();
@@ -154,7 +118,7 @@ async fn a_state_resumed_from_the_checkpoint_equals_a_rebuild() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_frame_and_cells_equal_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, mut events) = demo_store(dir.path(), 1_500, 5).await;
+    let (store, mut events) = demo_store(dir.path(), 1_500, 5, as_of()).await;
     // Out of order, as platforms send them.
     events.sort_by_key(|e| e["event_id"].as_str().map(str::to_owned));
     let ingestor = Ingestor::new(Arc::clone(&store), Limits::default());
@@ -252,7 +216,7 @@ async fn assert_equals_a_rebuild(engine: &Engine, store: &Arc<dyn Store>, step: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_changes_taken_in_without_a_rebuild_equal_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, learners) = demo_program(dir.path(), 1_200, 11).await;
+    let (store, learners) = demo_program(dir.path(), 1_200, 11, as_of()).await;
     let rows: Vec<Learner> = learners.iter().filter_map(|l| l.roster.clone()).collect();
     let (first, later) = rows.split_at(rows.len() * 3 / 4);
     store.upsert_learners(first).await.unwrap();

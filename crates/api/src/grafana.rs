@@ -6,7 +6,7 @@
 //! (a breakdown, grouped `by` dimensions). The dashboard's time range is the query's `from`/`to`,
 //! and ad-hoc filters (`key = value`, keys are dimensions) filter the learners. Variables list a
 //! dimension's values; tag keys and values feed the ad-hoc filter picker. Keys and roles are those
-//! of the API: partner keys get small cells suppressed.
+//! of the API: partner keys get the figures of the disclosure policy, as on every route.
 
 use std::collections::BTreeMap;
 

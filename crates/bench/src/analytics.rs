@@ -538,14 +538,6 @@ fn utility(
     use nigrani_analytics::definitions::MetricKind;
     use nigrani_analytics::disclosure::{Audience, Disclosure, DisclosureSettings};
     let policy = Disclosure::new(DisclosureSettings::default()).map_err(anyhow::Error::msg)?;
-    let metrics = vec![
-        Metric::Enrolled,
-        Metric::Started,
-        Metric::Completed,
-        Metric::Certified,
-        Metric::CompletionRate,
-        Metric::AvgProgress,
-    ];
     for (label, by) in [
         (
             "province × track",
@@ -562,7 +554,6 @@ fn utility(
     ] {
         let q = BreakdownQuery {
             totals: true,
-            metrics: metrics.clone(),
             ..query(by, now)
         };
         let (mut plain, mut disclosed, mut added) = (Vec::new(), Vec::new(), Vec::new());
