@@ -19,7 +19,8 @@
 //!   learner can add (1: both lie in 0–1), so one learner's value is hidden in it however the
 //!   averages are differenced.
 //! - **Medians** of days to complete are whole days, shown over at least `min_base` completers.
-//! - **Rows** whose perturbed learners are 0 are left out, as groups with no learners are.
+//! - **Rows** whose perturbed learners are 0 are left out, as groups with no learners are; so
+//!   are such groups' points (and target trajectories) in a split time series.
 //! - **Filters.** A partner filters on one value per dimension (see
 //!   [`Disclosure::check_filters`]).
 //! - **Time.** A partner's explicit moments (`from`, `to`, `as_of`) are floored to the start of
@@ -279,16 +280,24 @@ impl Disclosure {
         if audience == Audience::Partner {
             for point in &mut series.points {
                 let subjects = std::mem::take(&mut point.subjects);
-                for (key, value) in point.values.iter_mut() {
-                    let Some(row) = subjects.get(key) else {
-                        *value = None;
-                        continue;
-                    };
+                let values = std::mem::take(&mut point.values);
+                // As a breakdown's rows: a group whose perturbed learners are 0 is left out, so
+                // that a key's presence does not tell a small group from none (the program's
+                // own series, without a split, stays).
+                for (key, value) in values {
+                    let row = subjects.get(&key).cloned().unwrap_or_default();
                     let learners = self.count(row.learners);
-                    *value = row.metrics.first().and_then(|metric_subjects| {
-                        self.partner_value(series.metric, *value, learners, *metric_subjects)
+                    if learners == 0 && key != crate::series::ALL {
+                        continue;
+                    }
+                    let shown = row.metrics.first().and_then(|metric_subjects| {
+                        self.partner_value(series.metric, value, learners, *metric_subjects)
                     });
+                    point.values.insert(key, shown);
                 }
+                point
+                    .targets
+                    .retain(|key, _| point.values.contains_key(key));
             }
         }
         Shown {
@@ -472,6 +481,44 @@ mod tests {
             let b = shown(vec![row(learners, key, learners / 2, other)]);
             prop_assert_eq!(a, b);
         }
+    }
+
+    #[test]
+    fn a_series_leaves_out_groups_with_no_learners_once_perturbed() {
+        let policy = policy();
+        // A key whose one learner is published as 0, and one published from k on.
+        let key_with = |zero: bool| {
+            (0u32..)
+                .find(|k| (policy.count(Subjects { count: 1, key: *k }) == 0) == zero)
+                .unwrap()
+        };
+        let one = |key: u32| RowSubjects {
+            learners: Subjects { count: 1, key },
+            metrics: vec![Subjects { count: 1, key }],
+        };
+        let point = crate::series::SeriesPoint {
+            period: "2026-11".into(),
+            starts_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            values: [("a".to_owned(), Some(1.0)), ("b".to_owned(), Some(1.0))].into(),
+            targets: [("a".to_owned(), 3.0), ("b".to_owned(), 3.0)].into(),
+            subjects: [
+                ("a".to_owned(), one(key_with(true))),
+                ("b".to_owned(), one(key_with(false))),
+            ]
+            .into(),
+        };
+        let series = Series {
+            metric: Metric::Enrolled,
+            interval: crate::period::Interval::Month,
+            cumulative: true,
+            split: Some(Dimension::Cohort),
+            points: vec![point],
+        };
+        let shown = policy.series(Audience::Partner, series);
+        let point = &shown.value().points[0];
+        assert_eq!(point.values.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(point.targets.keys().collect::<Vec<_>>(), ["b"]);
+        assert!(point.values["b"].unwrap() >= 5.0);
     }
 
     #[test]
