@@ -96,10 +96,6 @@ impl<T> Shown<T> {
         &self.value
     }
 
-    pub fn audience(&self) -> Audience {
-        self.audience
-    }
-
     /// Whether the figures were perturbed (a partner's view).
     pub fn perturbed(&self) -> bool {
         self.audience == Audience::Partner
