@@ -15,9 +15,9 @@
 //!   learners of the row, and are shown only when those are at least `min_base`.
 //! - **Averages** (progress, score) are a sum with noise over the count of learners with a
 //!   value, shown when that count's perturbed value is at least `min_base`. The sum's noise is
-//!   a draw of the table's noise (from the set's key; up to `max_noise`) times the most one
-//!   learner can add (1: both lie in 0–1), so one learner's value is hidden in it however the
-//!   averages are differenced.
+//!   a draw of the table's noise (keyed by the set, the metric and the exact sum; up to
+//!   `max_noise`) times the most one learner can add (1: both lie in 0–1), so one learner's
+//!   value is hidden in it however the averages are differenced.
 //! - **Medians** of days to complete are whole days, shown over at least `min_base` completers.
 //! - **Rows** whose perturbed learners are 0 are left out, as groups with no learners are; so
 //!   are such groups' points (and target trajectories) in a split time series.
@@ -47,6 +47,20 @@ use crate::targets::TargetStatus;
 fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(crate::period::day_start_micros(crate::period::day_of(at)))
         .unwrap_or(at)
+}
+
+/// The key of the noise on a sum of values: the set's key, the metric and the sum itself.
+///
+/// The same set with the same sum always gets the same noise, so repeating a question gains
+/// nothing. Were the noise keyed by the set alone, two polls of the same learners a day apart
+/// would share it and their difference would be the exact change of the sum (one learner's
+/// progress, say); and two metrics over one set would share it too. The sum is taken to
+/// 1/1,000 of a learner's range, finer than any value one learner's change could hide under.
+fn magnitude_key(set_key: u32, metric: Metric, sum: f64) -> u32 {
+    let quantised = (sum * 1_000.0).round() as u64;
+    let sum_bits = (quantised ^ (quantised >> 32)) as u32;
+    let metric_bits = (metric as u32 + 1).wrapping_mul(0x9e37_79b9);
+    set_key ^ metric_bits ^ sum_bits.wrapping_mul(0x85eb_ca6b)
 }
 
 /// The disclosure settings (`disclosure.*`).
@@ -259,9 +273,10 @@ impl Disclosure {
                 const UNIT: f64 = 1.0;
                 // Over the true count, so that the average is the truth on average; the noise
                 // of the sum is what hides each learner's value.
-                let noise = self.table.noise(subjects.key) as f64 * UNIT;
                 let count = subjects.count.max(1) as f64;
-                Some(((exact * count + noise) / count).clamp(0.0, UNIT))
+                let sum = exact * count;
+                let noise = self.table.noise(magnitude_key(subjects.key, metric, sum)) as f64;
+                Some(((sum + noise * UNIT) / count).clamp(0.0, UNIT))
             }
             Metric::MedianDaysToComplete => {
                 let exact = exact?;
@@ -566,6 +581,37 @@ mod tests {
             moved += usize::from((value - 0.5).abs() > 1e-9);
         }
         assert!(moved > 1_500, "{moved}");
+    }
+
+    #[test]
+    fn average_noise_is_fresh_when_the_sum_or_the_metric_changes() {
+        // One learner's progress moving by 0.1 must not come out exactly in the difference of
+        // two polls of the same learners, nor may two metrics over one set share their noise.
+        let policy = policy();
+        let (mut same_noise_polls, mut same_noise_metrics) = (0, 0);
+        let trials = 1_000u32;
+        for key in 0..trials {
+            let set = Subjects {
+                count: 40,
+                key: key.wrapping_mul(2_654_435_761),
+            };
+            let before = policy.partner_value(Metric::AvgProgress, Some(0.5), 40, set);
+            let after = policy.partner_value(Metric::AvgProgress, Some(0.5 + 0.1 / 40.0), 40, set);
+            let exact_change = 0.1 / 40.0;
+            let published_change = after.unwrap() - before.unwrap();
+            same_noise_polls += usize::from((published_change - exact_change).abs() < 1e-9);
+            let score = policy.partner_value(Metric::AvgScore, Some(0.5), 40, set);
+            same_noise_metrics += usize::from((score.unwrap() - before.unwrap()).abs() < 1e-9);
+            // The same question, the same answer.
+            assert_eq!(
+                before,
+                policy.partner_value(Metric::AvgProgress, Some(0.5), 40, set)
+            );
+        }
+        // The table's noise is 0 with some probability, so some pairs agree by chance; were
+        // the noise shared, all of them would.
+        assert!(same_noise_polls < 400, "{same_noise_polls} of {trials}");
+        assert!(same_noise_metrics < 400, "{same_noise_metrics} of {trials}");
     }
 
     #[test]

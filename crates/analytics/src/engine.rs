@@ -177,6 +177,8 @@ pub struct Engine {
     clock: Clock,
     /// How the state was built at start.
     started: Started,
+    /// Wakes the follower before its tick ([`Engine::roster_changed`]).
+    wake: tokio::sync::Notify,
 }
 
 /// How an engine's state was built at start.
@@ -265,6 +267,7 @@ impl Engine {
             checkpoint,
             clock,
             started: started_from,
+            wake: tokio::sync::Notify::new(),
         }))
     }
 
@@ -327,14 +330,23 @@ impl Engine {
         };
         let mut changed = false;
         if version != follower.roster_version {
+            let reading = Instant::now();
             let delta = roster_sync::read_delta(
                 self.store.as_ref(),
                 follower.roster_version,
                 follower.last_seq,
             )
             .await?;
+            let read_ms = reading.elapsed().as_millis() as u64;
+            let taking = Instant::now();
             match delta.and_then(|delta| take_in(&mut follower, delta)) {
                 Some(learners) => {
+                    tracing::info!(
+                        learners,
+                        read_ms,
+                        apply_ms = taking.elapsed().as_millis() as u64,
+                        "Roster change taken into the analytics state."
+                    );
                     outcome.roster_learners = learners;
                     changed = true;
                 }
@@ -402,8 +414,16 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Refreshes every `every`, on a task of `tasks`, until `stopping` is cancelled; a refresh
-    /// under way finishes first. Errors are logged and retried.
+    /// Asks the follower to refresh now rather than at its next tick: the roster changed in this
+    /// process. (Another server on the same database sees the change at its own next tick.) A
+    /// wake-up during a refresh is kept, so the change is taken in by the next one.
+    pub fn roster_changed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Refreshes every `every`, and when woken by [`Engine::roster_changed`], on a task of
+    /// `tasks`, until `stopping` is cancelled; a refresh under way finishes first. Errors are
+    /// logged and retried.
     pub fn spawn_follower(
         self: &Arc<Self>,
         every: Duration,
@@ -418,6 +438,7 @@ impl Engine {
                 tokio::select! {
                     () = stopping.cancelled() => return,
                     _ = ticker.tick() => {}
+                    () = engine.wake.notified() => ticker.reset(),
                 }
                 let started = Instant::now();
                 match engine.refresh().await {

@@ -276,7 +276,11 @@ pub(crate) async fn upsert_roster(
             ));
         }
     };
-    let report = roster::apply(&state.store, &rows).await?;
+    let applied = roster::apply(&state.store, &rows).await;
+    // What was committed (all of it, or the chunks before a failure) shows at once, not at the
+    // next refresh tick.
+    state.engine.roster_changed();
+    let report = applied?;
     tracing::info!(
         kind = kind.as_str(),
         rows = report.rows,

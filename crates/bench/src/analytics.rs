@@ -336,6 +336,8 @@ async fn roster_change(
             store.upsert_learners(chunk).await?;
         }
         let committed = Instant::now();
+        // As the roster route does once the upload is committed.
+        engine.roster_changed();
         let version = store.roster_version().await?;
         let snapshot = loop {
             let snapshot = engine.snapshot();
@@ -376,7 +378,11 @@ async fn roster_change(
     };
     let (lo, hi) = range(&visible_ms);
     println!(
-        "roster change at {} learners: upsert of {} ({moved} moved, {added} new with stored          events), commit to visible {lo:.0}–{hi:.0} ms over {} runs (refresh every 250 ms); a          rebuild of the same store takes {rebuild_s:.1} s ({:.3}–{:.3}× of it); {rebuilds}          refreshes looked like rebuilds",
+        "roster change at {} learners: upsert of {} ({moved} moved, {added} new with stored \
+         events), commit to visible {lo:.0}–{hi:.0} ms over {} runs (the follower woken on \
+         commit, as by the roster route; else every 250 ms); a \
+         rebuild of the same store takes {rebuild_s:.1} s ({:.3}–{:.3}× of it); {rebuilds} \
+         refreshes looked like rebuilds",
         engine.snapshot().roster.len(),
         args.roster_upsert,
         visible_ms.len(),
@@ -612,7 +618,11 @@ fn utility(
             times.sort_by(f64::total_cmp);
         }
         println!(
-            "utility {label} with totals, {} learners: counts — mean abs error {:.2}, max {:.0},              {:.1}% changed; {:.1}% of {} rows left out (no learners once perturbed); rates and              averages — mean abs error {:.4}, max {:.4}, {:.1}% of {ratios} suppressed;              disclosure adds p50 {:.2} ms, p99 {:.2} ms (breakdown from the cells p99 {:.2} ms              exact, {:.2} ms for a partner)",
+            "utility {label} with totals, {} learners: counts — mean abs error {:.2}, max {:.0}, \
+             {:.1}% changed; {:.1}% of {} rows left out (no learners once perturbed); rates and \
+             averages — mean abs error {:.4}, max {:.4}, {:.1}% of {ratios} suppressed; \
+             disclosure adds p50 {:.2} ms, p99 {:.2} ms (breakdown from the cells p99 {:.2} ms \
+             exact, {:.2} ms for a partner)",
             learners,
             mean(&errors),
             max(&errors),

@@ -290,10 +290,20 @@ impl Params {
         if let Some(from) = from
             && from > as_of
         {
+            // A partner's moments were moved to whole days: say so, or the error would quote
+            // times the partner never sent.
+            let whole_days = match audience {
+                Audience::Exact => "",
+                Audience::Partner => {
+                    "; partner times are whole days in Pakistan: `from` counts from the start \
+                     of its day and `to`/`as_of` up to the end of the last day ended by then, so \
+                     ask for at least one whole day"
+                }
+            };
             return Err(ApiError::new(
                 ErrorCode::InvalidQuery,
                 format!(
-                    "`from` ({}) lies after `to` ({})",
+                    "`from` ({}) lies after `to` ({}){whole_days}",
                     from.to_rfc3339(),
                     as_of.to_rfc3339()
                 ),
