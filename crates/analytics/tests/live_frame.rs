@@ -313,3 +313,46 @@ async fn roster_changes_taken_in_without_a_rebuild_equal_a_rebuild() {
     assert!(engine.refresh().await.unwrap().rebuilt);
     assert_equals_a_rebuild(&engine, &store, "after the rebuild").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_change_is_taken_in_when_the_follower_is_woken_not_at_its_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, learners) = demo_program(dir.path(), 200, 5, as_of()).await;
+    let rows: Vec<Learner> = learners.iter().filter_map(|l| l.roster.clone()).collect();
+    let (first, later) = rows.split_at(rows.len() / 2);
+    store.upsert_learners(first).await.unwrap();
+    let engine = Engine::start(Arc::clone(&store)).await.unwrap();
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    // A tick so far apart that only the wake-up can explain a refresh within the test.
+    engine.spawn_follower(
+        std::time::Duration::from_secs(3_600),
+        &tasks,
+        stopping.clone(),
+    );
+    // The first tick is at once; the next is an hour away.
+    while engine.refresh_stats().0 == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (refreshes, _) = engine.refresh_stats();
+    store.upsert_learners(later).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        engine.snapshot().roster.len(),
+        first.len(),
+        "no refresh before the wake-up"
+    );
+    engine.roster_changed();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while engine.snapshot().roster.len() < rows.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the woken follower did not take the roster change in"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(engine.refresh_stats().0, refreshes + 1);
+    stopping.cancel();
+    tasks.close();
+    tasks.wait().await;
+}
