@@ -92,8 +92,11 @@ fn breakdowns_come_as_csv_and_polling_costs_a_304() {
     let server = TestServer::sqlite();
     load_small_program(&server);
     let path = "/api/v1/breakdown?by=province&metrics=enrolled,completion_rate&totals=true&as_of=2026-04-01";
+    // The roster shows as soon as it is uploaded; wait for the events too.
     wait_for(&server, path, |b| {
-        b["rows"].as_array().is_some_and(|r| r.len() == 3)
+        b["rows"]
+            .as_array()
+            .is_some_and(|r| r.len() == 3 && r[2]["completion_rate"] == 0.25)
     });
 
     let (status, headers, csv) = server.get_with(&format!("{path}&format=csv"), &[]);
