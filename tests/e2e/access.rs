@@ -174,22 +174,15 @@ fn partners_see_perturbed_figures_and_are_audited() {
 
     // A window inside one day is empty once a partner's times are whole days: the error says
     // so, rather than quoting times the partner never sent.
-    let (code, body) = status(
-        &server,
-        Some(&partner),
-        "/api/v1/breakdown?from=2026-11-10T08:00:00Z&to=2026-11-10T12:00:00Z",
-    );
+    let within_a_day = "/api/v1/breakdown?from=2026-11-10T08:00:00Z&to=2026-11-10T12:00:00Z";
+    let (code, body) = status(&server, Some(&partner), within_a_day);
     assert_eq!(code, 400, "{body}");
     assert_eq!(body["code"], "invalid_query");
     assert!(
         body["message"].as_str().unwrap().contains("whole days"),
         "{body}"
     );
-    let (code, _) = status(
-        &server,
-        Some(nigrani_e2e::ADMIN_KEY),
-        "/api/v1/breakdown?from=2026-11-10T08:00:00Z&to=2026-11-10T12:00:00Z",
-    );
+    let (code, _) = status(&server, Some(nigrani_e2e::ADMIN_KEY), within_a_day);
     assert_eq!(code, 200, "managers may ask any window");
 }
 

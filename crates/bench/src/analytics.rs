@@ -380,9 +380,8 @@ async fn roster_change(
     println!(
         "roster change at {} learners: upsert of {} ({moved} moved, {added} new with stored \
          events), commit to visible {lo:.0}–{hi:.0} ms over {} runs (the follower woken on \
-         commit, as by the roster route; else every 250 ms); a \
-         rebuild of the same store takes {rebuild_s:.1} s ({:.3}–{:.3}× of it); {rebuilds} \
-         refreshes looked like rebuilds",
+         commit, as by the roster route; else every 250 ms); a rebuild of the same store takes \
+         {rebuild_s:.1} s ({:.3}–{:.3}× of it); {rebuilds} refreshes looked like rebuilds",
         engine.snapshot().roster.len(),
         args.roster_upsert,
         visible_ms.len(),
