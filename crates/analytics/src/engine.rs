@@ -169,6 +169,8 @@ pub struct Engine {
     breakdowns: Answers<BreakdownQuery, Breakdown>,
     /// The latest target statuses.
     targets: Answers<(), Vec<TargetStatus>>,
+    /// The latest summary per breakdown shape: its breakdown and the targets together.
+    summaries: Answers<BreakdownQuery, Summary>,
     /// Where polars work and replays run.
     computations: Computations,
     follower: Arc<tokio::sync::Mutex<Follower>>,
@@ -262,6 +264,7 @@ impl Engine {
             published: RwLock::new(Arc::new(snapshot)),
             breakdowns: Answers::new(max_staleness, computations.clone()),
             targets: Answers::new(max_staleness, computations.clone()),
+            summaries: Answers::new(max_staleness, computations.clone()),
             computations,
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
             checkpoint,
@@ -502,16 +505,7 @@ impl Engine {
             return self
                 .breakdowns
                 .get(shape, Arc::clone(&snapshot), query.as_of, move |snapshot| {
-                    if query::cells_answer(&query) {
-                        query::breakdown_from_cells(&snapshot.cells, &snapshot.roster, &query)
-                    } else {
-                        query::breakdown(
-                            &snapshot.frame,
-                            &snapshot.roster,
-                            &query,
-                            snapshot.held_until,
-                        )
-                    }
+                    latest_breakdown(snapshot, &query)
                 })
                 .await;
         }
@@ -634,6 +628,37 @@ impl Engine {
             .await
     }
 
+    /// A breakdown of the latest data and the target statuses as of `query.as_of`, both from
+    /// one snapshot: asked separately, either may be an answer kept from an earlier snapshot
+    /// (see [`crate::answers`]), and a track's figures would disagree with its target.
+    pub async fn summary_stamped(
+        &self,
+        query: &BreakdownQuery,
+    ) -> Result<Arc<Stamped<Summary>>, AnalyticsError> {
+        query.validate()?;
+        let mut query = query.clone();
+        query.as_of = self.not_after_now(query.as_of, true).0;
+        query.latest = true;
+        query.period = None;
+        query.from = None;
+        let mut shape = query.clone();
+        shape.as_of = DateTime::UNIX_EPOCH;
+        let as_of = query.as_of;
+        self.summaries
+            .get(shape, self.snapshot(), as_of, move |snapshot| {
+                Ok(Summary {
+                    breakdown: latest_breakdown(snapshot, &query)?,
+                    targets: targets::targets(
+                        &snapshot.frame,
+                        &snapshot.roster,
+                        as_of,
+                        snapshot.held_until,
+                    )?,
+                })
+            })
+            .await
+    }
+
     /// Every member of a cohort with where they stand, on the latest data; `None` when there is
     /// no such cohort.
     pub fn cohort_members(&self, cohort_id: &str) -> Option<Vec<MemberStatus>> {
@@ -707,6 +732,28 @@ impl Engine {
             .iter()
             .map(|c| c.starts_on)
             .min()
+    }
+}
+
+/// The summary's parts, from one snapshot ([`Engine::summary_stamped`]).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub breakdown: Breakdown,
+    pub targets: Vec<TargetStatus>,
+}
+
+/// A breakdown of the snapshot's data: from its cells when they can answer it, else from its
+/// learners.
+fn latest_breakdown(snapshot: &Snapshot, query: &BreakdownQuery) -> Result<Breakdown, QueryError> {
+    if query::cells_answer(query) {
+        query::breakdown_from_cells(&snapshot.cells, &snapshot.roster, query)
+    } else {
+        query::breakdown(
+            &snapshot.frame,
+            &snapshot.roster,
+            query,
+            snapshot.held_until,
+        )
     }
 }
 

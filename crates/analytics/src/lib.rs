@@ -54,5 +54,5 @@ pub mod state;
 pub mod targets;
 
 pub use definitions::{Dimension, Metric};
-pub use engine::{AnalyticsError, Clock, Engine, EngineOptions, Started};
+pub use engine::{AnalyticsError, Clock, Engine, EngineOptions, Started, Summary};
 pub use query::{Breakdown, BreakdownQuery, BreakdownRow};

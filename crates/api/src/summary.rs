@@ -1,26 +1,23 @@
 //! The program at a glance: the summary per track against its target, and one cohort in detail.
 
-use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Utc};
-use nigrani_analytics::targets::TargetStatus;
-use nigrani_analytics::{BreakdownQuery, Dimension, Metric};
-use serde_json::{Map, Value, json};
-
-use crate::auth::Authenticated;
-use crate::error::ErrorCode;
 use std::sync::Arc;
 
-use nigrani_analytics::Breakdown;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
 use nigrani_analytics::answers::Stamped;
+use nigrani_analytics::disclosure::Audience;
+use nigrani_analytics::{BreakdownQuery, Dimension, Metric, Summary};
+use serde_json::{Map, Value, json};
 
 use crate::access::audience;
+use crate::auth::Authenticated;
+use crate::error::ErrorCode;
 use crate::figures::{
     Labels, Lang, Params, disclosure_note, json_bytes, language, metric_value, rounded_now,
     row_figures, to_json,
 };
 use crate::rendered::{Stamp, stamp_of};
 use crate::{ApiError, AppState};
-use nigrani_analytics::disclosure::Audience;
 
 /// The figures the summary gives per track.
 pub(crate) const SUMMARY_METRICS: &[Metric] = &[
@@ -32,23 +29,19 @@ pub(crate) const SUMMARY_METRICS: &[Metric] = &[
     Metric::Trained,
 ];
 
-/// The analytics answers a summary is made of: figures per track, and the targets.
-pub(crate) struct SummaryAnswers {
-    per_track: Arc<Stamped<Breakdown>>,
-    targets: Arc<Stamped<Vec<TargetStatus>>>,
-}
+/// The analytics answers a summary is made of: figures per track and the targets, from one
+/// snapshot.
+pub(crate) struct SummaryAnswers(Arc<Stamped<Summary>>);
 
 impl SummaryAnswers {
-    /// The snapshot the figures per track come from: when it was published, and its position.
+    /// The snapshot the summary comes from: when it was published, and its position.
     pub(crate) fn data(&self) -> (DateTime<Utc>, i64) {
-        (self.per_track.data_as_of, self.per_track.last_seq)
+        (self.0.data_as_of, self.0.last_seq)
     }
 
     /// Which data the summary reflects.
     pub(crate) fn stamp(&self) -> Stamp {
-        let mut stamp = stamp_of(&self.per_track).to_vec();
-        stamp.extend(stamp_of(&self.targets));
-        stamp
+        stamp_of(&self.0).to_vec()
     }
 }
 
@@ -57,21 +50,17 @@ pub(crate) async fn summary_answers(
     state: &AppState,
     now: DateTime<Utc>,
 ) -> Result<SummaryAnswers, ApiError> {
-    let as_of = rounded_now(now);
     let query = BreakdownQuery {
         by: vec![Dimension::Track],
         filters: Default::default(),
         metrics: SUMMARY_METRICS.to_vec(),
         from: None,
-        as_of,
+        as_of: rounded_now(now),
         totals: true,
         period: None,
         latest: true,
     };
-    Ok(SummaryAnswers {
-        per_track: state.engine.breakdown_stamped(&query).await?,
-        targets: state.engine.targets_stamped(as_of).await?,
-    })
+    Ok(SummaryAnswers(state.engine.summary_stamped(&query).await?))
 }
 
 /// The summary as JSON: figures per track and for the whole program, with each track's target,
@@ -82,12 +71,14 @@ pub(crate) fn render_summary(
     audience: Audience,
     lang: Option<Lang>,
 ) -> Result<Value, ApiError> {
-    let answer = &answers.per_track;
-    let shown = state.disclosure.breakdown(audience, answer.value.clone());
+    let answer = &answers.0;
+    let shown = state
+        .disclosure
+        .breakdown(audience, answer.value.breakdown.clone());
     let result = shown.value();
     let targets = state
         .disclosure
-        .targets(audience, answers.targets.value.clone());
+        .targets(audience, answer.value.targets.clone());
     let figures = |i: usize| row_figures(&shown, i);
     // Every track is listed, with zeros when nobody is on it yet (its target still counts).
     let zeros = || {

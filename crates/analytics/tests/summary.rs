@@ -1,0 +1,107 @@
+//! The summary's figures per track and its targets come from one snapshot, also when answers
+//! may lag the newest data while their successors are computed.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use nigrani_analytics::answers::Stamped;
+use nigrani_analytics::{BreakdownQuery, Dimension, Engine, EngineOptions, Metric, Summary};
+use nigrani_ingest::demo;
+use nigrani_ingest::{Ingestor, Limits};
+use support::demo_store;
+
+mod support;
+
+fn summary_query() -> BreakdownQuery {
+    BreakdownQuery {
+        by: vec![Dimension::Track],
+        filters: Default::default(),
+        metrics: vec![Metric::Trained],
+        from: None,
+        as_of: Utc::now(),
+        totals: false,
+        period: None,
+        latest: true,
+    }
+}
+
+/// Each track's trained learners, from the breakdown and from the targets.
+fn trained_both_ways(summary: &Stamped<Summary>) -> Vec<(String, u64, u64)> {
+    summary
+        .value
+        .targets
+        .iter()
+        .filter(|t| t.scope == "track")
+        .map(|target| {
+            let counted = summary
+                .value
+                .breakdown
+                .rows
+                .iter()
+                .find(|r| r.keys[0].as_deref() == Some(target.id.as_str()))
+                .and_then(|r| r.values[0])
+                .unwrap_or(0.0);
+            (target.id.clone(), counted as u64, target.attained)
+        })
+        .collect()
+}
+
+fn assert_agrees(summary: &Stamped<Summary>, step: &str) -> u64 {
+    let mut total = 0;
+    for (track, counted, attained) in trained_both_ways(summary) {
+        assert_eq!(counted, attained, "{step}: track {track}");
+        total += counted;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_summary_still_has_its_figures_and_targets_from_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let as_of = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+    let (store, events) = demo_store(dir.path(), 400, 11, as_of).await;
+    let ingestor = Ingestor::new(Arc::clone(&store), Limits::default());
+    let (first, rest) = events.split_at(events.len() / 3);
+    demo::ingest_events(&ingestor, first, 5_000).await.unwrap();
+    let engine = Engine::start_with(
+        Arc::clone(&store),
+        EngineOptions {
+            max_staleness: Duration::from_secs(60),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Targets asked alone keep an answer from the first snapshot.
+    let early_targets = engine.targets_stamped(Utc::now()).await.unwrap();
+    let before = engine.summary_stamped(&summary_query()).await.unwrap();
+    let trained_before = assert_agrees(&before, "first snapshot");
+
+    demo::ingest_events(&ingestor, rest, 5_000).await.unwrap();
+    engine.refresh().await.unwrap();
+    let newest = engine.snapshot().published_at;
+    assert!(newest > early_targets.data_as_of);
+
+    // Until the successor is computed the previous summary stands in, whole.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let summary = engine.summary_stamped(&summary_query()).await.unwrap();
+        let trained = assert_agrees(&summary, "while the successor is computed");
+        if summary.data_as_of >= newest {
+            assert!(
+                trained > trained_before,
+                "the rest of the events train more learners: {trained} vs {trained_before}"
+            );
+            break;
+        }
+        assert_eq!(summary.data_as_of, before.data_as_of);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the summary never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
