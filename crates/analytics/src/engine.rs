@@ -341,11 +341,13 @@ impl Engine {
             )
             .await?;
             let read_ms = reading.elapsed().as_millis() as u64;
+            let events_read = delta.as_ref().map_or(0, |delta| delta.events.len());
             let taking = Instant::now();
             match delta.and_then(|delta| take_in(&mut follower, delta)) {
                 Some(learners) => {
                     tracing::info!(
                         learners,
+                        events_read,
                         read_ms,
                         apply_ms = taking.elapsed().as_millis() as u64,
                         "Roster change taken into the analytics state."
@@ -840,18 +842,28 @@ fn take_in(follower: &mut Follower, delta: RosterDelta) -> Option<usize> {
         return None;
     }
     let codes = roster.codes();
-    let coded: Vec<(&str, LearnerCodes)> = delta
+    let (coded, reread): (Vec<(&str, LearnerCodes)>, Vec<bool>) = delta
         .learners
         .iter()
-        .filter_map(|learner| Some((learner.learner_id.as_str(), codes.of(learner)?)))
-        .collect();
+        .zip(&delta.reread)
+        .filter_map(|(learner, &reread)| {
+            Some(((learner.learner_id.as_str(), codes.of(learner)?), reread))
+        })
+        .unzip();
     let mut rows = roster.upsert(&coded);
+    // The learners whose state is read again from their events; the others only moved.
+    let mut reset: Vec<u32> = rows
+        .iter()
+        .zip(&reread)
+        .filter_map(|(&row, &reread)| reread.then_some(row))
+        .collect();
     rows.sort_unstable();
+    reset.sort_unstable();
     states.grow_to(roster.len());
-    for &row in &rows {
+    for &row in &reset {
         states.reset_row(row as usize);
     }
-    waiting.forget(&rows);
+    waiting.forget(&reset);
     let cutoff = states.held_until;
     for event in &delta.events {
         let Some(row) = event.learner_id.as_deref().and_then(|id| roster.row(id)) else {

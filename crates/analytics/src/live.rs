@@ -47,15 +47,6 @@ fn dimension_codes(roster: &Roster) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// A row's cell key: its code in every dimension.
-fn cell_key(roster: &Roster, row: usize) -> [u32; DIMENSIONS] {
-    let mut key = [0u32; DIMENSIONS];
-    for (value, dimension) in key.iter_mut().zip(Dimension::ALL) {
-        *value = dimension_code(roster, *dimension, row);
-    }
-    key
-}
-
 /// The columns that depend on the roster alone: the dimension codes, then whether the learner
 /// is on the soft track and its record key (64 bits wide, so that sums of them do not wrap).
 fn fixed_columns(codes: &[Vec<u32>], soft: &[bool], record_keys: &[u32]) -> Vec<Column> {
@@ -207,6 +198,8 @@ impl CellKeySums {
 /// The learner frame's per-learner figures as vectors, and the cells over them.
 pub struct LiveFrame {
     rows: usize,
+    /// Per dimension, each row's code (kept, so that a roster change recodes only its rows).
+    codes: Vec<Vec<u32>>,
     fixed: Vec<Column>,
     soft: Vec<bool>,
     record_keys: Vec<u32>,
@@ -237,6 +230,7 @@ impl LiveFrame {
         let fixed = fixed_columns(&codes, &soft, &roster.record_keys);
         let mut live = Self {
             rows,
+            codes,
             fixed,
             soft,
             record_keys: roster.record_keys.clone(),
@@ -256,7 +250,7 @@ impl LiveFrame {
             live.set(row, RowFigures::of(roster, states, row));
         }
         if cells {
-            live.cells = Some(live.group_cells(&codes));
+            live.cells = Some(live.group_cells());
         }
         live
     }
@@ -308,14 +302,20 @@ impl LiveFrame {
         !touched.is_empty()
     }
 
+    /// A row's cell key: its code in every dimension.
+    fn cell_key(&self, row: usize) -> [u32; DIMENSIONS] {
+        let mut key = [0u32; DIMENSIONS];
+        for (value, column) in key.iter_mut().zip(&self.codes) {
+            *value = column[row];
+        }
+        key
+    }
+
     /// Groups every learner into its cell and adds the cells up.
-    fn group_cells(&self, codes: &[Vec<u32>]) -> Cells {
+    fn group_cells(&self) -> Cells {
         let mut cells = Cells::default();
         for row in 0..self.rows {
-            let mut key = [0u32; DIMENSIONS];
-            for (value, column) in key.iter_mut().zip(codes) {
-                *value = column[row];
-            }
+            let key = self.cell_key(row);
             let cell = cells.cell_for(key);
             cells.members[cell as usize].push(row as u32);
             cells.cell_of.push(cell);
@@ -351,17 +351,24 @@ impl LiveFrame {
             self.score.resize(n, None);
             self.days_to_complete.resize(n, None);
         }
+        for column in &mut self.codes {
+            column.resize(n, 0);
+        }
         for &row in rows {
-            self.soft[row as usize] = roster.track_of(row as usize) == nigrani_domain::Track::Soft;
+            let row = row as usize;
+            self.soft[row] = roster.track_of(row) == nigrani_domain::Track::Soft;
+            for (column, dimension) in self.codes.iter_mut().zip(Dimension::ALL) {
+                column[row] = dimension_code(roster, *dimension, row);
+            }
         }
         self.record_keys.clone_from(&roster.record_keys);
-        self.fixed = fixed_columns(&dimension_codes(roster), &self.soft, &self.record_keys);
+        self.fixed = fixed_columns(&self.codes, &self.soft, &self.record_keys);
         if let Some(mut cells) = self.cells.take() {
             cells.cell_of.resize(n, NO_CELL);
             // Per cell, the rows leaving it: removed in one pass over its members.
             let mut leaving: HashMap<u32, Vec<u32>> = HashMap::new();
             for &row in rows {
-                let cell = cells.cell_for(cell_key(roster, row as usize));
+                let cell = cells.cell_for(self.cell_key(row as usize));
                 let before = std::mem::replace(&mut cells.cell_of[row as usize], cell);
                 if before == cell {
                     continue;

@@ -7,8 +7,10 @@
 //!
 //! - **learners** added, moved (institution, discipline, cohort, role, gender), given another
 //!   track, or given or losing identities: their rows are written (new learners get rows at the
-//!   end) and their state is read again from their own events — the learners an identity moved
-//!   away from too, so events are never counted twice;
+//!   end). The state of those the log *restates* — added, given another track, or with other
+//!   identities, the learners an identity moved away from too, so that events are never counted
+//!   twice — is read again from their own events; a learner only moved keeps their state, and
+//!   none of their events is read;
 //! - **institutions, disciplines, cohorts**: the dictionaries are read again (they are small)
 //!   and every row recoded; the learner state stays, and the frame and cells are regrouped from
 //!   it, since a province, sector or cohort start can move every member;
@@ -33,7 +35,10 @@ pub(crate) struct RosterDelta {
     pub(crate) reference: Option<Reference>,
     /// The changed learners as the store holds them now, by id.
     pub(crate) learners: Vec<Learner>,
-    /// Every event of the changed learners up to the engine's feed position.
+    /// Per learner in `learners`: whether their state is read again from `events` (see the
+    /// module's header); the others keep theirs.
+    pub(crate) reread: Vec<bool>,
+    /// Every event of the learners read again, up to the engine's feed position.
     pub(crate) events: Vec<FeedEvent>,
 }
 
@@ -47,9 +52,9 @@ pub(crate) struct Reference {
 /// Learners read per store call.
 const LEARNERS_PER_READ: usize = 5_000;
 
-/// Reads what changed after `version`, with the changed learners' events up to `last_seq`;
-/// `None` when only a rebuild can apply it (track plans changed, or the log no longer reaches
-/// back to `version`).
+/// Reads what changed after `version`, with the events up to `last_seq` of the learners the log
+/// restates; `None` when only a rebuild can apply it (track plans changed, or the log no longer
+/// reaches back to `version`).
 pub(crate) async fn read_delta(
     store: &dyn Store,
     version: i64,
@@ -80,16 +85,33 @@ pub(crate) async fn read_delta(
     };
     let changed: BTreeSet<&String> = log.iter().flat_map(|entry| &entry.learner_ids).collect();
     let changed: Vec<String> = changed.into_iter().cloned().collect();
+    let restated: BTreeSet<&str> = log
+        .iter()
+        .flat_map(|entry| &entry.restated)
+        .map(String::as_str)
+        .collect();
     let mut learners = Vec::with_capacity(changed.len());
     let mut events = Vec::new();
     for ids in changed.chunks(LEARNERS_PER_READ) {
         learners.extend(store.learners_by_id(ids).await?);
-        events.extend(store.feed_of_learners(ids, last_seq).await?);
+        let to_read: Vec<String> = ids
+            .iter()
+            .filter(|id| restated.contains(id.as_str()))
+            .cloned()
+            .collect();
+        if !to_read.is_empty() {
+            events.extend(store.feed_of_learners(&to_read, last_seq).await?);
+        }
     }
+    let reread = learners
+        .iter()
+        .map(|learner| restated.contains(learner.learner_id.as_str()))
+        .collect();
     Ok(Some(RosterDelta {
         version: latest,
         reference,
         learners,
+        reread,
         events,
     }))
 }

@@ -37,7 +37,7 @@ pub fn pakistan_day(micros: i64) -> i64 {
 pub struct Roster {
     /// Learner ids; a learner's position is its row. Sorted when the roster is read whole;
     /// learners added later follow.
-    pub ids: Vec<Box<str>>,
+    pub ids: LearnerIds,
     /// Rows ordered by learner id, for lookups.
     pub by_id: Vec<u32>,
     /// Per row: index into `institutions`.
@@ -71,6 +71,52 @@ pub struct Roster {
     pub record_keys: Vec<u32>,
     /// What record keys are derived from.
     record_secret: RecordSecret,
+}
+
+/// Learner ids in one buffer. A roster change clones the roster (a snapshot still shares it):
+/// a million ids then copy as two blocks rather than a million allocations.
+#[derive(Debug, Clone, Default)]
+pub struct LearnerIds {
+    text: String,
+    /// Where each id ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl LearnerIds {
+    /// Adds an id as the next row.
+    pub fn push(&mut self, id: &str) {
+        self.text.push_str(id);
+        self.ends.push(self.text.len());
+    }
+
+    /// Ids held.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The ids in row order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|row| &self[row])
+    }
+
+    /// Bytes the ids take.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.len() + self.ends.len() * std::mem::size_of::<usize>()
+    }
+}
+
+impl std::ops::Index<usize> for LearnerIds {
+    type Output = str;
+
+    fn index(&self, row: usize) -> &str {
+        let start = row.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &self.text[start..self.ends[row]]
+    }
 }
 
 impl Roster {
@@ -216,7 +262,7 @@ impl Roster {
 
     fn push(&mut self, learner_id: &str, codes: LearnerCodes) {
         self.record_keys.push(self.record_secret.key_of(learner_id));
-        self.ids.push(learner_id.into());
+        self.ids.push(learner_id);
         self.write(self.ids.len() - 1, codes);
     }
 
@@ -291,7 +337,7 @@ impl Roster {
     /// The row of a learner id.
     pub fn row(&self, learner_id: &str) -> Option<usize> {
         self.by_id
-            .binary_search_by(|&row| (*self.ids[row as usize]).cmp(learner_id))
+            .binary_search_by(|&row| self.ids[row as usize].cmp(learner_id))
             .ok()
             .map(|i| self.by_id[i] as usize)
     }
@@ -311,11 +357,7 @@ impl Roster {
 
     /// Bytes the roster's per-learner columns take (ids, dimension codes and record keys).
     pub fn heap_bytes(&self) -> usize {
-        self.ids
-            .iter()
-            .map(|id| id.len() + std::mem::size_of::<Box<str>>())
-            .sum::<usize>()
-            + 8 * 4 * self.len()
+        self.ids.heap_bytes() + 8 * 4 * self.len()
     }
 
     /// Most required courses of any track: the stride of per-course state.

@@ -23,6 +23,7 @@
 mod decode;
 pub mod migrations;
 pub mod postgres;
+mod roster_change;
 mod sql;
 pub mod sqlite;
 #[cfg(any(test, feature = "testing"))]
@@ -500,6 +501,9 @@ pub struct RosterLogEntry {
     /// For [`RosterPart::Learners`]: the learners whose row or events changed — those upserted,
     /// and those an identity moved away from. Empty for the other parts.
     pub learner_ids: Vec<String>,
+    /// Those of `learner_ids` whose state must be read again from their events: new to the
+    /// roster, given another track, or with other identities. The others only moved.
+    pub restated: Vec<String>,
 }
 
 impl RosterLogEntry {
@@ -511,15 +515,16 @@ impl RosterLogEntry {
     ) -> Result<Self, decode::DecodeError> {
         let part = RosterPart::parse(part)
             .ok_or_else(|| decode::DecodeError::new(format!("unknown roster part {part:?}")))?;
-        let learner_ids = match learner_ids {
-            Some(ids) => serde_json::from_str(ids)
+        let touched = match learner_ids {
+            Some(ids) => roster_change::decode(ids)
                 .map_err(|e| decode::DecodeError::new(format!("roster log row {version}: {e}")))?,
-            None => Vec::new(),
+            None => roster_change::Touched::default(),
         };
         Ok(Self {
             version,
             part,
-            learner_ids,
+            learner_ids: touched.changed,
+            restated: touched.restated,
         })
     }
 }

@@ -26,6 +26,7 @@ use crate::decode::{
     TrackPlanRow,
 };
 use crate::migrations::{self, Migration};
+use crate::roster_change;
 use crate::sql;
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventWrite, FeedEvent, Page, RosterChange,
@@ -428,17 +429,41 @@ impl Store for PostgresStore {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        // Learners an identity moves away from lose its events: they change too.
-        let mut changed: Vec<String> = tx
-            .query(
-                "SELECT DISTINCT learner_id FROM learner_identities WHERE learner_ref = ANY($1)",
-                &[&refs],
+        // What the upload touches (see `roster_change`), from what the store holds now.
+        let pairs = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String)> {
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+        };
+        let before = roster_change::Before {
+            tracks: pairs(
+                tx.query(
+                    "SELECT learner_id, track FROM learners WHERE learner_id = ANY($1)",
+                    &[&id],
+                )
+                .await
+                .map_err(map_error)?,
             )
-            .await
-            .map_err(map_error)?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+            .into_iter()
+            .collect(),
+            identities: pairs(
+                tx.query(
+                    "SELECT learner_id, learner_ref FROM learner_identities
+                     WHERE learner_id = ANY($1)",
+                    &[&id],
+                )
+                .await
+                .map_err(map_error)?,
+            ),
+            owners: pairs(
+                tx.query(
+                    "SELECT learner_ref, learner_id FROM learner_identities
+                     WHERE learner_ref = ANY($1)",
+                    &[&refs],
+                )
+                .await
+                .map_err(map_error)?,
+            ),
+        };
+        let touched = roster_change::touched(rows, &before);
         tx.execute(
             "INSERT INTO learners (learner_id, institution, discipline, track, cohort, role, gender)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -472,11 +497,12 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?
             .get(0);
-        changed.extend(id.iter().map(|id| (*id).to_owned()));
-        changed.sort_unstable();
-        changed.dedup();
-        let changed = serde_json::Value::from(changed).to_string();
-        record_roster_change(&tx, RosterPart::Learners, Some(changed)).await?;
+        record_roster_change(
+            &tx,
+            RosterPart::Learners,
+            Some(roster_change::encode(&touched)),
+        )
+        .await?;
         tx.commit().await.map_err(map_error)?;
         Ok(RosterChange {
             learners: rows.len() as u64,

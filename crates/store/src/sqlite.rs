@@ -24,6 +24,7 @@ use crate::decode::{
     LearnerRow, RejectionRow, TrackPlanRow,
 };
 use crate::migrations::{self, Migration};
+use crate::roster_change;
 use crate::sql;
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventWrite, FeedEvent, Page, RosterChange,
@@ -490,7 +491,7 @@ impl Store for SqliteStore {
             .flat_map(|l| l.identities.iter().map(LearnerRef::as_str))
             .collect();
         let learners = Value::Array(learners).to_string();
-        let upserted: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        let upload = rows.to_vec();
         let ids = json!(ids).to_string();
         let identities = Value::Array(identities).to_string();
         let refs = json!(refs).to_string();
@@ -507,18 +508,32 @@ impl Store for SqliteStore {
                 stmt.query_map([&refs], |row| row.get(0))?
                     .collect::<Result<_, _>>()?
             };
-            // Learners an identity moves away from lose its events: they change too.
-            let mut changed: Vec<String> = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT DISTINCT learner_id FROM learner_identities
-                     WHERE learner_ref IN (SELECT value FROM json_each(?1))",
-                )?;
-                stmt.query_map([&refs], |row| row.get(0))?
-                    .collect::<Result<_, _>>()?
+            // What the upload touches (see `roster_change`), from what the store holds now.
+            let pairs = |sql: &str, values: &str| -> rusqlite::Result<Vec<(String, String)>> {
+                let mut stmt = tx.prepare_cached(sql)?;
+                stmt.query_map([values], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
             };
-            changed.extend(upserted);
-            changed.sort_unstable();
-            changed.dedup();
+            let before = roster_change::Before {
+                tracks: pairs(
+                    "SELECT learner_id, track FROM learners
+                     WHERE learner_id IN (SELECT value FROM json_each(?1))",
+                    &ids,
+                )?
+                .into_iter()
+                .collect(),
+                identities: pairs(
+                    "SELECT learner_id, learner_ref FROM learner_identities
+                     WHERE learner_id IN (SELECT value FROM json_each(?1))",
+                    &ids,
+                )?,
+                owners: pairs(
+                    "SELECT learner_ref, learner_id FROM learner_identities
+                     WHERE learner_ref IN (SELECT value FROM json_each(?1))",
+                    &refs,
+                )?,
+            };
+            let touched = roster_change::touched(&upload, &before);
             tx.execute(
                 "INSERT INTO learners (learner_id, institution, discipline, track, cohort, role, gender)
                  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6
@@ -544,7 +559,11 @@ impl Store for SqliteStore {
                 [json!(new_refs).to_string()],
                 |row| row.get(0),
             )?;
-            record_roster_change(&tx, RosterPart::Learners, Some(json!(changed).to_string()))?;
+            record_roster_change(
+                &tx,
+                RosterPart::Learners,
+                Some(roster_change::encode(&touched)),
+            )?;
             tx.commit()?;
             Ok(RosterChange {
                 learners: count,

@@ -659,10 +659,26 @@ async fn the_roster_log_names_what_each_change_touched(store: Arc<dyn Store>) {
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].part, RosterPart::Learners);
     assert_eq!(log[0].learner_ids, ["L-1", "L-2"]);
-    assert_eq!(log[1].learner_ids, ["L-1", "L-3"]);
-    assert_eq!(log[1].version, store.roster_version().await.unwrap());
     assert_eq!(
-        store.roster_log_after(log[1].version).await.unwrap(),
+        log[0].restated,
+        ["L-1", "L-2"],
+        "new learners are read whole"
+    );
+    assert_eq!(log[1].learner_ids, ["L-1", "L-3"]);
+    assert_eq!(log[1].restated, ["L-1", "L-3"], "L-1 lost an identity");
+    // L-2 only moves: its state stands. L-3 leaves for the other track: read again.
+    let mut moved = learner("L-2", &["coursera:u-2"]);
+    moved.institution = "PK-SD-002".to_owned();
+    let mut other_track = learner("L-3", &["coursera:u-1", "coursera:u-3"]);
+    other_track.track = Track::Hard;
+    let version = store.roster_version().await.unwrap();
+    store.upsert_learners(&[moved, other_track]).await.unwrap();
+    let log = store.roster_log_after(version).await.unwrap().unwrap();
+    assert_eq!(log[0].learner_ids, ["L-2", "L-3"]);
+    assert_eq!(log[0].restated, ["L-3"]);
+    assert_eq!(log[0].version, store.roster_version().await.unwrap());
+    assert_eq!(
+        store.roster_log_after(log[0].version).await.unwrap(),
         Some(Vec::new()),
         "nothing after the latest version"
     );
