@@ -39,6 +39,7 @@ use crate::roster_sync::{self, RosterDelta};
 use crate::series::{self, Series, SeriesQuery};
 pub use crate::snapshot::Snapshot;
 use crate::state::{Effect, LearnerCodes, Roster, States};
+use crate::summary::{self, Summary};
 use crate::targets::{self, TargetStatus};
 
 /// Events read from the change feed per call.
@@ -336,6 +337,7 @@ impl Engine {
             let reading = Instant::now();
             let delta = roster_sync::read_delta(
                 self.store.as_ref(),
+                &follower.roster,
                 follower.roster_version,
                 follower.last_seq,
             )
@@ -507,7 +509,7 @@ impl Engine {
             return self
                 .breakdowns
                 .get(shape, Arc::clone(&snapshot), query.as_of, move |snapshot| {
-                    latest_breakdown(snapshot, &query)
+                    snapshot.breakdown(&query)
                 })
                 .await;
         }
@@ -631,32 +633,27 @@ impl Engine {
     }
 
     /// A breakdown of the latest data and the target statuses as of `query.as_of`, both from
-    /// one snapshot: asked separately, either may be an answer kept from an earlier snapshot
-    /// (see [`crate::answers`]), and a track's figures would disagree with its target.
+    /// one snapshot (the summary, a cohort's page): asked separately, either may be an answer
+    /// kept from an earlier snapshot (see [`crate::answers`]), and a count would disagree with
+    /// its target. Only queries of the latest data, without `from` or periods, are answered.
     pub async fn summary_stamped(
         &self,
         query: &BreakdownQuery,
     ) -> Result<Arc<Stamped<Summary>>, AnalyticsError> {
         query.validate()?;
+        if !query.latest || query.from.is_some() || query.period.is_some() {
+            return Err(QueryError::Invalid(
+                "a summary is of the latest data, without `from` or periods".into(),
+            )
+            .into());
+        }
         let mut query = query.clone();
         query.as_of = self.not_after_now(query.as_of, true).0;
-        query.latest = true;
-        query.period = None;
-        query.from = None;
         let mut shape = query.clone();
         shape.as_of = DateTime::UNIX_EPOCH;
-        let as_of = query.as_of;
         self.summaries
-            .get(shape, self.snapshot(), as_of, move |snapshot| {
-                Ok(Summary {
-                    breakdown: latest_breakdown(snapshot, &query)?,
-                    targets: targets::targets(
-                        &snapshot.frame,
-                        &snapshot.roster,
-                        as_of,
-                        snapshot.held_until,
-                    )?,
-                })
+            .get(shape, self.snapshot(), query.as_of, move |snapshot| {
+                summary::summary(snapshot, &query)
             })
             .await
     }
@@ -737,28 +734,6 @@ impl Engine {
     }
 }
 
-/// The summary's parts, from one snapshot ([`Engine::summary_stamped`]).
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub breakdown: Breakdown,
-    pub targets: Vec<TargetStatus>,
-}
-
-/// A breakdown of the snapshot's data: from its cells when they can answer it, else from its
-/// learners.
-fn latest_breakdown(snapshot: &Snapshot, query: &BreakdownQuery) -> Result<Breakdown, QueryError> {
-    if query::cells_answer(query) {
-        query::breakdown_from_cells(&snapshot.cells, &snapshot.roster, query)
-    } else {
-        query::breakdown(
-            &snapshot.frame,
-            &snapshot.roster,
-            query,
-            snapshot.held_until,
-        )
-    }
-}
-
 fn publish(follower: &Follower) -> Result<Snapshot, QueryError> {
     let held_until = follower.states.held_until;
     let (frame, cells) = match &follower.live {
@@ -818,8 +793,8 @@ fn apply_page(
 }
 
 /// Takes a roster delta into the live follower, changing only the learners it names (see
-/// [`crate::roster_sync`]); returns how many, or `None`, having changed nothing, when the
-/// delta needs a rebuild.
+/// [`crate::roster_sync`]); returns how many, or `None` when the delta needs a rebuild (which
+/// replaces the follower, whatever this left of it).
 fn take_in(follower: &mut Follower, delta: RosterDelta) -> Option<usize> {
     let Follower {
         roster,
@@ -842,14 +817,18 @@ fn take_in(follower: &mut Follower, delta: RosterDelta) -> Option<usize> {
         return None;
     }
     let codes = roster.codes();
-    let (coded, reread): (Vec<(&str, LearnerCodes)>, Vec<bool>) = delta
+    // A learner the dictionaries cannot place (the store's foreign keys prevent it) is left to
+    // a rebuild rather than left out.
+    let coded: Vec<(&str, LearnerCodes)> = delta
         .learners
         .iter()
-        .zip(&delta.reread)
-        .filter_map(|(learner, &reread)| {
-            Some(((learner.learner_id.as_str(), codes.of(learner)?), reread))
-        })
-        .unzip();
+        .map(|learner| Some((learner.learner_id.as_str(), codes.of(learner)?)))
+        .collect::<Option<_>>()?;
+    let reread: Vec<bool> = delta
+        .learners
+        .iter()
+        .map(|learner| delta.restated.contains(&learner.learner_id))
+        .collect();
     let mut rows = roster.upsert(&coded);
     // The learners whose state is read again from their events; the others only moved.
     let mut reset: Vec<u32> = rows

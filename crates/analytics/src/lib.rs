@@ -16,6 +16,7 @@
 //! - [`series`]: time series of a metric, with target trajectories.
 //! - [`funnel`]: the funnel and time-to-completion distribution.
 //! - [`targets`]: attainment, pace and projections against track and cohort targets.
+//! - [`summary`]: figures with their targets, from one snapshot.
 //! - [`engine`]: [`engine::Engine`], which follows the store's change feed by sequence number
 //!   (each committed event once, in commit order) and answers queries.
 //! - `roster_sync`: roster changes read from the store's roster log and taken in without a
@@ -51,8 +52,10 @@ mod roster_sync;
 pub mod series;
 pub mod snapshot;
 pub mod state;
+pub mod summary;
 pub mod targets;
 
 pub use definitions::{Dimension, Metric};
-pub use engine::{AnalyticsError, Clock, Engine, EngineOptions, Started, Summary};
+pub use engine::{AnalyticsError, Clock, Engine, EngineOptions, Started};
 pub use query::{Breakdown, BreakdownQuery, BreakdownRow};
+pub use summary::Summary;

@@ -19,26 +19,33 @@
 //!
 //! Each step is idempotent (rows are written, and a learner's state is replaced, not added to),
 //! so a change committed while the delta is read is simply applied again at the next refresh.
+//! Learners are read after the log, so they may already carry a later change: one whose track
+//! the roster does not hold is restated whatever the log says; one given other identities
+//! meanwhile keeps the previous state until the next refresh restates them, as the later log
+//! entry says. A learner naming an institution, discipline or cohort the roster does not know yet
+//! has the dictionaries read again; one the dictionaries still cannot place rebuilds.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use nigrani_domain::{Cohort, Institution, Learner};
 use nigrani_store::{FeedEvent, RosterPart, Store};
 
 use crate::error::AnalyticsError;
+use crate::state::Roster;
 
 /// What changed on the roster since a version, read from the store.
 pub(crate) struct RosterDelta {
     /// The version the delta brings the roster to.
     pub(crate) version: i64,
-    /// The dictionaries, when any of them changed.
+    /// The dictionaries, when any of them changed (or a learner names an entry the roster's
+    /// dictionaries do not hold yet).
     pub(crate) reference: Option<Reference>,
     /// The changed learners as the store holds them now, by id.
     pub(crate) learners: Vec<Learner>,
-    /// Per learner in `learners`: whether their state is read again from `events` (see the
-    /// module's header); the others keep theirs.
-    pub(crate) reread: Vec<bool>,
-    /// Every event of the learners read again, up to the engine's feed position.
+    /// Those of `learners` whose state is read again from `events` (see the module's header);
+    /// the others keep theirs.
+    pub(crate) restated: HashSet<String>,
+    /// Every event of the restated learners, up to the engine's feed position.
     pub(crate) events: Vec<FeedEvent>,
 }
 
@@ -52,11 +59,12 @@ pub(crate) struct Reference {
 /// Learners read per store call.
 const LEARNERS_PER_READ: usize = 5_000;
 
-/// Reads what changed after `version`, with the events up to `last_seq` of the learners the log
-/// restates; `None` when only a rebuild can apply it (track plans changed, or the log no longer
-/// reaches back to `version`).
+/// Reads what changed after `version` of `roster`, with the events up to `last_seq` of the
+/// learners whose state must be read again; `None` when only a rebuild can apply it (track
+/// plans changed, or the log no longer reaches back to `version`).
 pub(crate) async fn read_delta(
     store: &dyn Store,
+    roster: &Roster,
     version: i64,
     last_seq: i64,
 ) -> Result<Option<RosterDelta>, AnalyticsError> {
@@ -69,7 +77,35 @@ pub(crate) async fn read_delta(
     if log.iter().any(|entry| entry.part == RosterPart::TrackPlans) {
         return Ok(None);
     }
-    let reference = if log.iter().any(|entry| entry.part != RosterPart::Learners) {
+    let changed: BTreeSet<&String> = log.iter().flat_map(|entry| &entry.learner_ids).collect();
+    let changed: Vec<String> = changed.into_iter().cloned().collect();
+    let logged: HashSet<&str> = log
+        .iter()
+        .flat_map(|entry| &entry.restated)
+        .map(String::as_str)
+        .collect();
+    // Learners first, then the dictionaries, as a full read does: the store's foreign keys then
+    // make the dictionaries name everything the learners do.
+    let mut learners = Vec::with_capacity(changed.len());
+    for ids in changed.chunks(LEARNERS_PER_READ) {
+        learners.extend(store.learners_by_id(ids).await?);
+    }
+    // Besides those the log restates, a learner the roster does not hold on the track the store
+    // now gives them: the store may have moved on since the log was read, and a state is only
+    // kept for the track it was built for.
+    let restated: HashSet<String> = learners
+        .iter()
+        .filter(|learner| {
+            logged.contains(learner.learner_id.as_str())
+                || roster
+                    .row(&learner.learner_id)
+                    .is_none_or(|row| roster.track_of(row) != learner.track)
+        })
+        .map(|learner| learner.learner_id.clone())
+        .collect();
+    let codes = roster.codes();
+    let unknown_reference = learners.iter().any(|learner| codes.of(learner).is_none());
+    let reference = if unknown_reference || log.iter().any(|e| e.part != RosterPart::Learners) {
         Some(Reference {
             institutions: store.institutions().await?,
             disciplines: store
@@ -83,35 +119,17 @@ pub(crate) async fn read_delta(
     } else {
         None
     };
-    let changed: BTreeSet<&String> = log.iter().flat_map(|entry| &entry.learner_ids).collect();
-    let changed: Vec<String> = changed.into_iter().cloned().collect();
-    let restated: BTreeSet<&str> = log
-        .iter()
-        .flat_map(|entry| &entry.restated)
-        .map(String::as_str)
-        .collect();
-    let mut learners = Vec::with_capacity(changed.len());
+    let mut to_read: Vec<String> = restated.iter().cloned().collect();
+    to_read.sort_unstable();
     let mut events = Vec::new();
-    for ids in changed.chunks(LEARNERS_PER_READ) {
-        learners.extend(store.learners_by_id(ids).await?);
-        let to_read: Vec<String> = ids
-            .iter()
-            .filter(|id| restated.contains(id.as_str()))
-            .cloned()
-            .collect();
-        if !to_read.is_empty() {
-            events.extend(store.feed_of_learners(&to_read, last_seq).await?);
-        }
+    for ids in to_read.chunks(LEARNERS_PER_READ) {
+        events.extend(store.feed_of_learners(ids, last_seq).await?);
     }
-    let reread = learners
-        .iter()
-        .map(|learner| restated.contains(learner.learner_id.as_str()))
-        .collect();
     Ok(Some(RosterDelta {
         version: latest,
         reference,
         learners,
-        reread,
+        restated,
         events,
     }))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use polars::prelude::DataFrame;
 
+use crate::query::{self, Breakdown, BreakdownQuery, QueryError};
 use crate::state::Roster;
 
 /// A published, immutable view that queries read.
@@ -34,5 +35,15 @@ impl Snapshot {
     /// figures as of `as_of` can be read from it.
     pub fn holds_all_until(&self, as_of: i64) -> bool {
         self.latest_event <= as_of && as_of < self.waiting_from
+    }
+
+    /// A breakdown of this snapshot's data: from its cells when they can answer it, else from
+    /// its learners.
+    pub fn breakdown(&self, query: &BreakdownQuery) -> Result<Breakdown, QueryError> {
+        if query::cells_answer(query) {
+            query::breakdown_from_cells(&self.cells, &self.roster, query)
+        } else {
+            query::breakdown(&self.frame, &self.roster, query, self.held_until)
+        }
     }
 }

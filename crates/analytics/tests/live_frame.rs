@@ -267,9 +267,12 @@ async fn roster_changes_taken_in_without_a_rebuild_equal_a_rebuild() {
             if i % 3 == 0 {
                 l.track = other_track.track;
                 l.cohort = other_track.cohort.clone();
-            } else if let Some(other_cohort) = rows
-                .iter()
-                .find(|o| i % 3 == 1 && o.track == l.track && o.cohort != l.cohort)
+            } else if let Some(other_cohort) = (i % 3 == 1)
+                .then(|| {
+                    rows.iter()
+                        .find(|o| o.track == l.track && o.cohort != l.cohort)
+                })
+                .flatten()
             {
                 // Another cohort of the same track: the state stands, the enrolment moves.
                 l.cohort = other_cohort.cohort.clone();

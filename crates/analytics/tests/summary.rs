@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use nigrani_analytics::answers::Stamped;
 use nigrani_analytics::{BreakdownQuery, Dimension, Engine, EngineOptions, Metric, Summary};
 use nigrani_ingest::demo;
@@ -15,13 +15,13 @@ use support::demo_store;
 
 mod support;
 
-fn summary_query() -> BreakdownQuery {
+fn summary_query(as_of: DateTime<Utc>) -> BreakdownQuery {
     BreakdownQuery {
         by: vec![Dimension::Track],
         filters: Default::default(),
         metrics: vec![Metric::Trained],
         from: None,
-        as_of: Utc::now(),
+        as_of,
         totals: false,
         period: None,
         latest: true,
@@ -75,9 +75,11 @@ async fn a_lagging_summary_still_has_its_figures_and_targets_from_one_snapshot()
     )
     .await
     .unwrap();
+    // One moment for every poll, as callers round "now" so that pollers share answers.
+    let now = Utc::now();
     // Targets asked alone keep an answer from the first snapshot.
-    let early_targets = engine.targets_stamped(Utc::now()).await.unwrap();
-    let before = engine.summary_stamped(&summary_query()).await.unwrap();
+    let early_targets = engine.targets_stamped(now).await.unwrap();
+    let before = engine.summary_stamped(&summary_query(now)).await.unwrap();
     let trained_before = assert_agrees(&before, "first snapshot");
 
     demo::ingest_events(&ingestor, rest, 5_000).await.unwrap();
@@ -88,7 +90,7 @@ async fn a_lagging_summary_still_has_its_figures_and_targets_from_one_snapshot()
     // Until the successor is computed the previous summary stands in, whole.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let summary = engine.summary_stamped(&summary_query()).await.unwrap();
+        let summary = engine.summary_stamped(&summary_query(now)).await.unwrap();
         let trained = assert_agrees(&summary, "while the successor is computed");
         if summary.data_as_of >= newest {
             assert!(
@@ -104,4 +106,10 @@ async fn a_lagging_summary_still_has_its_figures_and_targets_from_one_snapshot()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Only the latest data is summarised.
+    let past = BreakdownQuery {
+        latest: false,
+        ..summary_query(as_of)
+    };
+    assert!(engine.summary_stamped(&past).await.is_err());
 }

@@ -254,17 +254,18 @@ pub(crate) async fn cohort(
         period: None,
         latest: true,
     };
-    let answer = state.engine.breakdown_stamped(&query).await?;
-    let shown = state.disclosure.breakdown(audience, answer.value.clone());
+    let answer = state.engine.summary_stamped(&query).await?;
+    let shown = state
+        .disclosure
+        .breakdown(audience, answer.value.breakdown.clone());
     let figures = if shown.value().rows.is_empty() {
         Map::new()
     } else {
         row_figures(&shown, 0)
     };
-    let targets = state.disclosure.targets(
-        audience,
-        state.engine.targets_stamped(as_of).await?.value.clone(),
-    );
+    let targets = state
+        .disclosure
+        .targets(audience, answer.value.targets.clone());
     let target = targets
         .value()
         .iter()

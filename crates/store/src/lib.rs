@@ -512,11 +512,12 @@ impl RosterLogEntry {
         version: i64,
         part: &str,
         learner_ids: Option<&str>,
+        restated_ids: Option<&str>,
     ) -> Result<Self, decode::DecodeError> {
         let part = RosterPart::parse(part)
             .ok_or_else(|| decode::DecodeError::new(format!("unknown roster part {part:?}")))?;
         let touched = match learner_ids {
-            Some(ids) => roster_change::decode(ids)
+            Some(ids) => roster_change::Touched::from_columns(ids, restated_ids)
                 .map_err(|e| decode::DecodeError::new(format!("roster log row {version}: {e}")))?,
             None => roster_change::Touched::default(),
         };

@@ -416,6 +416,10 @@ impl Store for PostgresStore {
 
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
+        // The version row's lock orders concurrent uploads (SQLite has one writer): what this one
+        // reads of the roster before writing — to tell restated learners from moved ones — is
+        // then what the upload before it left.
+        tx.execute(LOCK_ROSTER, &[]).await.map_err(map_error)?;
         // Identities the roster learns now: events already stored under them become attributed
         // by this very upsert.
         let new_refs: Vec<String> = tx
@@ -497,12 +501,7 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?
             .get(0);
-        record_roster_change(
-            &tx,
-            RosterPart::Learners,
-            Some(roster_change::encode(&touched)),
-        )
-        .await?;
+        record_roster_change(&tx, RosterPart::Learners, Some(&touched)).await?;
         tx.commit().await.map_err(map_error)?;
         Ok(RosterChange {
             learners: rows.len() as u64,
@@ -775,7 +774,12 @@ impl Store for PostgresStore {
     ) -> Result<Option<Vec<RosterLogEntry>>, StoreError> {
         let entries = self
             .all(sql::ROSTER_LOG_AFTER, &[&version], |row| {
-                Ok(RosterLogEntry::decode(row.get(0), row.get(1), row.get(2))?)
+                Ok(RosterLogEntry::decode(
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    row.get(3),
+                )?)
             })
             .await?;
         Ok(crate::contiguous_log(version, entries))
@@ -891,14 +895,18 @@ impl Store for PostgresStore {
 }
 
 /// Records a roster change in its transaction (see [`sql::RECORD_ROSTER_CHANGE`]).
+/// Taken first by a learner upload (see `upsert_learners`).
+const LOCK_ROSTER: &str = "SELECT version FROM roster_version WHERE id = 1 FOR UPDATE";
+
 async fn record_roster_change(
     tx: &tokio_postgres::Transaction<'_>,
     part: RosterPart,
-    learner_ids: Option<String>,
+    learners: Option<&roster_change::Touched>,
 ) -> Result<(), StoreError> {
     let [bump, log, prune] = sql::RECORD_ROSTER_CHANGE;
+    let (changed, restated) = learners.map(roster_change::Touched::columns).unzip();
     tx.execute(bump, &[]).await.map_err(map_error)?;
-    tx.execute(log, &[&part.as_str(), &learner_ids])
+    tx.execute(log, &[&part.as_str(), &changed, &restated])
         .await
         .map_err(map_error)?;
     tx.execute(prune, &[]).await.map_err(map_error)?;

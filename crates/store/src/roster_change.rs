@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use nigrani_domain::Learner;
-use serde::{Deserialize, Serialize};
 
 /// What the store held, before the upload, about the learners and identities it names.
 #[derive(Debug, Default)]
@@ -25,7 +24,7 @@ pub(crate) struct Before {
 }
 
 /// The learners an upload touches (see the module's header), each sorted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Touched {
     pub(crate) changed: Vec<String>,
     pub(crate) restated: Vec<String>,
@@ -78,27 +77,26 @@ pub(crate) fn touched(upload: &[Learner], before: &Before) -> Touched {
     }
 }
 
-/// The log's `learner_ids` column: the touched learners as JSON.
-pub(crate) fn encode(touched: &Touched) -> String {
-    serde_json::to_string(touched).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// Reads the log's `learner_ids` column. Rows written before learners were told apart hold a
-/// plain array: every learner in it is restated.
-pub(crate) fn decode(column: &str) -> Result<Touched, serde_json::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Stored {
-        Touched(Touched),
-        Changed(Vec<String>),
+impl Touched {
+    /// The log's `learner_ids` and `restated_ids` columns: JSON arrays.
+    pub(crate) fn columns(&self) -> (String, String) {
+        let array = |ids: &[String]| serde_json::Value::from(ids.to_vec()).to_string();
+        (array(&self.changed), array(&self.restated))
     }
-    Ok(match serde_json::from_str(column)? {
-        Stored::Touched(touched) => touched,
-        Stored::Changed(changed) => Touched {
-            restated: changed.clone(),
-            changed,
-        },
-    })
+
+    /// Reads the log's columns back; rows logged before `restated_ids` was (NULL there)
+    /// restate every learner they name.
+    pub(crate) fn from_columns(
+        changed: &str,
+        restated: Option<&str>,
+    ) -> Result<Self, serde_json::Error> {
+        let changed: Vec<String> = serde_json::from_str(changed)?;
+        let restated = match restated {
+            Some(restated) => serde_json::from_str(restated)?,
+            None => changed.clone(),
+        };
+        Ok(Self { changed, restated })
+    }
 }
 
 #[cfg(test)]
@@ -186,14 +184,19 @@ mod tests {
 
     #[test]
     fn old_log_rows_restate_every_learner_they_name() {
-        let old = decode(r#"["L-1","L-2"]"#).unwrap();
+        let old = Touched::from_columns(r#"["L-1","L-2"]"#, None).unwrap();
         assert_eq!(old.changed, ["L-1", "L-2"]);
         assert_eq!(old.restated, ["L-1", "L-2"]);
         let new = Touched {
             changed: vec!["L-1".into(), "L-2".into()],
             restated: vec!["L-2".into()],
         };
-        assert_eq!(decode(&encode(&new)).unwrap(), new);
-        assert!(decode("{").is_err());
+        let (changed, restated) = new.columns();
+        assert_eq!(changed, r#"["L-1","L-2"]"#, "a plain array, as before");
+        assert_eq!(
+            Touched::from_columns(&changed, Some(&restated)).unwrap(),
+            new
+        );
+        assert!(Touched::from_columns("{", None).is_err());
     }
 }

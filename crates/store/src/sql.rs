@@ -74,18 +74,19 @@ pub(crate) const ROSTER_VERSION: &str = "SELECT version FROM roster_version WHER
 pub(crate) const RECORD_KEY_SECRET: &str = "SELECT secret FROM record_key_secret WHERE id = 1";
 
 /// The roster log after version `$1`, oldest first.
-pub(crate) const ROSTER_LOG_AFTER: &str = "SELECT version, part, learner_ids FROM roster_log
+pub(crate) const ROSTER_LOG_AFTER: &str =
+    "SELECT version, part, learner_ids, restated_ids FROM roster_log
     WHERE version > $1 ORDER BY version";
 
 /// Records a roster change, in the change's transaction: bumps the version, logs what changed
 /// at the new version, and drops log rows older than the kept ones. The version row's lock
 /// orders concurrent changes, so versions follow commit order without gaps. Parameters of the
-/// second statement: `$1` the [`crate::RosterPart`], `$2` the learner ids as a JSON array (or
-/// NULL).
+/// second statement: `$1` the [`crate::RosterPart`], `$2` the learners changed and `$3` those
+/// restated, each as a JSON array (or NULL).
 pub(crate) const RECORD_ROSTER_CHANGE: [&str; 3] = [
     "UPDATE roster_version SET version = version + 1 WHERE id = 1",
-    "INSERT INTO roster_log (version, part, learner_ids)
-     SELECT version, $1, $2 FROM roster_version WHERE id = 1",
+    "INSERT INTO roster_log (version, part, learner_ids, restated_ids)
+     SELECT version, $1, $2, $3 FROM roster_version WHERE id = 1",
     "DELETE FROM roster_log
      WHERE version <= (SELECT version FROM roster_version WHERE id = 1) - 1000",
 ];

@@ -559,11 +559,7 @@ impl Store for SqliteStore {
                 [json!(new_refs).to_string()],
                 |row| row.get(0),
             )?;
-            record_roster_change(
-                &tx,
-                RosterPart::Learners,
-                Some(roster_change::encode(&touched)),
-            )?;
+            record_roster_change(&tx, RosterPart::Learners, Some(&touched))?;
             tx.commit()?;
             Ok(RosterChange {
                 learners: count,
@@ -812,7 +808,13 @@ impl Store for SqliteStore {
             let entries = all(conn, sql::ROSTER_LOG_AFTER, [version], |row| {
                 let part: String = row.get(1)?;
                 let ids: Option<String> = row.get(2)?;
-                Ok(RosterLogEntry::decode(row.get(0)?, &part, ids.as_deref())?)
+                let restated: Option<String> = row.get(3)?;
+                Ok(RosterLogEntry::decode(
+                    row.get(0)?,
+                    &part,
+                    ids.as_deref(),
+                    restated.as_deref(),
+                )?)
             })?;
             Ok(crate::contiguous_log(version, entries))
         })
@@ -960,11 +962,12 @@ fn rejection_row(r: &Rejection) -> Value {
 fn record_roster_change(
     tx: &rusqlite::Transaction<'_>,
     part: RosterPart,
-    learner_ids: Option<String>,
+    learners: Option<&roster_change::Touched>,
 ) -> rusqlite::Result<()> {
     let [bump, log, prune] = sql::RECORD_ROSTER_CHANGE;
+    let (changed, restated) = learners.map(roster_change::Touched::columns).unzip();
     tx.execute(bump, [])?;
-    tx.execute(log, params![part.as_str(), learner_ids])?;
+    tx.execute(log, params![part.as_str(), changed, restated])?;
     tx.execute(prune, [])?;
     Ok(())
 }
