@@ -172,6 +172,8 @@ pub struct Engine {
     targets: Answers<(), Vec<TargetStatus>>,
     /// The latest summary per breakdown shape: its breakdown and the targets together.
     summaries: Answers<BreakdownQuery, Summary>,
+    /// The same for cohorts' pages (apart, so that many cohorts do not crowd the summary out).
+    cohort_pages: Answers<BreakdownQuery, Summary>,
     /// Where polars work and replays run.
     computations: Computations,
     follower: Arc<tokio::sync::Mutex<Follower>>,
@@ -266,6 +268,7 @@ impl Engine {
             breakdowns: Answers::new(max_staleness, computations.clone()),
             targets: Answers::new(max_staleness, computations.clone()),
             summaries: Answers::new(max_staleness, computations.clone()),
+            cohort_pages: Answers::new(max_staleness, computations.clone()),
             computations,
             follower: Arc::new(tokio::sync::Mutex::new(follower)),
             checkpoint,
@@ -633,12 +636,31 @@ impl Engine {
     }
 
     /// A breakdown of the latest data and the target statuses as of `query.as_of`, both from
-    /// one snapshot (the summary, a cohort's page): asked separately, either may be an answer
-    /// kept from an earlier snapshot (see [`crate::answers`]), and a count would disagree with
-    /// its target. Only queries of the latest data, without `from` or periods, are answered.
+    /// one snapshot (the summary): asked separately, either may be an answer kept from an
+    /// earlier snapshot (see [`crate::answers`]), and a count would disagree with its target.
+    /// Only queries of the latest data, without `from` or periods, are answered.
     pub async fn summary_stamped(
         &self,
         query: &BreakdownQuery,
+    ) -> Result<Arc<Stamped<Summary>>, AnalyticsError> {
+        self.summary_in(&self.summaries, query, None).await
+    }
+
+    /// As [`Engine::summary_stamped`], with only `cohort_id`'s target (a cohort's page).
+    pub async fn cohort_summary_stamped(
+        &self,
+        query: &BreakdownQuery,
+        cohort_id: &str,
+    ) -> Result<Arc<Stamped<Summary>>, AnalyticsError> {
+        self.summary_in(&self.cohort_pages, query, Some(cohort_id.to_owned()))
+            .await
+    }
+
+    async fn summary_in(
+        &self,
+        answers: &Answers<BreakdownQuery, Summary>,
+        query: &BreakdownQuery,
+        cohort_id: Option<String>,
     ) -> Result<Arc<Stamped<Summary>>, AnalyticsError> {
         query.validate()?;
         if !query.latest || query.from.is_some() || query.period.is_some() {
@@ -651,9 +673,9 @@ impl Engine {
         query.as_of = self.not_after_now(query.as_of, true).0;
         let mut shape = query.clone();
         shape.as_of = DateTime::UNIX_EPOCH;
-        self.summaries
+        answers
             .get(shape, self.snapshot(), query.as_of, move |snapshot| {
-                summary::summary(snapshot, &query)
+                summary::summary(snapshot, &query, cohort_id.as_deref())
             })
             .await
     }

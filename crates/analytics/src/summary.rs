@@ -11,15 +11,20 @@ pub struct Summary {
     pub targets: Vec<TargetStatus>,
 }
 
-/// The breakdown `query` asks (of the latest data) and the target statuses as of its `as_of`.
-pub(crate) fn summary(snapshot: &Snapshot, query: &BreakdownQuery) -> Result<Summary, QueryError> {
+/// The breakdown `query` asks (of the latest data) and the target statuses as of its `as_of`:
+/// every one, or only `cohort_id`'s.
+pub(crate) fn summary(
+    snapshot: &Snapshot,
+    query: &BreakdownQuery,
+    cohort_id: Option<&str>,
+) -> Result<Summary, QueryError> {
+    let (frame, roster) = (&snapshot.frame, &snapshot.roster);
+    let targets = match cohort_id {
+        Some(id) => targets::cohort_target(frame, roster, query.as_of, snapshot.held_until, id)?,
+        None => targets::targets(frame, roster, query.as_of, snapshot.held_until)?,
+    };
     Ok(Summary {
         breakdown: snapshot.breakdown(query)?,
-        targets: targets::targets(
-            &snapshot.frame,
-            &snapshot.roster,
-            query.as_of,
-            snapshot.held_until,
-        )?,
+        targets,
     })
 }

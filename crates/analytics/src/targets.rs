@@ -100,6 +100,32 @@ pub fn targets(
     now: DateTime<Utc>,
     held_until: i64,
 ) -> Result<Vec<TargetStatus>, QueryError> {
+    targets_of(frame, roster, now, held_until, None)
+}
+
+/// The target of one cohort (none when there is no such cohort), as [`targets`] gives it, from
+/// its members only.
+pub fn cohort_target(
+    frame: &DataFrame,
+    roster: &Roster,
+    now: DateTime<Utc>,
+    held_until: i64,
+    cohort_id: &str,
+) -> Result<Vec<TargetStatus>, QueryError> {
+    if !roster.cohorts.iter().any(|c| c.cohort_id == cohort_id) {
+        return Ok(Vec::new());
+    }
+    targets_of(frame, roster, now, held_until, Some(cohort_id))
+}
+
+/// Every target, or only `cohort_id`'s over its members.
+fn targets_of(
+    frame: &DataFrame,
+    roster: &Roster,
+    now: DateTime<Utc>,
+    held_until: i64,
+    cohort_id: Option<&str>,
+) -> Result<Vec<TargetStatus>, QueryError> {
     let as_of = now.timestamp_micros();
     let total = At {
         as_of,
@@ -112,30 +138,30 @@ pub fn targets(
         ..total
     };
     let today = day_of(now);
+    let scopes: &[(Dimension, &str)] = match cohort_id {
+        Some(_) => &[(Dimension::Cohort, "cohort")],
+        None => &[(Dimension::Track, "track"), (Dimension::Cohort, "cohort")],
+    };
+    // One cohort's target is over its members: the frame filtered by its code.
+    let code = cohort_id.and_then(|id| roster.cohorts.iter().position(|c| c.cohort_id == id));
+    let lazy = || match code {
+        Some(code) => frame
+            .clone()
+            .lazy()
+            .filter(col(Dimension::Cohort.as_str()).eq(lit(code as u32))),
+        None => frame.clone().lazy(),
+    };
     let mut out = Vec::new();
-    for (dimension, scope) in [(Dimension::Track, "track"), (Dimension::Cohort, "cohort")] {
+    for &(dimension, scope) in scopes {
         let by = [dimension];
-        let all = aggregate(
-            frame.clone().lazy(),
-            roster,
-            &by,
-            &[Metric::Trained],
-            false,
-            total,
-        )?;
-        let last = aggregate(
-            frame.clone().lazy(),
-            roster,
-            &by,
-            &[Metric::Trained],
-            false,
-            recent,
-        )?;
-        let ids: Vec<String> = match dimension {
-            Dimension::Track => nigrani_domain::Track::ALL
+        let all = aggregate(lazy(), roster, &by, &[Metric::Trained], false, total)?;
+        let last = aggregate(lazy(), roster, &by, &[Metric::Trained], false, recent)?;
+        let ids: Vec<String> = match (dimension, cohort_id) {
+            (Dimension::Track, _) => nigrani_domain::Track::ALL
                 .iter()
                 .map(|t| t.to_string())
                 .collect(),
+            (_, Some(id)) => vec![id.to_owned()],
             _ => roster.cohorts.iter().map(|c| c.cohort_id.clone()).collect(),
         };
         for id in ids {

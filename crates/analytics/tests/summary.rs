@@ -106,6 +106,51 @@ async fn a_lagging_summary_still_has_its_figures_and_targets_from_one_snapshot()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A cohort's page: its own target only, the one the summary gives it.
+    let summary = engine.summary_stamped(&summary_query(now)).await.unwrap();
+    let cohorts: Vec<_> = summary
+        .value
+        .targets
+        .iter()
+        .filter(|t| t.scope == "cohort")
+        .collect();
+    assert!(cohorts.len() > 1, "the demo has several cohorts");
+    for target in cohorts {
+        let page = BreakdownQuery {
+            by: Vec::new(),
+            filters: [(Dimension::Cohort, vec![target.id.clone()])].into(),
+            ..summary_query(now)
+        };
+        let page = engine
+            .cohort_summary_stamped(&page, &target.id)
+            .await
+            .unwrap();
+        assert_eq!(page.data_as_of, summary.data_as_of);
+        let own = &page.value.targets;
+        assert_eq!(own.len(), 1, "{}", target.id);
+        assert_eq!(
+            (own[0].attained, own[0].pace_per_day, own[0].projected_date),
+            (target.attained, target.pace_per_day, target.projected_date),
+            "{}",
+            target.id
+        );
+        assert_eq!(
+            page.value.breakdown.rows[0].values[0].unwrap_or(0.0) as u64,
+            target.attained,
+            "{}: the members trained are the target's",
+            target.id
+        );
+    }
+    assert!(
+        engine
+            .cohort_summary_stamped(&summary_query(now), "no-such-cohort")
+            .await
+            .unwrap()
+            .value
+            .targets
+            .is_empty()
+    );
+
     // Only the latest data is summarised.
     let past = BreakdownQuery {
         latest: false,

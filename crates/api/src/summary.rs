@@ -254,7 +254,10 @@ pub(crate) async fn cohort(
         period: None,
         latest: true,
     };
-    let answer = state.engine.summary_stamped(&query).await?;
+    let answer = state
+        .engine
+        .cohort_summary_stamped(&query, &cohort_id)
+        .await?;
     let shown = state
         .disclosure
         .breakdown(audience, answer.value.breakdown.clone());

@@ -894,10 +894,10 @@ impl Store for PostgresStore {
     }
 }
 
-/// Records a roster change in its transaction (see [`sql::RECORD_ROSTER_CHANGE`]).
 /// Taken first by a learner upload (see `upsert_learners`).
 const LOCK_ROSTER: &str = "SELECT version FROM roster_version WHERE id = 1 FOR UPDATE";
 
+/// Records a roster change in its transaction (see [`sql::RECORD_ROSTER_CHANGE`]).
 async fn record_roster_change(
     tx: &tokio_postgres::Transaction<'_>,
     part: RosterPart,
