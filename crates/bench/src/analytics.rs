@@ -311,6 +311,7 @@ async fn roster_change(
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             for k in 0..3 {
                 unmatched.push(fresh_event(
+                    "roster",
                     (run * added * 3 + i * 3 + k) as u64,
                     learner.clone(),
                     k,
@@ -322,6 +323,7 @@ async fn roster_change(
                 ..template.clone()
             });
         }
+        let writing = Instant::now();
         for chunk in unmatched.chunks(5_000) {
             store.write_batch(chunk, &[], Utc::now()).await?;
         }
@@ -332,9 +334,12 @@ async fn roster_change(
         }
         let learners_before = engine.snapshot().roster.len();
         let (refreshes_before, _) = engine.refresh_stats();
+        let written_in = writing.elapsed();
+        let upserting = Instant::now();
         for chunk in rows.chunks(roster::CHUNK_ROWS) {
             store.upsert_learners(chunk).await?;
         }
+        let upserted_in = upserting.elapsed();
         let committed = Instant::now();
         // As the roster route does once the upload is committed.
         engine.roster_changed();
@@ -357,9 +362,12 @@ async fn roster_change(
         );
         let (refreshes_after, last) = engine.refresh_stats();
         eprintln!(
-            "  roster run {run}: version {version}, {} refreshes, last took {} ms",
+            "  roster run {run}: version {version}, {} refreshes, last took {} ms; the new \
+             learners' events written and followed in {:.1} s, the upsert took {:.1} s",
             refreshes_after - refreshes_before,
-            last.as_millis()
+            last.as_millis(),
+            written_in.as_secs_f64(),
+            upserted_in.as_secs_f64(),
         );
     }
     stopping.cancel();
@@ -861,7 +869,7 @@ async fn freshness(
                 .map(|i| {
                     n += 1;
                     let learner = &learners[(n as usize) % learners.len()];
-                    fresh_event(n, learner.identities[0].clone(), i)
+                    fresh_event("fresh", n, learner.identities[0].clone(), i)
                 })
                 .collect();
             let outcomes = store.write_batch(&events, &[], Utc::now()).await?;
@@ -904,11 +912,12 @@ async fn freshness(
     Ok(())
 }
 
-fn fresh_event(n: u64, learner: LearnerRef, i: usize) -> LearningEvent {
+fn fresh_event(run: &str, n: u64, learner: LearnerRef, i: usize) -> LearningEvent {
     let raw = serde_json::json!({ "bench": n, "i": i });
     LearningEvent {
         source: "bench".into(),
-        event_id: format!("fresh-{}-{n}", std::process::id()),
+        // Each run of this process names its events apart: the same id twice is one event.
+        event_id: format!("{run}-{}-{n}", std::process::id()),
         learner,
         course_id: "ai-fundamentals-for-educators".into(),
         kind: EventKind::Progressed,
