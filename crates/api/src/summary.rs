@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use nigrani_analytics::answers::Stamped;
 use nigrani_analytics::disclosure::Audience;
+use nigrani_analytics::targets::TargetStatus;
 use nigrani_analytics::{BreakdownQuery, Dimension, Metric, Summary};
 use serde_json::{Map, Value, json};
 
@@ -63,6 +64,17 @@ pub(crate) async fn summary_answers(
     Ok(SummaryAnswers(state.engine.summary_stamped(&query).await?))
 }
 
+/// A target as shown beside its figures: when the figures' row is left out (for a partner, a
+/// group with no learners once perturbed), no one shows as trained, and the target says the
+/// same rather than contradict the row.
+fn shown_target(target: &TargetStatus, row_shown: bool) -> TargetStatus {
+    if row_shown {
+        target.clone()
+    } else {
+        target.recounted(0, 0)
+    }
+}
+
 /// The summary as JSON: figures per track and for the whole program, with each track's target,
 /// as `audience` may see them. Shared by `GET /api/v1/summary` and the live stream.
 pub(crate) fn render_summary(
@@ -107,13 +119,17 @@ pub(crate) fn render_summary(
             };
             out.insert("track_label".into(), json!(label));
         }
-        out.extend(row_of(Some(track.as_str())).map_or_else(zeros, figures));
+        let row = row_of(Some(track.as_str()));
+        out.extend(row.map_or_else(zeros, figures));
         if let Some(target) = targets
             .value()
             .iter()
             .find(|t| t.scope == "track" && t.id == track.as_str())
         {
-            out.insert("target".into(), to_json(target)?);
+            out.insert(
+                "target".into(),
+                to_json(&shown_target(target, row.is_some()))?,
+            );
         }
         tracks.push(Value::Object(out));
     }
@@ -273,7 +289,7 @@ pub(crate) async fn cohort(
         .value()
         .iter()
         .find(|t| t.scope == "cohort" && t.id == *cohort_id)
-        .map(to_json)
+        .map(|t| to_json(&shown_target(t, !shown.value().rows.is_empty())))
         .transpose()?;
     let mut cohort = to_json(&row)?;
     if let Some(lang) = lang {
