@@ -846,17 +846,13 @@ fn take_in(follower: &mut Follower, delta: RosterDelta) -> Option<usize> {
         .iter()
         .map(|learner| Some((learner.learner_id.as_str(), codes.of(learner)?)))
         .collect::<Option<_>>()?;
-    let reread: Vec<bool> = delta
-        .learners
-        .iter()
-        .map(|learner| delta.restated.contains(&learner.learner_id))
-        .collect();
     let mut rows = roster.upsert(&coded);
     // The learners whose state is read again from their events; the others only moved.
     let mut reset: Vec<u32> = rows
         .iter()
-        .zip(&reread)
-        .filter_map(|(&row, &reread)| reread.then_some(row))
+        .zip(&delta.learners)
+        .filter(|(_, learner)| delta.restated.contains(&learner.learner_id))
+        .map(|(&row, _)| row)
         .collect();
     rows.sort_unstable();
     reset.sort_unstable();

@@ -434,38 +434,27 @@ impl Store for PostgresStore {
             .map(|row| row.get(0))
             .collect();
         // What the upload touches (see `roster_change`), from what the store holds now.
-        let pairs = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String)> {
-            rows.iter().map(|row| (row.get(0), row.get(1))).collect()
-        };
         let before = roster_change::Before {
-            tracks: pairs(
-                tx.query(
-                    "SELECT learner_id, track FROM learners WHERE learner_id = ANY($1)",
-                    &[&id],
-                )
-                .await
-                .map_err(map_error)?,
+            tracks: text_pairs(
+                &tx,
+                "SELECT learner_id, track FROM learners WHERE learner_id = ANY($1)",
+                &id,
             )
+            .await?
             .into_iter()
             .collect(),
-            identities: pairs(
-                tx.query(
-                    "SELECT learner_id, learner_ref FROM learner_identities
-                     WHERE learner_id = ANY($1)",
-                    &[&id],
-                )
-                .await
-                .map_err(map_error)?,
-            ),
-            owners: pairs(
-                tx.query(
-                    "SELECT learner_ref, learner_id FROM learner_identities
-                     WHERE learner_ref = ANY($1)",
-                    &[&refs],
-                )
-                .await
-                .map_err(map_error)?,
-            ),
+            identities: text_pairs(
+                &tx,
+                "SELECT learner_id, learner_ref FROM learner_identities WHERE learner_id = ANY($1)",
+                &id,
+            )
+            .await?,
+            owners: text_pairs(
+                &tx,
+                "SELECT learner_ref, learner_id FROM learner_identities WHERE learner_ref = ANY($1)",
+                &refs,
+            )
+            .await?,
         };
         let touched = roster_change::touched(rows, &before);
         tx.execute(
@@ -892,6 +881,16 @@ impl Store for PostgresStore {
         )
         .await
     }
+}
+
+/// The two text columns of each row `sql` selects for the values `$1`.
+async fn text_pairs(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    values: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = tx.query(sql, &[&values]).await.map_err(map_error)?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// Taken first by a learner upload (see `upsert_learners`).
