@@ -180,6 +180,48 @@ impl Ingestor {
         }
     }
 
+    /// An item's JSON, or its rejection when it is too large or not JSON.
+    fn read_item(&self, item: Item<'_>) -> Result<serde_json::Value, Rejection> {
+        if let Some(bytes) = item.text_len()
+            && bytes > self.limits.max_event_bytes
+        {
+            return Err(Rejection {
+                reason: RejectReason::EventTooLarge,
+                message: format!(
+                    "the event is {bytes} bytes; at most {} are allowed per event",
+                    self.limits.max_event_bytes
+                ),
+                source: None,
+                event_id: None,
+                raw: item.lossy_text(),
+            });
+        }
+        item.into_value().map_err(|(raw, message)| Rejection {
+            reason: RejectReason::MalformedJson,
+            message,
+            source: None,
+            event_id: None,
+            raw,
+        })
+    }
+
+    /// The event, or its rejection when this ingestor is bound to another source.
+    fn of_bound_source(&self, event: LearningEvent) -> Result<LearningEvent, Rejection> {
+        match &self.source {
+            Some(bound) if *bound != event.source => Err(Rejection {
+                reason: RejectReason::SourceMismatch,
+                message: format!(
+                    "this key may send events of source `{bound}` only, not `{}`",
+                    event.source
+                ),
+                source: Some(event.source),
+                event_id: Some(event.event_id),
+                raw: event.raw,
+            }),
+            _ => Ok(event),
+        }
+    }
+
     /// Validates items, writes the valid events and the rejections in one transaction, and
     /// answers for each item.
     pub async fn ingest_items(
@@ -208,40 +250,13 @@ impl Ingestor {
         let mut rejections: Vec<Rejection> = Vec::new();
 
         for (index, item) in items.into_iter().enumerate() {
-            let value = match item.text_len() {
-                Some(bytes) if bytes > self.limits.max_event_bytes => Err(Rejection {
-                    reason: RejectReason::EventTooLarge,
-                    message: format!(
-                        "the event is {bytes} bytes; at most {} are allowed per event",
-                        self.limits.max_event_bytes
-                    ),
-                    source: None,
-                    event_id: None,
-                    raw: item.lossy_text(),
-                }),
-                _ => item.into_value().map_err(|(raw, message)| Rejection {
-                    reason: RejectReason::MalformedJson,
-                    message,
-                    source: None,
-                    event_id: None,
-                    raw,
-                }),
-            };
-            let parsed = value.and_then(|value| {
-                native::parse_event(value, now).and_then(|event| match &self.source {
-                    Some(bound) if *bound != event.source => Err(Rejection {
-                        reason: RejectReason::SourceMismatch,
-                        message: format!(
-                            "this key may send events of source `{bound}` only, not `{}`",
-                            event.source
-                        ),
-                        source: Some(event.source),
-                        event_id: Some(event.event_id),
-                        raw: event.raw,
-                    }),
-                    _ => Ok(event),
-                })
-            });
+            let parsed = match item {
+                Item::Event(event) => checked(*event, now),
+                item => self
+                    .read_item(item)
+                    .and_then(|value| native::parse_event(value, now)),
+            }
+            .and_then(|event| self.of_bound_source(event));
             match parsed {
                 Ok(event) => {
                     let key = (event.source.clone(), event.event_id.clone());
@@ -344,5 +359,19 @@ impl Ingestor {
             }
         }
         Ok(BatchReport { counts, results })
+    }
+}
+
+/// An adapter's event, checked against the rules of every format.
+fn checked(event: LearningEvent, now: DateTime<Utc>) -> Result<LearningEvent, Rejection> {
+    match event.check(now) {
+        Ok(()) => Ok(event),
+        Err((reason, message)) => Err(Rejection {
+            reason,
+            message,
+            source: Some(event.source),
+            event_id: Some(event.event_id),
+            raw: event.raw,
+        }),
     }
 }

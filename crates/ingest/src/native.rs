@@ -34,6 +34,9 @@ pub enum Item<'a> {
     /// never holds more than one parsed event at a time: an element of a JSON array (known to
     /// be JSON) or an NDJSON line (numbered from 1; it may not be JSON).
     Text { text: &'a [u8], line: Option<usize> },
+    /// An event an adapter (xAPI, Caliper, Coursera) already mapped from its wire format; only
+    /// the format-free rules ([`LearningEvent::check`]) remain to be checked.
+    Event(Box<LearningEvent>),
 }
 
 impl Item<'_> {
@@ -41,6 +44,8 @@ impl Item<'_> {
     pub fn into_value(self) -> Result<Value, (String, String)> {
         match self {
             Item::Json(value) => Ok(value),
+            Item::Event(event) => serde_json::from_str(&event.raw)
+                .map_err(|e| (event.raw.clone(), format!("the event is not valid JSON: {e}"))),
             Item::Text { text, line } => serde_json::from_slice(text).map_err(|e| {
                 let message = match line {
                     Some(line) => format!("line {line} is not valid JSON: {e}"),
@@ -55,6 +60,7 @@ impl Item<'_> {
     pub fn lossy_text(&self) -> String {
         match self {
             Item::Json(value) => value.to_string(),
+            Item::Event(event) => event.raw.clone(),
             Item::Text { text, .. } => String::from_utf8_lossy(text).into_owned(),
         }
     }
@@ -62,7 +68,7 @@ impl Item<'_> {
     /// Size of the item's text, when it came as text.
     pub fn text_len(&self) -> Option<usize> {
         match self {
-            Item::Json(_) => None,
+            Item::Json(_) | Item::Event(_) => None,
             Item::Text { text, .. } => Some(text.len()),
         }
     }

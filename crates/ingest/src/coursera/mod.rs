@@ -1,0 +1,1 @@
+//! Coursera: enrollment reports, pulled from its API or imported as CSV, as normalised events.

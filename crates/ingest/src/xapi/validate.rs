@@ -1,0 +1,1 @@
+//! The rules of the xAPI specification for a statement.
