@@ -12,6 +12,7 @@
 //! - [`sqlite`]: the embedded backend.
 //! - [`postgres`]: the PostgreSQL backend.
 //! - `sql`: the statements both backends run with the same text.
+//! - [`statements`]: xAPI statements and the course mapping: types and the statement filter.
 //! - `testing`: throw-away PostgreSQL databases for the tests of this and other crates; only with
 //!   the `testing` feature, which test code alone enables, so that production never compiles it.
 //!
@@ -26,6 +27,7 @@ pub mod postgres;
 mod roster_change;
 mod sql;
 pub mod sqlite;
+pub mod statements;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -391,6 +393,41 @@ pub trait Store: Send + Sync + 'static {
         rejections: &[Rejection],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<EventWrite>, StoreError>;
+
+    /// Writes xAPI statements and the events they map to in one transaction, and applies the
+    /// voiding statements among them (see [`statements`]). A statement stored before with other
+    /// content makes the whole batch a conflict, and nothing is written.
+    async fn write_statements(
+        &self,
+        batch: statements::StatementBatch<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<statements::StatementsWrite, StoreError>;
+
+    /// One statement by id, voided or not.
+    async fn statement(
+        &self,
+        statement_id: &str,
+    ) -> Result<Option<statements::StoredStatement>, StoreError>;
+
+    /// The statements a filter selects, voided ones left out, in the order it asks.
+    async fn statements(
+        &self,
+        filter: &statements::StatementFilter,
+    ) -> Result<Vec<statements::StoredStatement>, StoreError>;
+
+    /// The course mapping, by source and platform id.
+    async fn course_map(&self) -> Result<Vec<statements::CourseMapping>, StoreError>;
+    /// Sets mappings (replacing those of the same source and platform id).
+    async fn upsert_course_mappings(
+        &self,
+        rows: &[statements::CourseMapping],
+    ) -> Result<u64, StoreError>;
+    /// Removes one mapping; false when there was none.
+    async fn delete_course_mapping(
+        &self,
+        source: &str,
+        platform_course_id: &str,
+    ) -> Result<bool, StoreError>;
 
     /// The change feed: events with `seq` greater than `after_seq`, in `seq` order.
     async fn events_after(

@@ -50,6 +50,7 @@ migrations! {
     5 "roster_log" "0005_roster_log.sql",
     6 "record_key_secret" "0006_record_key_secret.sql",
     7 "roster_log_restated" "0007_roster_log_restated.sql",
+    8 "xapi_statements" "0008_xapi_statements.sql",
 }
 
 /// What the runner asks of a backend: to run SQL, on one connection.

@@ -28,6 +28,10 @@ use crate::decode::{
 use crate::migrations::{self, Migration};
 use crate::roster_change;
 use crate::sql;
+use crate::statements::{
+    self, Bound, CourseMapping, StatementBatch, StatementFilter, StatementRecord, StatementsWrite,
+    StoredStatement,
+};
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventWrite, FeedEvent, Page, RosterChange,
     RosterLogEntry, RosterPart, Store, StoreConfig, StoreError, StoreStats, StoredEvent,
@@ -512,130 +516,265 @@ impl Store for PostgresStore {
         rejections: &[Rejection],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<EventWrite>, StoreError> {
-        let source: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
-        let event_id: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-        let learner: Vec<&str> = events.iter().map(|e| e.learner.as_str()).collect();
-        let course: Vec<&str> = events.iter().map(|e| e.course_id.as_str()).collect();
-        let kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let progress: Vec<Option<f64>> = events.iter().map(|e| e.progress).collect();
-        let score: Vec<Option<f64>> = events.iter().map(|e| e.score).collect();
-        let duration: Vec<Option<i64>> = events.iter().map(|e| e.duration_seconds).collect();
-        let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
-        let hash: Vec<&str> = events.iter().map(|e| e.content_hash.as_str()).collect();
-        let raw: Vec<&str> = events.iter().map(|e| e.raw.as_str()).collect();
-
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENTS_LOCK])
             .await
             .map_err(map_error)?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO events (source, event_id, learner_ref, course_id, kind, progress,
-                     score, duration_seconds, occurred_at, received_at, content_hash, raw)
-                 SELECT s, i, l, c, k, p, sc, d, o, $12, h, r
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                             $6::float8[], $7::float8[], $8::int8[], $9::timestamptz[],
-                             $10::text[], $11::text[]) AS t(s, i, l, c, k, p, sc, d, o, h, r)
-                 ON CONFLICT (source, event_id) DO NOTHING
-                 RETURNING seq, source, event_id, learner_ref,
-                     EXISTS (SELECT 1 FROM learner_identities i
-                             WHERE i.learner_ref = events.learner_ref)",
-            )
+        let mut rejections = rejections.to_vec();
+        let outcomes = write_events(&tx, events, &mut rejections, received_at).await?;
+        commit(tx).await?;
+        Ok(outcomes)
+    }
+
+    async fn write_statements(
+        &self,
+        batch: StatementBatch<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<StatementsWrite, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENTS_LOCK])
             .await
             .map_err(map_error)?;
+        let ids: Vec<&str> = batch
+            .statements
+            .iter()
+            .map(|r| r.statement_id.as_str())
+            .collect();
+        let before: HashMap<String, String> = tx
+            .query(
+                "SELECT statement_id, content_hash FROM xapi_statements
+                 WHERE statement_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(map_error)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let mut stored_now = Vec::with_capacity(batch.statements.len());
+        for record in batch.statements {
+            match before.get(&record.statement_id) {
+                Some(hash) if *hash != record.content_hash => {
+                    return Ok(StatementsWrite::Conflict {
+                        statement_id: record.statement_id.clone(),
+                    });
+                }
+                Some(_) => stored_now.push(false),
+                None => stored_now.push(true),
+            }
+        }
+        let new: Vec<&StatementRecord> = batch
+            .statements
+            .iter()
+            .zip(&stored_now)
+            .filter_map(|(record, new)| new.then_some(record))
+            .collect();
+        let column = |pick: fn(&StatementRecord) -> Option<&str>| -> Vec<Option<&str>> {
+            new.iter().map(|record| pick(record)).collect()
+        };
         let rows = tx
             .query(
-                &insert,
+                "INSERT INTO xapi_statements (statement_id, source, stored, verb_id,
+                     registration, voids, content_hash, statement)
+                 SELECT i, s, $1, v, r, vo, h, st
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                             $7::text[], $8::text[]) AS t(i, s, v, r, vo, h, st)
+                 RETURNING seq, statement_id",
                 &[
-                    &source,
-                    &event_id,
-                    &learner,
-                    &course,
-                    &kind,
-                    &progress,
-                    &score,
-                    &duration,
-                    &occurred,
-                    &hash,
-                    &raw,
                     &received_at,
+                    &column(|r| Some(r.statement_id.as_str())),
+                    &column(|r| Some(r.source.as_str())),
+                    &column(|r| Some(r.verb_id.as_str())),
+                    &column(|r| r.registration.as_deref()),
+                    &column(|r| r.voids.as_deref()),
+                    &column(|r| Some(r.content_hash.as_str())),
+                    &column(|r| Some(r.statement.as_str())),
                 ],
             )
             .await
             .map_err(map_error)?;
-        let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
-        // Learner references of the inserted events that the roster knows.
-        let mut known: HashSet<String> = HashSet::new();
-        for row in &rows {
-            if row.get::<_, bool>(4) {
-                known.insert(row.get(3));
+        let seq_of: HashMap<String, i64> =
+            rows.iter().map(|row| (row.get(1), row.get(0))).collect();
+        let (mut reference, mut seq, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+        for record in &new {
+            let at = seq_of.get(&record.statement_id).copied().ok_or_else(|| {
+                StoreError::internal(format!(
+                    "statement {} was not inserted",
+                    record.statement_id
+                ))
+            })?;
+            for (name, is_direct) in &record.refs {
+                reference.push(name.as_str());
+                seq.push(at);
+                direct.push(*is_direct);
             }
-            inserted.insert((row.get(1), row.get(2)), row.get(0));
         }
+        if !reference.is_empty() {
+            tx.execute(
+                "INSERT INTO xapi_statement_refs (ref, seq, direct)
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::bool[])
+                 ON CONFLICT DO NOTHING",
+                &[&reference, &seq, &direct],
+            )
+            .await
+            .map_err(map_error)?;
+        }
+        let events: Vec<LearningEvent> = batch
+            .events
+            .iter()
+            .filter(|e| seq_of.contains_key(&e.event_id))
+            .cloned()
+            .collect();
+        let mut rejections = Vec::new();
+        let outcomes = write_events(&tx, &events, &mut rejections, received_at).await?;
 
-        let mut existing: HashMap<(String, String), (i64, String)> = HashMap::new();
-        if inserted.len() < events.len() {
-            let (old_source, old_id): (Vec<&str>, Vec<&str>) = events
-                .iter()
-                .filter(|e| !inserted.contains_key(&(e.source.clone(), e.event_id.clone())))
-                .map(|e| (e.source.as_str(), e.event_id.as_str()))
-                .unzip();
-            let rows = tx
+        // Voiding: the batch's voiding statements, and voiding statements stored before that
+        // name a statement stored now.
+        let new_ids: Vec<&str> = new.iter().map(|r| r.statement_id.as_str()).collect();
+        let mut voider: Vec<String> = Vec::new();
+        let mut target: Vec<String> = Vec::new();
+        for record in &new {
+            if let Some(voided) = &record.voids {
+                voider.push(record.statement_id.clone());
+                target.push(voided.clone());
+            }
+        }
+        for row in tx
+            .query(
+                "SELECT statement_id, voids FROM xapi_statements WHERE voids = ANY($1)",
+                &[&new_ids],
+            )
+            .await
+            .map_err(map_error)?
+        {
+            voider.push(row.get(0));
+            target.push(row.get(1));
+        }
+        let mut retracted: Vec<String> = Vec::new();
+        if !voider.is_empty() {
+            let voided = tx
                 .query(
-                    "SELECT e.source, e.event_id, e.seq, e.content_hash
-                     FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
-                     JOIN events e USING (source, event_id)",
-                    &[&old_source, &old_id],
+                    "UPDATE xapi_statements s SET voided_by = p.voider
+                     FROM (SELECT DISTINCT ON (target) voider, target
+                           FROM unnest($1::text[], $2::text[]) AS p(voider, target)
+                           ORDER BY target, voider) p
+                     WHERE s.statement_id = p.target AND s.voids IS NULL
+                         AND s.voided_by IS NULL
+                     RETURNING s.source, s.statement_id",
+                    &[&voider, &target],
                 )
                 .await
                 .map_err(map_error)?;
-            for row in rows {
-                existing.insert((row.get(0), row.get(1)), (row.get(2), row.get(3)));
+            let (source, event_id): (Vec<String>, Vec<String>) =
+                voided.iter().map(|row| (row.get(0), row.get(1))).unzip();
+            if !source.is_empty() {
+                for row in tx
+                    .query(
+                        "UPDATE events e SET voided_at = $3
+                         FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
+                         WHERE e.source = k.source AND e.event_id = k.event_id
+                             AND e.voided_at IS NULL
+                         RETURNING (SELECT i.learner_id FROM learner_identities i
+                                    WHERE i.learner_ref = e.learner_ref)",
+                        &[&source, &event_id, &received_at],
+                    )
+                    .await
+                    .map_err(map_error)?
+                {
+                    retracted.extend(row.get::<_, Option<String>>(0));
+                }
             }
         }
-        let mut rejections = rejections.to_vec();
-        let outcomes = classify(events, &inserted, &existing, &known, &mut rejections)
-            .map_err(StoreError::internal)?;
-        if !rejections.is_empty() {
-            let source: Vec<Option<&str>> =
-                rejections.iter().map(|r| r.source.as_deref()).collect();
-            let event_id: Vec<Option<&str>> =
-                rejections.iter().map(|r| r.event_id.as_deref()).collect();
-            let reason: Vec<&str> = rejections.iter().map(|r| r.reason.code()).collect();
-            let message: Vec<&str> = rejections.iter().map(|r| r.message.as_str()).collect();
-            let kept: Vec<crate::KeptPayload<'_>> = rejections
-                .iter()
-                .map(|r| crate::KeptPayload::of(&r.raw))
-                .collect();
-            let raw: Vec<&str> = kept.iter().map(|k| k.text).collect();
-            let raw_bytes: Vec<i64> = kept.iter().map(|k| k.bytes).collect();
-            let raw_sha256: Vec<&str> = kept.iter().map(|k| k.sha256.as_str()).collect();
+        if !retracted.is_empty() {
+            record_roster_change(
+                &tx,
+                RosterPart::Learners,
+                Some(&roster_change::Touched::restating(retracted)),
+            )
+            .await?;
+        }
+        commit(tx).await?;
+        Ok(StatementsWrite::Written {
+            statements: stored_now,
+            events: outcomes,
+        })
+    }
+
+    async fn statement(&self, statement_id: &str) -> Result<Option<StoredStatement>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(statements::STATEMENT_BY_ID, &[&statement_id])
+            .await
+            .map_err(map_error)?;
+        Ok(row.map(|row| stored_statement(&row)))
+    }
+
+    async fn statements(
+        &self,
+        filter: &StatementFilter,
+    ) -> Result<Vec<StoredStatement>, StoreError> {
+        let (query, values) = statements::filter_query(filter);
+        let bound: Vec<Box<dyn ToSql + Sync + Send>> = values
+            .into_iter()
+            .map(|value| -> Box<dyn ToSql + Sync + Send> {
+                match value {
+                    Bound::Text(text) => Box::new(text),
+                    Bound::Time(at) => Box::new(at),
+                    Bound::Int(n) => Box::new(n),
+                }
+            })
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> = bound
+            .iter()
+            .map(|value| value.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let client = self.client().await?;
+        let rows = client.query(&query, &params).await.map_err(map_error)?;
+        Ok(rows.iter().map(stored_statement).collect())
+    }
+
+    async fn course_map(&self) -> Result<Vec<CourseMapping>, StoreError> {
+        self.all(statements::COURSE_MAP, &[], |row| {
+            Ok(CourseMapping {
+                source: row.get(0),
+                platform_course_id: row.get(1),
+                course_id: row.get(2),
+            })
+        })
+        .await
+    }
+
+    async fn upsert_course_mappings(&self, rows: &[CourseMapping]) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        for row in rows {
             tx.execute(
-                "INSERT INTO rejections (received_at, source, event_id, reason, message, raw,
-                     raw_bytes, raw_sha256)
-                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],
-                                          $6::text[], $7::int8[], $8::text[])",
-                &[
-                    &received_at,
-                    &source,
-                    &event_id,
-                    &reason,
-                    &message,
-                    &raw,
-                    &raw_bytes,
-                    &raw_sha256,
-                ],
+                statements::UPSERT_COURSE_MAPPING,
+                &[&row.source, &row.platform_course_id, &row.course_id],
             )
             .await
             .map_err(map_error)?;
         }
-        // A connection lost here leaves the outcome unknown: the server may have committed.
-        tx.commit().await.map_err(|e| match map_error(e) {
-            StoreError::Unavailable(cause) => StoreError::OutcomeUnknown(cause),
-            other => other,
-        })?;
-        Ok(outcomes)
+        commit(tx).await?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn delete_course_mapping(
+        &self,
+        source: &str,
+        platform_course_id: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute(
+                statements::DELETE_COURSE_MAPPING,
+                &[&source, &platform_course_id],
+            )
+            .await
+            .map_err(map_error)?;
+        Ok(deleted > 0)
     }
 
     async fn events_after(
@@ -792,7 +931,8 @@ impl Store for PostgresStore {
         self.all(
             "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at
                  FROM learner_identities i JOIN events e USING (learner_ref)
-                 WHERE i.learner_id = ANY($1) AND e.seq <= $2 ORDER BY e.seq",
+                 WHERE i.learner_id = ANY($1) AND e.seq <= $2 AND e.voided_at IS NULL
+                 ORDER BY e.seq",
             &[&ids, &up_to_seq],
             feed_event,
         )
@@ -891,6 +1031,147 @@ async fn text_pairs(
 ) -> Result<Vec<(String, String)>, StoreError> {
     let rows = tx.query(sql, &[&values]).await.map_err(map_error)?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// Writes events and rejections in `tx`, which holds the events' lock (see
+/// [`Store::write_batch`]); conflicts are added to `rejections` and written with them.
+async fn write_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[LearningEvent],
+    rejections: &mut Vec<Rejection>,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<EventWrite>, StoreError> {
+    let source: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+    let event_id: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let learner: Vec<&str> = events.iter().map(|e| e.learner.as_str()).collect();
+    let course: Vec<&str> = events.iter().map(|e| e.course_id.as_str()).collect();
+    let kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let progress: Vec<Option<f64>> = events.iter().map(|e| e.progress).collect();
+    let score: Vec<Option<f64>> = events.iter().map(|e| e.score).collect();
+    let duration: Vec<Option<i64>> = events.iter().map(|e| e.duration_seconds).collect();
+    let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
+    let hash: Vec<&str> = events.iter().map(|e| e.content_hash.as_str()).collect();
+    let raw: Vec<&str> = events.iter().map(|e| e.raw.as_str()).collect();
+
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO events (source, event_id, learner_ref, course_id, kind, progress,
+                 score, duration_seconds, occurred_at, received_at, content_hash, raw)
+             SELECT s, i, l, c, k, p, sc, d, o, $12, h, r
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::float8[], $7::float8[], $8::int8[], $9::timestamptz[],
+                         $10::text[], $11::text[]) AS t(s, i, l, c, k, p, sc, d, o, h, r)
+             ON CONFLICT (source, event_id) DO NOTHING
+             RETURNING seq, source, event_id, learner_ref,
+                 EXISTS (SELECT 1 FROM learner_identities i
+                         WHERE i.learner_ref = events.learner_ref)",
+        )
+        .await
+        .map_err(map_error)?;
+    let rows = tx
+        .query(
+            &insert,
+            &[
+                &source,
+                &event_id,
+                &learner,
+                &course,
+                &kind,
+                &progress,
+                &score,
+                &duration,
+                &occurred,
+                &hash,
+                &raw,
+                &received_at,
+            ],
+        )
+        .await
+        .map_err(map_error)?;
+    let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+    // Learner references of the inserted events that the roster knows.
+    let mut known: HashSet<String> = HashSet::new();
+    for row in &rows {
+        if row.get::<_, bool>(4) {
+            known.insert(row.get(3));
+        }
+        inserted.insert((row.get(1), row.get(2)), row.get(0));
+    }
+
+    let mut existing: HashMap<(String, String), (i64, String)> = HashMap::new();
+    if inserted.len() < events.len() {
+        let (old_source, old_id): (Vec<&str>, Vec<&str>) = events
+            .iter()
+            .filter(|e| !inserted.contains_key(&(e.source.clone(), e.event_id.clone())))
+            .map(|e| (e.source.as_str(), e.event_id.as_str()))
+            .unzip();
+        let rows = tx
+            .query(
+                "SELECT e.source, e.event_id, e.seq, e.content_hash
+                 FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
+                 JOIN events e USING (source, event_id)",
+                &[&old_source, &old_id],
+            )
+            .await
+            .map_err(map_error)?;
+        for row in rows {
+            existing.insert((row.get(0), row.get(1)), (row.get(2), row.get(3)));
+        }
+    }
+    let outcomes =
+        classify(events, &inserted, &existing, &known, rejections).map_err(StoreError::internal)?;
+    if !rejections.is_empty() {
+        let source: Vec<Option<&str>> = rejections.iter().map(|r| r.source.as_deref()).collect();
+        let event_id: Vec<Option<&str>> =
+            rejections.iter().map(|r| r.event_id.as_deref()).collect();
+        let reason: Vec<&str> = rejections.iter().map(|r| r.reason.code()).collect();
+        let message: Vec<&str> = rejections.iter().map(|r| r.message.as_str()).collect();
+        let kept: Vec<crate::KeptPayload<'_>> = rejections
+            .iter()
+            .map(|r| crate::KeptPayload::of(&r.raw))
+            .collect();
+        let raw: Vec<&str> = kept.iter().map(|k| k.text).collect();
+        let raw_bytes: Vec<i64> = kept.iter().map(|k| k.bytes).collect();
+        let raw_sha256: Vec<&str> = kept.iter().map(|k| k.sha256.as_str()).collect();
+        tx.execute(
+            "INSERT INTO rejections (received_at, source, event_id, reason, message, raw,
+                 raw_bytes, raw_sha256)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::int8[], $8::text[])",
+            &[
+                &received_at,
+                &source,
+                &event_id,
+                &reason,
+                &message,
+                &raw,
+                &raw_bytes,
+                &raw_sha256,
+            ],
+        )
+        .await
+        .map_err(map_error)?;
+    }
+    Ok(outcomes)
+}
+
+/// A statement row: seq, stored, voided, statement.
+fn stored_statement(row: &Row) -> StoredStatement {
+    StoredStatement {
+        seq: row.get(0),
+        stored: row.get(1),
+        voided: row.get(2),
+        statement: row.get(3),
+    }
+}
+
+/// Commits; a connection lost meanwhile leaves the outcome unknown: the server may have
+/// committed.
+async fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    tx.commit().await.map_err(|e| match map_error(e) {
+        StoreError::Unavailable(cause) => StoreError::OutcomeUnknown(cause),
+        other => other,
+    })
 }
 
 /// Taken first by a learner upload (see `upsert_learners`).

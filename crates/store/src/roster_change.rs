@@ -78,6 +78,17 @@ pub(crate) fn touched(upload: &[Learner], before: &Before) -> Touched {
 }
 
 impl Touched {
+    /// These learners, each to be read again from their events (after a voiding statement
+    /// retracted one of them): sorted, without repeats.
+    pub(crate) fn restating(mut learners: Vec<String>) -> Self {
+        learners.sort();
+        learners.dedup();
+        Self {
+            changed: learners.clone(),
+            restated: learners,
+        }
+    }
+
     /// The log's `learner_ids` and `restated_ids` columns: JSON arrays.
     pub(crate) fn columns(&self) -> (String, String) {
         let array = |ids: &[String]| serde_json::Value::from(ids.to_vec()).to_string();

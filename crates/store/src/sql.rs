@@ -44,11 +44,12 @@ pub(crate) const EVENTS_AFTER: &str =
     FROM events e LEFT JOIN learner_identities i ON i.learner_ref = e.learner_ref
     WHERE e.seq > $1 ORDER BY e.seq LIMIT $2";
 
-/// The change feed as analytics reads it: events after `$1`, at most `$2`, in `seq` order.
+/// The change feed as analytics reads it: events after `$1`, at most `$2`, in `seq` order —
+/// without those a voiding statement retracted, which no figure counts.
 pub(crate) const FEED_AFTER: &str =
     "SELECT e.seq, i.learner_id, e.course_id, e.kind, e.progress, e.score, e.occurred_at
     FROM events e LEFT JOIN learner_identities i ON i.learner_ref = e.learner_ref
-    WHERE e.seq > $1 ORDER BY e.seq LIMIT $2";
+    WHERE e.seq > $1 AND e.voided_at IS NULL ORDER BY e.seq LIMIT $2";
 
 /// Deletes the rejections received before `$1`.
 pub(crate) const PURGE_REJECTIONS: &str = "DELETE FROM rejections WHERE received_at < $1";

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use nigrani_domain::{
     Cohort, Discipline, Institution, Learner, LearnerRef, LearningEvent, Rejection, TrackPlan,
 };
-use rusqlite::{Connection, ErrorCode, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::decode::{
@@ -26,6 +26,9 @@ use crate::decode::{
 use crate::migrations::{self, Migration};
 use crate::roster_change;
 use crate::sql;
+use crate::statements::{
+    self, Bound, CourseMapping, StatementBatch, StatementFilter, StatementsWrite, StoredStatement,
+};
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventWrite, FeedEvent, Page, RosterChange,
     RosterLogEntry, RosterPart, Store, StoreError, StoreStats, StoredEvent, StoredRejection,
@@ -587,89 +590,218 @@ impl Store for SqliteStore {
         let mut rejections = rejections.to_vec();
         let received = micros(received_at);
         self.write(move |conn| {
-            let rows: Vec<Value> = events
-                .iter()
-                .map(|e| {
-                    json!([
-                        e.source,
-                        e.event_id,
-                        e.learner.as_str(),
-                        e.course_id,
-                        e.kind.as_str(),
-                        e.progress,
-                        e.score,
-                        e.duration_seconds,
-                        micros(e.occurred_at),
-                        e.content_hash,
-                        e.raw
-                    ])
-                })
-                .collect();
-            let refs = json!(
-                events
-                    .iter()
-                    .map(|e| e.learner.as_str())
-                    .collect::<Vec<_>>()
-            );
-
             let tx = conn.transaction()?;
-            let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO events (source, event_id, learner_ref, course_id, kind, progress,
-                         score, duration_seconds, occurred_at, received_at, content_hash, raw)
-                     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
-                         value->>6, value->>7, value->>8, ?2, value->>9, value->>10
-                     FROM json_each(?1) WHERE true
-                     ON CONFLICT (source, event_id) DO NOTHING
-                     RETURNING seq, source, event_id",
-                )?;
-                let mut out = stmt.query(params![Value::Array(rows).to_string(), received])?;
-                while let Some(row) = out.next()? {
-                    inserted.insert((row.get(1)?, row.get(2)?), row.get(0)?);
-                }
-            }
-            let already_stored: Vec<Value> = events
-                .iter()
-                .filter(|e| !inserted.contains_key(&(e.source.clone(), e.event_id.clone())))
-                .map(|e| json!([e.source, e.event_id]))
-                .collect();
-            let mut existing: HashMap<(String, String), (i64, String)> = HashMap::new();
-            if !already_stored.is_empty() {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT e.source, e.event_id, e.seq, e.content_hash
-                     FROM json_each(?1) j
-                     JOIN events e ON e.source = j.value->>0 AND e.event_id = j.value->>1",
-                )?;
-                let mut out = stmt.query([Value::Array(already_stored).to_string()])?;
-                while let Some(row) = out.next()? {
-                    existing.insert((row.get(0)?, row.get(1)?), (row.get(2)?, row.get(3)?));
-                }
-            }
-            let known: HashSet<String> = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT learner_ref FROM learner_identities
-                     WHERE learner_ref IN (SELECT value FROM json_each(?1))",
-                )?;
-                stmt.query_map([refs.to_string()], |row| row.get(0))?
-                    .collect::<Result<_, _>>()?
-            };
+            let outcomes = write_events(&tx, &events, &mut rejections, received)?;
+            tx.commit()?;
+            Ok(outcomes)
+        })
+        .await
+    }
 
-            let outcomes = classify(&events, &inserted, &existing, &known, &mut rejections)
-                .map_err(WorkError::Decode)?;
-            if !rejections.is_empty() {
-                let rows: Vec<Value> = rejections.iter().map(rejection_row).collect();
-                tx.execute(
-                    "INSERT INTO rejections (received_at, source, event_id, reason, message, raw,
-                         raw_bytes, raw_sha256)
-                     SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4,
-                         value->>5, value->>6
-                     FROM json_each(?1)",
-                    params![Value::Array(rows).to_string(), received],
+    async fn write_statements(
+        &self,
+        batch: StatementBatch<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<StatementsWrite, StoreError> {
+        let statements = batch.statements.to_vec();
+        let events = batch.events.to_vec();
+        let received = micros(received_at);
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let mut stored_now = Vec::with_capacity(statements.len());
+            for record in &statements {
+                let before: Option<String> = tx
+                    .query_row(
+                        "SELECT content_hash FROM xapi_statements WHERE statement_id = ?1",
+                        [&record.statement_id],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                match before {
+                    Some(hash) if hash != record.content_hash => {
+                        return Ok(StatementsWrite::Conflict {
+                            statement_id: record.statement_id.clone(),
+                        });
+                    }
+                    Some(_) => stored_now.push(false),
+                    None => stored_now.push(true),
+                }
+            }
+            let mut new_ids: HashSet<&str> = HashSet::new();
+            for (record, _) in statements.iter().zip(&stored_now).filter(|(_, new)| **new) {
+                let seq: i64 = tx.query_row(
+                    "INSERT INTO xapi_statements (statement_id, source, stored, verb_id,
+                         registration, voids, content_hash, statement)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+                    params![
+                        record.statement_id,
+                        record.source,
+                        received,
+                        record.verb_id,
+                        record.registration,
+                        record.voids,
+                        record.content_hash,
+                        record.statement
+                    ],
+                    |row| row.get(0),
+                )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO xapi_statement_refs (ref, seq, direct)
+                     VALUES (?1, ?2, ?3)",
+                )?;
+                for (reference, direct) in &record.refs {
+                    insert.execute(params![reference, seq, direct])?;
+                }
+                new_ids.insert(record.statement_id.as_str());
+            }
+            let events: Vec<LearningEvent> = events
+                .into_iter()
+                .filter(|e| new_ids.contains(e.event_id.as_str()))
+                .collect();
+            let mut rejections = Vec::new();
+            let outcomes = write_events(&tx, &events, &mut rejections, received)?;
+
+            let mut retracted: Vec<String> = Vec::new();
+            for record in statements
+                .iter()
+                .filter(|r| new_ids.contains(r.statement_id.as_str()))
+            {
+                let pair = match &record.voids {
+                    Some(target) => Some((record.statement_id.clone(), target.clone())),
+                    None => tx
+                        .query_row(
+                            "SELECT statement_id FROM xapi_statements WHERE voids = ?1
+                             ORDER BY seq LIMIT 1",
+                            [&record.statement_id],
+                            |row| row.get(0),
+                        )
+                        .optional()?
+                        .map(|voider: String| (voider, record.statement_id.clone())),
+                };
+                let Some((voider, target)) = pair else {
+                    continue;
+                };
+                let source: Option<String> = tx
+                    .query_row(
+                        "UPDATE xapi_statements SET voided_by = ?1
+                         WHERE statement_id = ?2 AND voids IS NULL AND voided_by IS NULL
+                         RETURNING source",
+                        params![voider, target],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let Some(source) = source else { continue };
+                let learner: Option<Option<String>> = tx
+                    .query_row(
+                        "UPDATE events SET voided_at = ?1
+                         WHERE source = ?2 AND event_id = ?3 AND voided_at IS NULL
+                         RETURNING (SELECT learner_id FROM learner_identities i
+                                    WHERE i.learner_ref = events.learner_ref)",
+                        params![received, source, target],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                retracted.extend(learner.flatten());
+            }
+            if !retracted.is_empty() {
+                record_roster_change(
+                    &tx,
+                    RosterPart::Learners,
+                    Some(&roster_change::Touched::restating(retracted)),
                 )?;
             }
             tx.commit()?;
-            Ok(outcomes)
+            Ok(StatementsWrite::Written {
+                statements: stored_now,
+                events: outcomes,
+            })
+        })
+        .await
+    }
+
+    async fn statement(&self, statement_id: &str) -> Result<Option<StoredStatement>, StoreError> {
+        let id = statement_id.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(statements::STATEMENT_BY_ID, [id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .optional()?
+                .map(|(seq, stored, voided, statement)| {
+                    stored_statement(seq, stored, voided, statement)
+                })
+                .transpose()?)
+        })
+        .await
+    }
+
+    async fn statements(
+        &self,
+        filter: &StatementFilter,
+    ) -> Result<Vec<StoredStatement>, StoreError> {
+        let (query, values) = statements::filter_query(filter);
+        self.read(move |conn| {
+            let values: Vec<rusqlite::types::Value> = values
+                .into_iter()
+                .map(|value| match value {
+                    Bound::Text(text) => rusqlite::types::Value::Text(text),
+                    Bound::Time(at) => rusqlite::types::Value::Integer(micros(at)),
+                    Bound::Int(n) => rusqlite::types::Value::Integer(n),
+                })
+                .collect();
+            let mut stmt = conn.prepare_cached(&query)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(stored_statement(
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn course_map(&self) -> Result<Vec<CourseMapping>, StoreError> {
+        self.read(|conn| {
+            all(conn, statements::COURSE_MAP, [], |row| {
+                Ok(CourseMapping {
+                    source: row.get(0)?,
+                    platform_course_id: row.get(1)?,
+                    course_id: row.get(2)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn upsert_course_mappings(&self, rows: &[CourseMapping]) -> Result<u64, StoreError> {
+        let rows = rows.to_vec();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            for row in &rows {
+                tx.execute(
+                    statements::UPSERT_COURSE_MAPPING,
+                    params![row.source, row.platform_course_id, row.course_id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(rows.len() as u64)
+        })
+        .await
+    }
+
+    async fn delete_course_mapping(
+        &self,
+        source: &str,
+        platform_course_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (source, platform) = (source.to_owned(), platform_course_id.to_owned());
+        self.write(move |conn| {
+            Ok(conn.execute(statements::DELETE_COURSE_MAPPING, params![source, platform])? > 0)
         })
         .await
     }
@@ -849,6 +981,7 @@ impl Store for SqliteStore {
                         e.occurred_at
                  FROM learner_identities i JOIN events e ON e.learner_ref = i.learner_ref
                  WHERE i.learner_id IN (SELECT value FROM json_each(?1)) AND e.seq <= ?2
+                     AND e.voided_at IS NULL
                  ORDER BY e.seq",
                 params![ids, up_to_seq],
                 feed_event,
@@ -956,6 +1089,112 @@ fn rejection_row(r: &Rejection) -> Value {
         kept.bytes,
         kept.sha256
     ])
+}
+
+/// Writes events and rejections in `tx` (see [`Store::write_batch`]); conflicts are added to
+/// `rejections` and written with them.
+fn write_events(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[LearningEvent],
+    rejections: &mut Vec<Rejection>,
+    received: i64,
+) -> Result<Vec<EventWrite>, WorkError> {
+    let rows: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!([
+                e.source,
+                e.event_id,
+                e.learner.as_str(),
+                e.course_id,
+                e.kind.as_str(),
+                e.progress,
+                e.score,
+                e.duration_seconds,
+                micros(e.occurred_at),
+                e.content_hash,
+                e.raw
+            ])
+        })
+        .collect();
+    let refs = json!(
+        events
+            .iter()
+            .map(|e| e.learner.as_str())
+            .collect::<Vec<_>>()
+    );
+
+    let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(events.len());
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO events (source, event_id, learner_ref, course_id, kind, progress,
+                     score, duration_seconds, occurred_at, received_at, content_hash, raw)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
+                     value->>6, value->>7, value->>8, ?2, value->>9, value->>10
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (source, event_id) DO NOTHING
+                 RETURNING seq, source, event_id",
+        )?;
+        let mut out = stmt.query(params![Value::Array(rows).to_string(), received])?;
+        while let Some(row) = out.next()? {
+            inserted.insert((row.get(1)?, row.get(2)?), row.get(0)?);
+        }
+    }
+    let already_stored: Vec<Value> = events
+        .iter()
+        .filter(|e| !inserted.contains_key(&(e.source.clone(), e.event_id.clone())))
+        .map(|e| json!([e.source, e.event_id]))
+        .collect();
+    let mut existing: HashMap<(String, String), (i64, String)> = HashMap::new();
+    if !already_stored.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "SELECT e.source, e.event_id, e.seq, e.content_hash
+                 FROM json_each(?1) j
+                 JOIN events e ON e.source = j.value->>0 AND e.event_id = j.value->>1",
+        )?;
+        let mut out = stmt.query([Value::Array(already_stored).to_string()])?;
+        while let Some(row) = out.next()? {
+            existing.insert((row.get(0)?, row.get(1)?), (row.get(2)?, row.get(3)?));
+        }
+    }
+    let known: HashSet<String> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT learner_ref FROM learner_identities
+                 WHERE learner_ref IN (SELECT value FROM json_each(?1))",
+        )?;
+        stmt.query_map([refs.to_string()], |row| row.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+
+    let outcomes =
+        classify(&events, &inserted, &existing, &known, rejections).map_err(WorkError::Decode)?;
+    if !rejections.is_empty() {
+        let rows: Vec<Value> = rejections.iter().map(rejection_row).collect();
+        tx.execute(
+            "INSERT INTO rejections (received_at, source, event_id, reason, message, raw,
+                     raw_bytes, raw_sha256)
+                 SELECT ?2, value->>0, value->>1, value->>2, value->>3, value->>4,
+                     value->>5, value->>6
+                 FROM json_each(?1)",
+            params![Value::Array(rows).to_string(), received],
+        )?;
+    }
+    Ok(outcomes)
+}
+
+/// A statement row as the store returns it.
+fn stored_statement(
+    seq: i64,
+    stored: i64,
+    voided: bool,
+    statement: String,
+) -> Result<StoredStatement, WorkError> {
+    Ok(StoredStatement {
+        seq,
+        stored: from_micros(stored)?,
+        voided,
+        statement,
+    })
 }
 
 /// Records a roster change in its transaction (see [`sql::RECORD_ROSTER_CHANGE`]).
