@@ -307,6 +307,50 @@ impl TestServer {
         (status, names, response.body_mut().read_to_string().unwrap())
     }
 
+    /// Sends a request with exactly these headers (no key unless one is among them); returns the
+    /// status, the response headers (lower-case names) and the body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> (u16, std::collections::HashMap<String, String>, String) {
+        let url = self.url(path);
+        let response = match method {
+            "GET" | "DELETE" => {
+                let mut request = if method == "GET" {
+                    self.agent.get(&url)
+                } else {
+                    self.agent.delete(&url)
+                };
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = if method == "PUT" {
+                    self.agent.put(&url)
+                } else {
+                    self.agent.post(&url)
+                };
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.send(body.unwrap_or_default())
+            }
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        let status = response.status().as_u16();
+        let names = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        (status, names, response.body_mut().read_to_string().unwrap_or_default())
+    }
+
     /// Runs `nigrani` with this server's data settings (e.g. `keys create`); returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let output = Command::new(binary())

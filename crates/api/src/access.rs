@@ -40,6 +40,7 @@ pub(crate) enum Access {
 
 const READERS: Access = Access::Roles(&[Admin, Manager, Partner]);
 const ADMIN: Access = Access::Roles(&[Admin]);
+const WRITERS: Access = Access::Roles(&[Admin, Ingest]);
 
 /// Every route: method, pattern (as the router names it, without the regular expressions of its
 /// segments) and who may call it. A pattern without segments may also name one path of a wider
@@ -62,11 +63,7 @@ pub(crate) const RULES: &[(Method, &str, Access)] = &[
     (Method::GET, "/api/openapi.json", Access::Public),
     (Method::GET, "/api/openapi-ui.json", Access::Public),
     (Method::GET, "/api/docs/{_}", Access::Public),
-    (
-        Method::POST,
-        "/api/v1/events",
-        Access::Roles(&[Admin, Ingest]),
-    ),
+    (Method::POST, "/api/v1/events", WRITERS),
     (
         Method::GET,
         "/api/v1/status",
@@ -83,6 +80,15 @@ pub(crate) const RULES: &[(Method, &str, Access)] = &[
     (Method::GET, "/api/v1/cohorts/{cohort_id}", READERS),
     (Method::POST, "/api/v1/{kind}", ADMIN),
     (Method::GET, "/api/v1/{kind}", READERS),
+    (Method::GET, "/api/v1/course-mappings", Access::Roles(&[Admin, Manager])),
+    (Method::POST, "/api/v1/course-mappings", ADMIN),
+    (Method::DELETE, "/api/v1/course-mappings", ADMIN),
+    (Method::GET, "/xapi/about", Access::Public),
+    (Method::POST, "/xapi/statements", WRITERS),
+    (Method::PUT, "/xapi/statements", WRITERS),
+    // Statements are raw payloads (they may hold e-mail addresses): admins only.
+    (Method::GET, "/xapi/statements", ADMIN),
+    (Method::POST, "/caliper/v1p1/events", WRITERS),
     (Method::GET, "/grafana", READERS),
     (Method::GET, "/grafana/", READERS),
     (Method::POST, "/grafana/metrics", READERS),

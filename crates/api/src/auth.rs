@@ -250,7 +250,8 @@ impl Keys {
         let key = presented_key(req).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::MissingKey,
-                "send an API key as `Authorization: Bearer <key>` (or `X-Api-Key`)",
+                "send an API key as `Authorization: Bearer <key>` (or `X-Api-Key`, or HTTP Basic \
+                 with the key's id as user name and the rest of the key as password)",
             )
         })?;
         let invalid = || {
@@ -400,6 +401,9 @@ fn presented_key(req: &HttpRequest) -> Option<String> {
         let value = value.trim();
         let token = match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+            Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => {
+                return basic_key(credentials.trim());
+            }
             _ => value,
         };
         return Some(token.trim().to_owned());
@@ -408,6 +412,23 @@ fn presented_key(req: &HttpRequest) -> Option<String> {
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_owned())
+}
+
+/// The key in HTTP Basic credentials, as learning record store clients send it: the key's id as
+/// the user name and the rest of the key as the password (`nk_3f9a1c2b` and its 32 hex digits),
+/// or the whole key as the password.
+fn basic_key(credentials: &str) -> Option<String> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    if password.starts_with(PREFIX) {
+        Some(password.to_owned())
+    } else {
+        Some(format!("{user}_{password}"))
+    }
 }
 
 /// The caller, for handlers: `caller: Authenticated` authenticates, meters and records the caller
@@ -441,6 +462,20 @@ impl FromRequest for Authenticated {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_credentials_carry_the_key_split_at_its_id_or_whole() {
+        use base64::Engine as _;
+        let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        let key = "nk_3f9a1c2b_00112233445566778899aabbccddeeff";
+        assert_eq!(
+            basic_key(&encode("nk_3f9a1c2b:00112233445566778899aabbccddeeff")).as_deref(),
+            Some(key)
+        );
+        assert_eq!(basic_key(&encode(&format!("lrs:{key}"))).as_deref(), Some(key));
+        assert_eq!(basic_key("not base64!"), None);
+        assert_eq!(basic_key(&encode("no colon")), None);
+    }
 
     #[test]
     fn keys_have_a_public_id_and_are_stored_hashed() {

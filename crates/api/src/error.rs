@@ -72,8 +72,13 @@ error_codes! {
     RateLimited = ("rate_limited", 429, "Too many requests for this key, or failed authentications from this address; `Retry-After` says when to retry."),
     InvalidRows = ("invalid_rows", 422, "Rows of a roster file are invalid; `details` lists them by line."),
     InvalidData = ("invalid_data", 422, "The database refused the data (a broken reference, or text it cannot hold)."),
+    XapiVersion = ("xapi_version", 400, "The `X-Experience-API-Version` header is missing or names an xAPI version nigrani does not speak (1.0.x, 2.0.0)."),
+    InvalidStatement = ("invalid_statement", 400, "An xAPI statement of the batch breaks a rule of the specification, or two share an id; nothing of the batch was stored."),
+    StatementConflict = ("statement_conflict", 409, "An xAPI statement id was stored before with other content; nothing of the batch was stored."),
+    UnsupportedVersion = ("unsupported_version", 422, "The Caliper envelope's `dataVersion` is not Caliper 1.1."),
     InternalError = ("internal_error", 500, "A fault on nigrani's side; the log has the cause."),
     NotImplemented = ("not_implemented", 501, "The HTTP method is not one nigrani knows."),
+    NotProvided = ("not_provided", 501, "nigrani does not provide this resource (the xAPI document resources)."),
     StoreUnavailable = ("store_unavailable", 503, "The database cannot be reached; nothing was stored. `Retry-After` says when to retry."),
     OutcomeUnknown = ("outcome_unknown", 503, "The database connection failed while the batch was committed: it may or may not be stored. Resend it after `Retry-After`; resending is safe, stored events answer `duplicate`."),
 }

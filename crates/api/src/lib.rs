@@ -16,6 +16,9 @@
 //!   parameters, the partner view, rendering and handlers, one module each.
 //! - `summary`: the program at a glance per track, and one cohort in detail.
 //! - `stream`: server-sent events whenever the figures change.
+//! - `xapi`: the xAPI statement resource under `/xapi`, as a learning record store.
+//! - `caliper`: IMS Caliper 1.1 envelopes at `/caliper/v1p1/events`.
+//! - [`courses`]: the course mapping (platforms' course ids to the program's), kept for the adapters.
 //! - `grafana`: Grafana's JSON datasource protocol under `/grafana`.
 //! - [`openapi`]: the OpenAPI document (utoipa), served at `/api/openapi.json` and `/api/docs/`.
 //! - [`metrics`]: Prometheus metrics, served at `/metrics`.
@@ -31,6 +34,8 @@
 mod access;
 pub mod auth;
 mod body;
+mod caliper;
+pub mod courses;
 pub mod error;
 mod figures;
 mod grafana;
@@ -41,6 +46,7 @@ pub mod routes;
 pub(crate) mod schema;
 mod stream;
 mod summary;
+mod xapi;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -97,6 +103,8 @@ pub struct AppState {
     pub body_rate: BodyRate,
     /// Where "now" comes from: every handler asks it, never the system clock directly.
     pub clock: nigrani_domain::SharedClock,
+    /// The course mapping, as the adapters read it.
+    pub courses: Arc<courses::Courses>,
     /// Rendered answers of polled requests.
     rendered: Arc<rendered::Rendered>,
     /// Cancelled when the server is asked to stop, so that endless answers (the live stream)
@@ -136,6 +144,7 @@ impl Application {
             engine,
             stopping: tokio_util::sync::CancellationToken::new(),
             rendered: Arc::default(),
+            courses: Arc::default(),
         };
         let stopping = state.stopping.clone();
         let metrics = match config.metrics_listen {

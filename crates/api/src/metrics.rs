@@ -30,6 +30,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     events: IntCounterVec,
+    statements: IntCounterVec,
     store_write: HistogramVec,
     in_flight: IntGaugeVec,
     last_event: GaugeVec,
@@ -86,6 +87,16 @@ impl Metrics {
                         "Events received, by source and outcome (accepted, unmatched, duplicate, conflict, rejected).",
                     ),
                     &["source", "outcome"],
+                )?,
+            ),
+            statements: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "nigrani_xapi_statements_total",
+                        "xAPI statements stored, by source and whether they change a figure (meaning: event) or not (none: a verb, actor or object without program meaning, or a voiding statement).",
+                    ),
+                    &["source", "meaning"],
                 )?,
             ),
             store_write: register(
@@ -209,6 +220,17 @@ impl Metrics {
         self.store_write
             .with_label_values(&[backend])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a stored batch of statements: `meaningful` of `count` map to an event.
+    pub fn observe_statements(&self, source: &str, count: usize, meaningful: usize) {
+        let source = self.source_label(source);
+        self.statements
+            .with_label_values(&[&source, "event"])
+            .inc_by(meaningful as u64);
+        self.statements
+            .with_label_values(&[&source, "none"])
+            .inc_by(count.saturating_sub(meaningful) as u64);
     }
 
     /// The ingest-queue gauge for a backend.

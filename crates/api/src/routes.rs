@@ -37,8 +37,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/metrics", web::get().to(prometheus_metrics))
     .route("/metrics/program", web::get().to(program_metrics))
     .configure(crate::grafana::configure)
+    .configure(crate::xapi::configure)
+    .configure(crate::caliper::configure)
     .service(
         web::scope("/api/v1")
+            .configure(crate::courses::configure)
             .route("/events", web::post().to(post_events))
             .route("/status", web::get().to(status))
             .route("/rejections", web::get().to(list_rejections))
