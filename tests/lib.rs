@@ -348,7 +348,11 @@ impl TestServer {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        (status, names, response.body_mut().read_to_string().unwrap_or_default())
+        (
+            status,
+            names,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
     }
 
     /// Runs `nigrani` with this server's data settings (e.g. `keys create`); returns stdout.

@@ -16,7 +16,10 @@ fn basic_ingest_key(server: &TestServer) -> String {
     let out = server.cli(&[
         "keys", "create", "--role", "ingest", "--name", "lrs", "--source", "coursera",
     ]);
-    let key = out.split_whitespace().find(|w| w.starts_with("nk_")).unwrap();
+    let key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("nk_"))
+        .unwrap();
     let (id, secret) = key.rsplit_once('_').unwrap();
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
     format!("Basic {encoded}")
@@ -52,7 +55,11 @@ fn send(
         &[("Authorization", auth), VERSION, JSON],
         Some(text.as_bytes()),
     );
-    (status, headers, serde_json::from_str(&answer).unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        serde_json::from_str(&answer).unwrap_or(Value::Null),
+    )
 }
 
 fn map_courses(server: &TestServer) {
@@ -80,7 +87,11 @@ fn statements_reach_the_figures_and_voiding_retracts_them() {
     wait_for(&server, path, |b| b["rows"][0]["completed"] == 1);
 
     // Learner C (coursera:c) completes the three courses: three statements, one batch.
-    let batch = json!([completed(IDS[0], "c", 0), completed(IDS[1], "c", 1), completed(IDS[2], "c", 2)]);
+    let batch = json!([
+        completed(IDS[0], "c", 0),
+        completed(IDS[1], "c", 1),
+        completed(IDS[2], "c", 2)
+    ]);
     let (status, headers, ids) = send(&server, "POST", "/xapi/statements", &auth, &batch);
     assert_eq!(status, 200, "{ids}");
     assert_eq!(ids, json!(IDS));
@@ -96,8 +107,18 @@ fn statements_reach_the_figures_and_voiding_retracts_them() {
         &completed(IDS[0], "c", 0),
     );
     assert_eq!(status, 204);
-    let (status, _, body) = send(&server, "POST", "/xapi/statements", &auth, &completed(IDS[0], "c", 1));
-    assert_eq!((status, body["code"].as_str()), (409, Some("statement_conflict")), "{body}");
+    let (status, _, body) = send(
+        &server,
+        "POST",
+        "/xapi/statements",
+        &auth,
+        &completed(IDS[0], "c", 1),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("statement_conflict")),
+        "{body}"
+    );
 
     // Voiding one completion retracts it from the figures; the statement stays readable.
     let voiding = json!({
@@ -110,19 +131,31 @@ fn statements_reach_the_figures_and_voiding_retracts_them() {
     wait_for(&server, path, |b| b["rows"][0]["completed"] == 1);
     let admin = format!("Bearer {ADMIN_KEY}");
     let get = |query: &str| {
-        let (status, headers, body) = server.request("GET", &format!("/xapi/statements{query}"),
-            &[("Authorization", &admin), VERSION], None);
-        (status, headers, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+        let (status, headers, body) = server.request(
+            "GET",
+            &format!("/xapi/statements{query}"),
+            &[("Authorization", &admin), VERSION],
+            None,
+        );
+        (
+            status,
+            headers,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
     };
     let (status, _, _) = get(&format!("?statementId={}", IDS[2]));
-    assert_eq!(status, 404, "a voided statement is not returned by statementId");
+    assert_eq!(
+        status, 404,
+        "a voided statement is not returned by statementId"
+    );
     let (status, _, voided) = get(&format!("?voidedStatementId={}", IDS[2]));
     assert_eq!(status, 200);
     assert_eq!(voided["id"], IDS[2]);
     assert!(voided["stored"].is_string() && voided["authority"].is_object());
 
     // Lists leave voided statements out, filter and page with `more`.
-    let (status, headers, page) = get("?verb=http%3A%2F%2Fadlnet.gov%2Fexpapi%2Fverbs%2Fcompleted&limit=1&ascending=true");
+    let (status, headers, page) =
+        get("?verb=http%3A%2F%2Fadlnet.gov%2Fexpapi%2Fverbs%2Fcompleted&limit=1&ascending=true");
     assert_eq!(status, 200, "{page}");
     assert!(headers.contains_key("x-experience-api-consistent-through"));
     assert_eq!(page["statements"][0]["id"], IDS[0]);
@@ -130,19 +163,38 @@ fn statements_reach_the_figures_and_voiding_retracts_them() {
     let (_, _, next) = get(&more["/xapi/statements".len()..]);
     assert_eq!(next["statements"][0]["id"], IDS[1]);
     assert_eq!(next["more"], "", "the voided third is left out");
-    let agent = json!({"account": {"homePage": "https://www.coursera.org", "name": "c"}}).to_string();
+    let agent =
+        json!({"account": {"homePage": "https://www.coursera.org", "name": "c"}}).to_string();
     let (_, _, by_agent) = get(&format!("?agent={}&format=ids", encode(&agent)));
-    assert_eq!(by_agent["statements"].as_array().unwrap().len(), 2, "{by_agent}");
-    assert_eq!(by_agent["statements"][0]["verb"], json!({"id": "http://adlnet.gov/expapi/verbs/completed"}));
+    assert_eq!(
+        by_agent["statements"].as_array().unwrap().len(),
+        2,
+        "{by_agent}"
+    );
+    assert_eq!(
+        by_agent["statements"][0]["verb"],
+        json!({"id": "http://adlnet.gov/expapi/verbs/completed"})
+    );
 
     // Reading statements back is for admins: an ingest key is refused.
-    let (status, _, _) = server.request("GET", "/xapi/statements", &[("Authorization", &auth), VERSION], None);
+    let (status, _, _) = server.request(
+        "GET",
+        "/xapi/statements",
+        &[("Authorization", &auth), VERSION],
+        None,
+    );
     assert_eq!(status, 403);
 }
 
 fn encode(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -154,7 +206,11 @@ fn an_lrs_refuses_what_the_specification_refuses() {
 
     // No version header: 400, and the answer still names a version.
     let (status, headers, body) = server.request(
-        "POST", "/xapi/statements", &[("Authorization", &auth), JSON], Some(good.to_string().as_bytes()));
+        "POST",
+        "/xapi/statements",
+        &[("Authorization", &auth), JSON],
+        Some(good.to_string().as_bytes()),
+    );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("xapi_version"));
     assert!(headers.contains_key("x-experience-api-version"));
@@ -176,16 +232,32 @@ fn an_lrs_refuses_what_the_specification_refuses() {
     for bad in [two_ids, wrong_case, minus_zero, scaled] {
         let batch = json!([completed(IDS[2], "c", 1), bad]);
         let (status, _, body) = send(&server, "POST", "/xapi/statements", &auth, &batch);
-        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_statement")), "{body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_statement")),
+            "{body}"
+        );
     }
-    let (status, _, body) = send(&server, "POST", "/xapi/statements", &auth,
-        &json!([completed(IDS[1], "c", 0), completed(IDS[1], "c", 0)]));
+    let (status, _, body) = send(
+        &server,
+        "POST",
+        "/xapi/statements",
+        &auth,
+        &json!([completed(IDS[1], "c", 0), completed(IDS[1], "c", 0)]),
+    );
     assert_eq!(status, 400, "two statements with one id: {body}");
-    let (status, _, _) = server.request("GET", &format!("/xapi/statements?statementId={}", IDS[2]),
-        &[("Authorization", &format!("Bearer {ADMIN_KEY}")), VERSION], None);
+    let (status, _, _) = server.request(
+        "GET",
+        &format!("/xapi/statements?statementId={}", IDS[2]),
+        &[("Authorization", &format!("Bearer {ADMIN_KEY}")), VERSION],
+        None,
+    );
     assert_eq!(status, 404, "nothing of a refused batch is stored");
     let rejections = server.get_json("/api/v1/rejections").1;
-    assert!(rejections.to_string().contains("xAPI"), "refused batches are kept: {rejections}");
+    assert!(
+        rejections.to_string().contains("xAPI"),
+        "refused batches are kept: {rejections}"
+    );
 
     // Without a key, 401; a statement without an id gets one.
     let (status, _, _) = server.request("POST", "/xapi/statements", &[VERSION, JSON], Some(b"{}"));
@@ -196,7 +268,12 @@ fn an_lrs_refuses_what_the_specification_refuses() {
     assert_eq!(status, 200, "{ids}");
     assert_eq!(ids[0].as_str().unwrap().len(), 36);
     // The document resources are not provided.
-    let (status, _, _) = server.request("GET", "/xapi/activities/state", &[("Authorization", &auth), VERSION], None);
+    let (status, _, _) = server.request(
+        "GET",
+        "/xapi/activities/state",
+        &[("Authorization", &auth), VERSION],
+        None,
+    );
     assert_eq!(status, 501);
 }
 
@@ -217,14 +294,33 @@ fn caliper_envelopes_are_taken_and_bad_ones_refused() {
             "eventTime": "2026-03-20T10:00:00.000Z"
         }]
     });
-    let (status, body) = server.post("/caliper/v1p1/events", "application/json", envelope.to_string());
+    let (status, body) = server.post(
+        "/caliper/v1p1/events",
+        "application/json",
+        envelope.to_string(),
+    );
     assert_eq!((status, body), (200, Value::Null), "an empty body");
     let stats = server.get_json("/api/v1/status").1;
     assert_eq!(stats["stats"]["unmatched_events"], 1, "{stats}");
 
     let mut old = envelope.clone();
     old["dataVersion"] = json!("http://purl.imsglobal.org/ctx/caliper/v1p0");
-    assert_eq!(server.post("/caliper/v1p1/events", "application/json", old.to_string()).0, 422);
-    assert_eq!(server.post("/caliper/v1p1/events", "text/plain", envelope.to_string()).0, 415);
-    assert_eq!(server.post("/caliper/v1p1/events", "application/json", "{\"data\": 1}").0, 400);
+    assert_eq!(
+        server
+            .post("/caliper/v1p1/events", "application/json", old.to_string())
+            .0,
+        422
+    );
+    assert_eq!(
+        server
+            .post("/caliper/v1p1/events", "text/plain", envelope.to_string())
+            .0,
+        415
+    );
+    assert_eq!(
+        server
+            .post("/caliper/v1p1/events", "application/json", "{\"data\": 1}")
+            .0,
+        400
+    );
 }

@@ -80,7 +80,11 @@ pub(crate) const RULES: &[(Method, &str, Access)] = &[
     (Method::GET, "/api/v1/cohorts/{cohort_id}", READERS),
     (Method::POST, "/api/v1/{kind}", ADMIN),
     (Method::GET, "/api/v1/{kind}", READERS),
-    (Method::GET, "/api/v1/course-mappings", Access::Roles(&[Admin, Manager])),
+    (
+        Method::GET,
+        "/api/v1/course-mappings",
+        Access::Roles(&[Admin, Manager]),
+    ),
     (Method::POST, "/api/v1/course-mappings", ADMIN),
     (Method::DELETE, "/api/v1/course-mappings", ADMIN),
     (Method::GET, "/xapi/about", Access::Public),

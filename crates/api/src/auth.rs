@@ -472,7 +472,10 @@ mod tests {
             basic_key(&encode("nk_3f9a1c2b:00112233445566778899aabbccddeeff")).as_deref(),
             Some(key)
         );
-        assert_eq!(basic_key(&encode(&format!("lrs:{key}"))).as_deref(), Some(key));
+        assert_eq!(
+            basic_key(&encode(&format!("lrs:{key}"))).as_deref(),
+            Some(key)
+        );
         assert_eq!(basic_key("not base64!"), None);
         assert_eq!(basic_key(&encode("no colon")), None);
     }

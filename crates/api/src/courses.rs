@@ -81,7 +81,9 @@ async fn upsert(
                 ErrorCode::UnsupportedMediaType,
                 format!(
                     "send mappings as `application/json` or `text/csv`, not {}",
-                    other.map_or("a body without Content-Type".to_owned(), |t| format!("`{t}`"))
+                    other.map_or("a body without Content-Type".to_owned(), |t| format!(
+                        "`{t}`"
+                    ))
                 ),
             ));
         }

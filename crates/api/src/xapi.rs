@@ -27,7 +27,7 @@ const VERSION_HEADER: &str = "x-experience-api-version";
 const ADMIN_SOURCE: &str = "xapi";
 
 /// Registers `/xapi`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/xapi")
             .wrap(actix_web::middleware::from_fn(echo_version))
@@ -154,14 +154,19 @@ async fn write_statements(
                 ErrorCode::UnsupportedMediaType,
                 format!(
                     "send statements as `application/json`, not {}",
-                    other.map_or("a body without Content-Type".to_owned(), |t| format!("`{t}`"))
+                    other.map_or("a body without Content-Type".to_owned(), |t| format!(
+                        "`{t}`"
+                    ))
                 ),
             ));
         }
     }
     let limits = state.ingestor.limits();
     let body = crate::body::read_body(req, payload, limits.max_body_bytes).await?;
-    let source = caller.source.clone().unwrap_or_else(|| ADMIN_SOURCE.to_owned());
+    let source = caller
+        .source
+        .clone()
+        .unwrap_or_else(|| ADMIN_SOURCE.to_owned());
     let now = state.clock.now();
     let sender = Sender {
         source: source.clone(),
@@ -189,7 +194,9 @@ async fn write_statements(
     };
     match stored {
         Ok((ids, prepared)) => {
-            state.metrics.observe_statements(&source, ids.len(), prepared.meaningful);
+            state
+                .metrics
+                .observe_statements(&source, ids.len(), prepared.meaningful);
             if prepared.voids_any() {
                 state.engine.roster_changed();
             }
@@ -244,7 +251,12 @@ async fn get_statements(
     let version = version(&req)?;
     let parameters: Vec<(String, String)> =
         web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-            .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("the query is not valid: {e}")))?
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("the query is not valid: {e}"),
+                )
+            })?
             .into_inner();
     let accept_language = req
         .headers()
@@ -254,7 +266,10 @@ async fn get_statements(
         .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
     // Every statement stored before this moment is in the answer: a write is visible when its
     // transaction commits, before it is acknowledged.
-    let consistent = state.clock.now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let consistent = state
+        .clock
+        .now()
+        .to_rfc3339_opts(SecondsFormat::Micros, true);
     let answer = read::read(state.store.as_ref(), &request).await?;
     let mut response = match answer {
         Answer::One(Some(statement)) => HttpResponse::Ok().json(statement),

@@ -152,6 +152,27 @@ impl Ingestor {
         self.limits
     }
 
+    /// Keeps what an adapter could not read (a report row, an envelope) as rejections, with
+    /// their reasons: nothing received is dropped.
+    pub async fn keep_rejections(
+        &self,
+        rejections: &[Rejection],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if rejections.is_empty() {
+            return Ok(());
+        }
+        let storable: Vec<Rejection> = rejections
+            .iter()
+            .cloned()
+            .map(Rejection::storable)
+            .collect();
+        self.store
+            .write_batch(&[], &storable, now)
+            .await
+            .map(|_| ())
+    }
+
     /// Ingests a request body. A body that cannot be split into events is kept as one rejection
     /// and refused whole.
     pub async fn ingest_body(

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use nigrani_domain::roster::is_valid_key;
-use nigrani_store::statements::CourseMapping;
+use nigrani_store::adapters::CourseMapping;
 
 /// Longest platform course id taken (an IRI).
 pub const MAX_PLATFORM_ID: usize = 2048;
@@ -23,7 +23,9 @@ pub struct MappingError(pub String);
 /// of objects with those fields, and checks each.
 pub fn read_mappings(body: &[u8], csv: bool) -> Result<Vec<CourseMapping>, MappingError> {
     let rows: Vec<(String, CourseMapping)> = if csv {
-        let mut reader = ::csv::ReaderBuilder::new().trim(::csv::Trim::All).from_reader(body);
+        let mut reader = ::csv::ReaderBuilder::new()
+            .trim(::csv::Trim::All)
+            .from_reader(body);
         let mut rows = Vec::new();
         for (index, row) in reader.deserialize::<CourseMapping>().enumerate() {
             let row = row.map_err(|e| MappingError(format!("line {}: {e}", index + 2)))?;
@@ -55,7 +57,9 @@ fn check(row: &CourseMapping) -> Result<(), String> {
     nigrani_domain::LearnerRef::on_platform(&row.source, "x")
         .map_err(|_| format!("`source` `{}` is not a platform name", row.source))?;
     let platform = &row.platform_course_id;
-    if platform.is_empty() || platform.len() > MAX_PLATFORM_ID || platform.chars().any(char::is_control)
+    if platform.is_empty()
+        || platform.len() > MAX_PLATFORM_ID
+        || platform.chars().any(char::is_control)
     {
         return Err(format!(
             "`platform_course_id` must be 1-{MAX_PLATFORM_ID} characters without control characters"
@@ -121,9 +125,19 @@ mod tests {
         let rows = read_mappings(csv.as_bytes(), true).unwrap();
         assert_eq!(rows[0].course_id, "genai-foundations");
         let bad = "source,platform_course_id,course_id\nMoodle,x,y\n";
-        assert!(read_mappings(bad.as_bytes(), true).unwrap_err().0.starts_with("line 2"));
+        assert!(
+            read_mappings(bad.as_bytes(), true)
+                .unwrap_err()
+                .0
+                .starts_with("line 2")
+        );
         let json = r#"[{"source": "coursera", "platform_course_id": "abc", "course_id": "a b"}]"#;
-        assert!(read_mappings(json.as_bytes(), false).unwrap_err().0.contains("course_id"));
+        assert!(
+            read_mappings(json.as_bytes(), false)
+                .unwrap_err()
+                .0
+                .contains("course_id")
+        );
         assert!(read_mappings(b"[]", false).is_err());
     }
 

@@ -44,8 +44,12 @@ impl Item<'_> {
     pub fn into_value(self) -> Result<Value, (String, String)> {
         match self {
             Item::Json(value) => Ok(value),
-            Item::Event(event) => serde_json::from_str(&event.raw)
-                .map_err(|e| (event.raw.clone(), format!("the event is not valid JSON: {e}"))),
+            Item::Event(event) => serde_json::from_str(&event.raw).map_err(|e| {
+                (
+                    event.raw.clone(),
+                    format!("the event is not valid JSON: {e}"),
+                )
+            }),
             Item::Text { text, line } => serde_json::from_slice(text).map_err(|e| {
                 let message = match line {
                     Some(line) => format!("line {line} is not valid JSON: {e}"),

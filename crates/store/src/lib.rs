@@ -12,7 +12,8 @@
 //! - [`sqlite`]: the embedded backend.
 //! - [`postgres`]: the PostgreSQL backend.
 //! - `sql`: the statements both backends run with the same text.
-//! - [`statements`]: xAPI statements and the course mapping: types and the statement filter.
+//! - [`adapters`]: what the standard feeds keep — xAPI statements (and their filter), the course
+//!   mapping, the pull connectors' state.
 //! - `testing`: throw-away PostgreSQL databases for the tests of this and other crates; only with
 //!   the `testing` feature, which test code alone enables, so that production never compiles it.
 //!
@@ -21,13 +22,13 @@
 //! recorded as a rejection, and the stored event is kept. A batch is written in one transaction,
 //! so when [`Store::write_batch`] returns, every outcome it reports is durable.
 
+pub mod adapters;
 mod decode;
 pub mod migrations;
 pub mod postgres;
 mod roster_change;
 mod sql;
 pub mod sqlite;
-pub mod statements;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -399,28 +400,28 @@ pub trait Store: Send + Sync + 'static {
     /// content makes the whole batch a conflict, and nothing is written.
     async fn write_statements(
         &self,
-        batch: statements::StatementBatch<'_>,
+        batch: adapters::StatementBatch<'_>,
         received_at: DateTime<Utc>,
-    ) -> Result<statements::StatementsWrite, StoreError>;
+    ) -> Result<adapters::StatementsWrite, StoreError>;
 
     /// One statement by id, voided or not.
     async fn statement(
         &self,
         statement_id: &str,
-    ) -> Result<Option<statements::StoredStatement>, StoreError>;
+    ) -> Result<Option<adapters::StoredStatement>, StoreError>;
 
     /// The statements a filter selects, voided ones left out, in the order it asks.
     async fn statements(
         &self,
-        filter: &statements::StatementFilter,
-    ) -> Result<Vec<statements::StoredStatement>, StoreError>;
+        filter: &adapters::StatementFilter,
+    ) -> Result<Vec<adapters::StoredStatement>, StoreError>;
 
     /// The course mapping, by source and platform id.
-    async fn course_map(&self) -> Result<Vec<statements::CourseMapping>, StoreError>;
+    async fn course_map(&self) -> Result<Vec<adapters::CourseMapping>, StoreError>;
     /// Sets mappings (replacing those of the same source and platform id).
     async fn upsert_course_mappings(
         &self,
-        rows: &[statements::CourseMapping],
+        rows: &[adapters::CourseMapping],
     ) -> Result<u64, StoreError>;
     /// Removes one mapping; false when there was none.
     async fn delete_course_mapping(
@@ -428,6 +429,14 @@ pub trait Store: Send + Sync + 'static {
         source: &str,
         platform_course_id: &str,
     ) -> Result<bool, StoreError>;
+
+    /// Every pull connector's state, by name.
+    async fn connector_states(&self) -> Result<Vec<adapters::ConnectorState>, StoreError>;
+    /// Writes a connector's state (after each page it delivered, and at the end of a run).
+    async fn save_connector_state(
+        &self,
+        state: &adapters::ConnectorState,
+    ) -> Result<(), StoreError>;
 
     /// The change feed: events with `seq` greater than `after_seq`, in `seq` order.
     async fn events_after(

@@ -21,6 +21,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::adapters::{
+    self, Bound, ConnectorState, CourseMapping, StatementBatch, StatementFilter, StatementRecord,
+    StatementsWrite, StoredStatement,
+};
 use crate::decode::{
     ApiKeyRow, AuditRow, CohortRow, EventRow, FeedRow, InstitutionRow, LearnerRow, RejectionRow,
     TrackPlanRow,
@@ -28,10 +32,6 @@ use crate::decode::{
 use crate::migrations::{self, Migration};
 use crate::roster_change;
 use crate::sql;
-use crate::statements::{
-    self, Bound, CourseMapping, StatementBatch, StatementFilter, StatementRecord, StatementsWrite,
-    StoredStatement,
-};
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventWrite, FeedEvent, Page, RosterChange,
     RosterLogEntry, RosterPart, Store, StoreConfig, StoreError, StoreStats, StoredEvent,
@@ -705,7 +705,7 @@ impl Store for PostgresStore {
     async fn statement(&self, statement_id: &str) -> Result<Option<StoredStatement>, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_opt(statements::STATEMENT_BY_ID, &[&statement_id])
+            .query_opt(adapters::STATEMENT_BY_ID, &[&statement_id])
             .await
             .map_err(map_error)?;
         Ok(row.map(|row| stored_statement(&row)))
@@ -715,7 +715,7 @@ impl Store for PostgresStore {
         &self,
         filter: &StatementFilter,
     ) -> Result<Vec<StoredStatement>, StoreError> {
-        let (query, values) = statements::filter_query(filter);
+        let (query, values) = adapters::filter_query(filter);
         let bound: Vec<Box<dyn ToSql + Sync + Send>> = values
             .into_iter()
             .map(|value| -> Box<dyn ToSql + Sync + Send> {
@@ -736,7 +736,7 @@ impl Store for PostgresStore {
     }
 
     async fn course_map(&self) -> Result<Vec<CourseMapping>, StoreError> {
-        self.all(statements::COURSE_MAP, &[], |row| {
+        self.all(adapters::COURSE_MAP, &[], |row| {
             Ok(CourseMapping {
                 source: row.get(0),
                 platform_course_id: row.get(1),
@@ -751,7 +751,7 @@ impl Store for PostgresStore {
         let tx = client.transaction().await.map_err(map_error)?;
         for row in rows {
             tx.execute(
-                statements::UPSERT_COURSE_MAPPING,
+                adapters::UPSERT_COURSE_MAPPING,
                 &[&row.source, &row.platform_course_id, &row.course_id],
             )
             .await
@@ -769,12 +769,45 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let deleted = client
             .execute(
-                statements::DELETE_COURSE_MAPPING,
+                adapters::DELETE_COURSE_MAPPING,
                 &[&source, &platform_course_id],
             )
             .await
             .map_err(map_error)?;
         Ok(deleted > 0)
+    }
+
+    async fn connector_states(&self) -> Result<Vec<ConnectorState>, StoreError> {
+        self.all(adapters::CONNECTOR_STATES, &[], |row| {
+            Ok(ConnectorState {
+                name: row.get(0),
+                cursor: row.get(1),
+                last_run_at: row.get(2),
+                last_success_at: row.get(3),
+                rows_total: row.get(4),
+                last_error: row.get(5),
+            })
+        })
+        .await
+    }
+
+    async fn save_connector_state(&self, state: &ConnectorState) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                adapters::SAVE_CONNECTOR_STATE,
+                &[
+                    &state.name,
+                    &state.cursor,
+                    &state.last_run_at,
+                    &state.last_success_at,
+                    &state.rows_total,
+                    &state.last_error,
+                ],
+            )
+            .await
+            .map_err(map_error)?;
+        Ok(())
     }
 
     async fn events_after(

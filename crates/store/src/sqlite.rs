@@ -19,6 +19,10 @@ use nigrani_domain::{
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde_json::{Value, json};
 
+use crate::adapters::{
+    self, Bound, ConnectorState, CourseMapping, StatementBatch, StatementFilter, StatementsWrite,
+    StoredStatement,
+};
 use crate::decode::{
     self, ApiKeyRow, AuditRow, CohortRow, DecodeError, EventRow, FeedRow, InstitutionRow,
     LearnerRow, RejectionRow, TrackPlanRow,
@@ -26,9 +30,6 @@ use crate::decode::{
 use crate::migrations::{self, Migration};
 use crate::roster_change;
 use crate::sql;
-use crate::statements::{
-    self, Bound, CourseMapping, StatementBatch, StatementFilter, StatementsWrite, StoredStatement,
-};
 use crate::{
     ApiKeyRecord, AuditEntry, Backend, Cause, EventWrite, FeedEvent, Page, RosterChange,
     RosterLogEntry, RosterPart, Store, StoreError, StoreStats, StoredEvent, StoredRejection,
@@ -723,7 +724,7 @@ impl Store for SqliteStore {
         let id = statement_id.to_owned();
         self.read(move |conn| {
             Ok(conn
-                .query_row(statements::STATEMENT_BY_ID, [id], |row| {
+                .query_row(adapters::STATEMENT_BY_ID, [id], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })
                 .optional()?
@@ -739,7 +740,7 @@ impl Store for SqliteStore {
         &self,
         filter: &StatementFilter,
     ) -> Result<Vec<StoredStatement>, StoreError> {
-        let (query, values) = statements::filter_query(filter);
+        let (query, values) = adapters::filter_query(filter);
         self.read(move |conn| {
             let values: Vec<rusqlite::types::Value> = values
                 .into_iter()
@@ -767,7 +768,7 @@ impl Store for SqliteStore {
 
     async fn course_map(&self) -> Result<Vec<CourseMapping>, StoreError> {
         self.read(|conn| {
-            all(conn, statements::COURSE_MAP, [], |row| {
+            all(conn, adapters::COURSE_MAP, [], |row| {
                 Ok(CourseMapping {
                     source: row.get(0)?,
                     platform_course_id: row.get(1)?,
@@ -784,7 +785,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction()?;
             for row in &rows {
                 tx.execute(
-                    statements::UPSERT_COURSE_MAPPING,
+                    adapters::UPSERT_COURSE_MAPPING,
                     params![row.source, row.platform_course_id, row.course_id],
                 )?;
             }
@@ -801,7 +802,43 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (source, platform) = (source.to_owned(), platform_course_id.to_owned());
         self.write(move |conn| {
-            Ok(conn.execute(statements::DELETE_COURSE_MAPPING, params![source, platform])? > 0)
+            Ok(conn.execute(adapters::DELETE_COURSE_MAPPING, params![source, platform])? > 0)
+        })
+        .await
+    }
+
+    async fn connector_states(&self) -> Result<Vec<ConnectorState>, StoreError> {
+        self.read(|conn| {
+            all(conn, adapters::CONNECTOR_STATES, [], |row| {
+                let at = |value: Option<i64>| value.map(from_micros).transpose();
+                Ok(ConnectorState {
+                    name: row.get(0)?,
+                    cursor: row.get(1)?,
+                    last_run_at: at(row.get(2)?)?,
+                    last_success_at: at(row.get(3)?)?,
+                    rows_total: row.get(4)?,
+                    last_error: row.get(5)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn save_connector_state(&self, state: &ConnectorState) -> Result<(), StoreError> {
+        let state = state.clone();
+        self.write(move |conn| {
+            conn.execute(
+                adapters::SAVE_CONNECTOR_STATE,
+                params![
+                    state.name,
+                    state.cursor,
+                    state.last_run_at.map(micros),
+                    state.last_success_at.map(micros),
+                    state.rows_total,
+                    state.last_error
+                ],
+            )?;
+            Ok(())
         })
         .await
     }

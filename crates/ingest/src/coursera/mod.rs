@@ -12,6 +12,7 @@
 //!   ([`report::row_events`]), idempotent and forward-only.
 //! - [`client`]: the blocking API client (OAuth2 client credentials, `start`/`limit` pages,
 //!   retries with backoff).
+//! - [`import`]: rows into the store through the batch pipeline (CSV files, pulled pages).
 //! - [`pull`]: one resumable pass over a program's report, page by page, with its [`pull::Cursor`].
 //!
 //! What this relies on from Coursera's documentation: the report endpoint
@@ -20,6 +21,7 @@
 //! as `externalId` when a learner has none (same page); access tokens of type Bearer that last
 //! 1,800 s; `start`/`limit` paging with `paging.next` written as a string and absent at the end.
 pub mod client;
+pub mod import;
 pub mod pull;
 pub mod report;
 

@@ -227,7 +227,10 @@ mod tests {
         assert_eq!(completed.kind, EventKind::CourseCompleted);
         assert_eq!(completed.course_id, "genai-teaching-learning");
         assert_eq!(completed.learner.as_str(), "coursera:8f3a");
-        assert_eq!(completed.occurred_at.to_rfc3339(), "2026-11-02T05:00:00+00:00");
+        assert_eq!(
+            completed.occurred_at.to_rfc3339(),
+            "2026-11-02T05:00:00+00:00"
+        );
         assert_eq!(
             event("https://w3id.org/xapi/adl/verbs/passed").map(|e| e.kind),
             Some(EventKind::AssessmentPassed)
@@ -261,12 +264,18 @@ mod tests {
     #[test]
     fn progress_comes_from_the_cmi5_extension_in_both_schemes() {
         for scheme in ["http", "https"] {
-            let mut s = statement("http://adlnet.gov/expapi/verbs/progressed", "https://x.pk/a");
+            let mut s = statement(
+                "http://adlnet.gov/expapi/verbs/progressed",
+                "https://x.pk/a",
+            );
             s["result"] = json!({"extensions": {
                 format!("{scheme}://w3id.org/xapi/cmi5/result/extensions/progress"): 40}});
             let event = event_of(&s, "moodle", &CourseMap::default(), "h").unwrap();
             assert_eq!(event.progress, Some(0.4), "{scheme}");
-            assert_eq!(event.course_id, "https://x.pk/a", "unmapped ids pass through");
+            assert_eq!(
+                event.course_id, "https://x.pk/a",
+                "unmapped ids pass through"
+            );
         }
     }
 
@@ -280,7 +289,12 @@ mod tests {
         assert_eq!(event.duration_seconds, Some(3723));
         assert_eq!(event.learner, LearnerRef::from_email("ayesha@uet.edu.pk"));
         s["result"] = json!({"score": {"scaled": -0.5}});
-        assert_eq!(event_of(&s, "moodle", &CourseMap::default(), "h").unwrap().score, Some(0.0));
+        assert_eq!(
+            event_of(&s, "moodle", &CourseMap::default(), "h")
+                .unwrap()
+                .score,
+            Some(0.0)
+        );
         s["actor"] = json!({"objectType": "Group", "mbox": "mailto:team@uet.edu.pk"});
         assert!(event_of(&s, "moodle", &CourseMap::default(), "h").is_none());
     }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use chrono::SecondsFormat;
-use nigrani_store::statements::{StatementFilter, StoredStatement};
+use nigrani_store::adapters::{StatementFilter, StoredStatement};
 use nigrani_store::{Store, StoreError};
 use serde_json::{Map, Value};
 
@@ -173,7 +173,9 @@ pub fn parse(
     for (name, slot) in [("since", &mut filter.since), ("until", &mut filter.until)] {
         if let Some(value) = given.get(name) {
             *slot = Some(validate::parse_timestamp(value).ok_or_else(|| {
-                QueryError(format!("`{name}` must be an ISO 8601 timestamp, not `{value}`"))
+                QueryError(format!(
+                    "`{name}` must be an ISO 8601 timestamp, not `{value}`"
+                ))
             })?);
         }
     }
@@ -181,11 +183,17 @@ pub fn parse(
         let limit: usize = limit.parse().map_err(|_| {
             QueryError(format!("`limit` must be a whole number ≥ 0, not `{limit}`"))
         })?;
-        filter.limit = if limit == 0 { MAX_PAGE } else { limit.min(MAX_PAGE) };
+        filter.limit = if limit == 0 {
+            MAX_PAGE
+        } else {
+            limit.min(MAX_PAGE)
+        };
     }
     if let Some(more) = given.get("more") {
         filter.after_seq = Some(more.parse().map_err(|_| {
-            QueryError(format!("`more` is not a position this server gave: `{more}`"))
+            QueryError(format!(
+                "`more` is not a position this server gave: `{more}`"
+            ))
         })?);
     }
     Ok(Request {
@@ -215,7 +223,9 @@ fn iri(name: &str, value: &str) -> Result<String, QueryError> {
     if ok {
         Ok(value.to_owned())
     } else {
-        Err(QueryError(format!("`{name}` must be an IRI, not `{value}`")))
+        Err(QueryError(format!(
+            "`{name}` must be an IRI, not `{value}`"
+        )))
     }
 }
 
@@ -223,7 +233,10 @@ fn iri(name: &str, value: &str) -> Result<String, QueryError> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     One(Option<Value>),
-    Page { statements: Vec<Value>, more: Option<i64> },
+    Page {
+        statements: Vec<Value>,
+        more: Option<i64>,
+    },
 }
 
 /// Reads what the request asks for.
@@ -406,8 +419,14 @@ mod tests {
                 voided: false
             }
         );
-        assert!(parse(&params(&[("statementId", id), ("verb", "x:y")]), None, Version::V1_0_3)
-            .is_err());
+        assert!(
+            parse(
+                &params(&[("statementId", id), ("verb", "x:y")]),
+                None,
+                Version::V1_0_3
+            )
+            .is_err()
+        );
         assert!(parse(&params(&[("statementId", "nope")]), None, Version::V1_0_3).is_err());
         assert!(parse(&params(&[("Verb", "x:y")]), None, Version::V1_0_3).is_err());
     }
@@ -447,6 +466,9 @@ mod tests {
         let mut statement = serde_json::json!({"verb": {"id": "x:y",
             "display": {"en-US": "completed", "ur-PK": "مکمل"}}});
         one_language(&mut statement, &["ur-PK".to_owned()]);
-        assert_eq!(statement["verb"]["display"], serde_json::json!({"ur-PK": "مکمل"}));
+        assert_eq!(
+            statement["verb"]["display"],
+            serde_json::json!({"ur-PK": "مکمل"})
+        );
     }
 }

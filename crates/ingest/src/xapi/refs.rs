@@ -70,7 +70,12 @@ fn collect(statement: &Value, direct: bool, refs: &mut Vec<(String, bool)>) {
         }
     }
     for (list, inner) in [("contextAgents", "agent"), ("contextGroups", "group")] {
-        for entry in context.get(list).and_then(Value::as_array).into_iter().flatten() {
+        for entry in context
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(agent) = entry.get(inner) {
                 agent_refs(agent, false, refs);
             }
@@ -96,7 +101,12 @@ fn agent_refs(agent: &Value, direct: bool, refs: &mut Vec<(String, bool)>) {
     if let Some(key) = agent_key(agent) {
         refs.push((key, direct));
     }
-    for member in agent.get("member").and_then(Value::as_array).into_iter().flatten() {
+    for member in agent
+        .get("member")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(key) = agent_key(member) {
             refs.push((key, false));
         }
@@ -116,7 +126,10 @@ mod tests {
         .unwrap();
         assert_eq!(by_mbox, by_sha1);
         assert!(!by_mbox.contains('@'));
-        assert_eq!(agent_key(&json!({"objectType": "Group", "member": []})), None);
+        assert_eq!(
+            agent_key(&json!({"objectType": "Group", "member": []})),
+            None
+        );
     }
 
     #[test]

@@ -8,13 +8,12 @@
 //! content changes nothing; with other content the batch is a conflict (409) and nothing of it
 //! is written. A refused batch is kept as a rejection, with its reason.
 
-use std::collections::HashSet;
 use std::io::Read;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use nigrani_domain::event::{canonical_json, content_hash_of_canonical};
 use nigrani_domain::{LearningEvent, RejectReason, Rejection};
-use nigrani_store::statements::{StatementBatch, StatementRecord, StatementsWrite};
+use nigrani_store::adapters::{StatementBatch, StatementRecord, StatementsWrite};
 use nigrani_store::{Store, StoreError};
 use serde_json::Value;
 
@@ -91,7 +90,10 @@ impl Prepared {
 
     /// The statement ids, in the batch's order.
     pub fn ids(&self) -> Vec<String> {
-        self.records.iter().map(|r| r.statement_id.clone()).collect()
+        self.records
+            .iter()
+            .map(|r| r.statement_id.clone())
+            .collect()
     }
 }
 
@@ -116,7 +118,9 @@ pub fn prepare(
         }
     };
     if statements.is_empty() {
-        return Err(WriteError::Malformed("the batch holds no statements".into()));
+        return Err(WriteError::Malformed(
+            "the batch holds no statements".into(),
+        ));
     }
     if statements.len() > max_statements {
         return Err(WriteError::TooMany {
@@ -181,10 +185,11 @@ pub fn prepare(
             .or_insert_with(|| Value::String(stored_version(version).into()));
         fields.remove("stored");
 
-        let voids = (statement.pointer("/verb/id").and_then(Value::as_str) == Some(mapping::VOIDED))
-            .then(|| statement.pointer("/object/id").and_then(Value::as_str))
-            .flatten()
-            .map(str::to_ascii_lowercase);
+        let voids = (statement.pointer("/verb/id").and_then(Value::as_str)
+            == Some(mapping::VOIDED))
+        .then(|| statement.pointer("/object/id").and_then(Value::as_str))
+        .flatten()
+        .map(str::to_ascii_lowercase);
         if voids.is_none()
             && let Some(event) =
                 mapping::event_of(&statement, &sender.source, courses, &content_hash)

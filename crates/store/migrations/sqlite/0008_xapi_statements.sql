@@ -1,5 +1,5 @@
--- xAPI statements, as a learning record store keeps them, and what the adapters resolve
--- platforms' course ids through. Times are microseconds since the Unix epoch (UTC).
+-- What the standard feeds keep: xAPI statements, as a learning record store keeps them, the
+-- mapping the adapters resolve platforms' course ids through, and the pull connectors' state. Times are microseconds since the Unix epoch (UTC).
 
 -- Every statement received, voided ones included (they stay auditable). `statement` is the
 -- statement as stored, without `stored` (the column holds it). `seq` follows commit order.
@@ -39,4 +39,14 @@ CREATE TABLE course_map (
     platform_course_id TEXT NOT NULL,
     course_id          TEXT NOT NULL,
     PRIMARY KEY (source, platform_course_id)
+) STRICT;
+
+-- Each pull connector's place in its pass (a JSON cursor it alone reads) and its health.
+CREATE TABLE connector_state (
+    name            TEXT PRIMARY KEY,
+    cursor          TEXT NOT NULL,
+    last_run_at     INTEGER,
+    last_success_at INTEGER,
+    rows_total      INTEGER NOT NULL,
+    last_error      TEXT
 ) STRICT;

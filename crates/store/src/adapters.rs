@@ -1,5 +1,5 @@
-//! xAPI statements as the store keeps them, and the course mapping the adapters read — the types
-//! both backends share, and the one statement filter they both run.
+//! What the standard feeds keep — xAPI statements, the course mapping the adapters read, the pull
+//! connectors' state: the types both backends share, and the one statement filter they run.
 //!
 //! A statement is written with the normalised event it maps to (if any) in one transaction, so
 //! an acknowledged statement's effect on the figures is as durable as the statement. A voiding
@@ -191,6 +191,37 @@ pub(crate) const UPSERT_COURSE_MAPPING: &str =
 /// Removes one mapping: `$1` source, `$2` platform id.
 pub(crate) const DELETE_COURSE_MAPPING: &str =
     "DELETE FROM course_map WHERE source = $1 AND platform_course_id = $2";
+
+/// A pull connector's state (one per configured program): where its pass is, and its health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectorState {
+    /// The connector and its program, e.g. `coursera/<program id>`.
+    pub name: String,
+    /// Where the pass stands, as the connector writes it (JSON).
+    pub cursor: String,
+    /// When the connector last ran, whatever came of it.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// When a pass last reached the end of the report.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Rows read over the connector's life.
+    pub rows_total: i64,
+    /// Why the last run stopped early, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Every connector's state, by name.
+pub(crate) const CONNECTOR_STATES: &str =
+    "SELECT name, cursor, last_run_at, last_success_at, rows_total, last_error
+    FROM connector_state ORDER BY name";
+
+/// Writes one connector's state: `$1` name … `$6` last error.
+pub(crate) const SAVE_CONNECTOR_STATE: &str =
+    "INSERT INTO connector_state (name, cursor, last_run_at, last_success_at, rows_total,
+        last_error)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor,
+        last_run_at = excluded.last_run_at, last_success_at = excluded.last_success_at,
+        rows_total = excluded.rows_total, last_error = excluded.last_error";
 
 #[cfg(test)]
 mod tests {
