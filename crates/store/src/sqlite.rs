@@ -723,15 +723,14 @@ impl Store for SqliteStore {
     async fn statement(&self, statement_id: &str) -> Result<Option<StoredStatement>, StoreError> {
         let id = statement_id.to_owned();
         self.read(move |conn| {
-            Ok(conn
-                .query_row(adapters::STATEMENT_BY_ID, [id], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })
-                .optional()?
-                .map(|(seq, stored, voided, statement)| {
-                    stored_statement(seq, stored, voided, statement)
-                })
-                .transpose()?)
+            conn.query_row(adapters::STATEMENT_BY_ID, [id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .optional()?
+            .map(|(seq, stored, voided, statement)| {
+                stored_statement(seq, stored, voided, statement)
+            })
+            .transpose()
         })
         .await
     }
@@ -1204,7 +1203,7 @@ fn write_events(
     };
 
     let outcomes =
-        classify(&events, &inserted, &existing, &known, rejections).map_err(WorkError::Decode)?;
+        classify(events, &inserted, &existing, &known, rejections).map_err(WorkError::Decode)?;
     if !rejections.is_empty() {
         let rows: Vec<Value> = rejections.iter().map(rejection_row).collect();
         tx.execute(

@@ -579,7 +579,7 @@ fn number_of(value: &Value, path: &str) -> Result<f64, Invalid> {
         .ok_or_else(|| invalid(path, format!("must be a number, not {}", kind(value))))
 }
 
-fn one_or_many<'v>(value: &'v Value) -> Vec<(Option<usize>, &'v Value)> {
+fn one_or_many(value: &Value) -> Vec<(Option<usize>, &Value)> {
     match value {
         Value::Array(items) => items
             .iter()
@@ -1108,29 +1108,29 @@ fn score_of(value: &Value, path: &str) -> Checked {
             .transpose()
     };
     let (scaled, raw, min, max) = (get("scaled")?, get("raw")?, get("min")?, get("max")?);
-    if let Some(scaled) = scaled {
-        if !(-1.0..=1.0).contains(&scaled) {
-            return Err(invalid(
-                &child(path, "scaled"),
-                format!("{scaled} is outside -1..1"),
-            ));
-        }
+    if let Some(scaled) = scaled
+        && !(-1.0..=1.0).contains(&scaled)
+    {
+        return Err(invalid(
+            &child(path, "scaled"),
+            format!("{scaled} is outside -1..1"),
+        ));
     }
-    if let (Some(min), Some(max)) = (min, max) {
-        if min >= max {
-            return Err(invalid(
-                path,
-                format!("`min` ({min}) must be less than `max` ({max})"),
-            ));
-        }
+    if let (Some(min), Some(max)) = (min, max)
+        && min >= max
+    {
+        return Err(invalid(
+            path,
+            format!("`min` ({min}) must be less than `max` ({max})"),
+        ));
     }
-    if let Some(raw) = raw {
-        if min.is_some_and(|min| raw < min) || max.is_some_and(|max| raw > max) {
-            return Err(invalid(
-                &child(path, "raw"),
-                format!("{raw} is outside min..max"),
-            ));
-        }
+    if let Some(raw) = raw
+        && (min.is_some_and(|min| raw < min) || max.is_some_and(|max| raw > max))
+    {
+        return Err(invalid(
+            &child(path, "raw"),
+            format!("{raw} is outside min..max"),
+        ));
     }
     Ok(())
 }
