@@ -41,7 +41,8 @@ pub struct StatementRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementsWrite {
     /// Every statement is stored: `true` for those stored now, `false` for those stored before
-    /// with the same content. `events` answers for the events, in order.
+    /// with the same content. `events` answers for the events of the
+    /// statements stored now, in order (those of statements stored before are not written again).
     Written {
         statements: Vec<bool>,
         events: Vec<EventWrite>,

@@ -396,7 +396,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<EventWrite>, StoreError>;
 
     /// Writes xAPI statements and the events they map to in one transaction, and applies the
-    /// voiding statements among them (see [`statements`]). A statement stored before with other
+    /// voiding statements among them (see [`adapters`]). A statement stored before with other
     /// content makes the whole batch a conflict, and nothing is written.
     async fn write_statements(
         &self,

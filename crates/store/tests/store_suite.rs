@@ -11,6 +11,10 @@ use nigrani_domain::{
     Cohort, Discipline, EventKind, Institution, Learner, LearnerRef, LearningEvent, Province,
     RejectReason, Rejection, Role, Sector, Track, TrackPlan,
 };
+use nigrani_store::adapters::{
+    ConnectorState, CourseMapping, StatementBatch, StatementFilter, StatementRecord,
+    StatementsWrite,
+};
 use nigrani_store::testing::TestDatabase;
 use nigrani_store::{
     EventWrite, Page, ROSTER_LOG_KEPT, RosterPart, Store, StoreConfig, StoreError,
@@ -63,6 +67,11 @@ both_backends!(
     an_event_stored_with_its_earlier_hash_is_a_duplicate,
     api_keys_and_the_audit_log,
     the_roster_log_names_what_each_change_touched,
+    statements_are_written_once_and_conflicts_refuse_the_batch,
+    voiding_retracts_the_event_and_restates_its_learner,
+    statement_filters_and_paging,
+    the_course_mapping_round_trips,
+    connector_state_round_trips,
 );
 
 /// Opening a migrated database again applies no migration and keeps what it holds.
@@ -706,4 +715,369 @@ async fn the_roster_log_names_what_each_change_touched(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(kept.len() as i64, ROSTER_LOG_KEPT);
+}
+
+const VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
+const COMPLETED: &str = "http://adlnet.gov/expapi/verbs/completed";
+
+fn statement_record(id: &str, verb: &str, voids: Option<&str>, hash: &str) -> StatementRecord {
+    StatementRecord {
+        statement_id: id.into(),
+        source: "moodle".into(),
+        verb_id: verb.into(),
+        registration: None,
+        voids: voids.map(str::to_owned),
+        refs: vec![
+            ("agent:mbox_sha1sum:ab".into(), true),
+            ("activity:https://lms.example/course/1".into(), true),
+            ("activity:https://lms.example/program".into(), false),
+        ],
+        content_hash: hash.into(),
+        statement: format!(r#"{{"id":"{id}","verb":{{"id":"{verb}"}}}}"#),
+    }
+}
+
+/// The event a statement maps to: its id is the statement's.
+fn statement_event(id: &str, learner: &str) -> LearningEvent {
+    let mut e = event(id, learner, 1.0);
+    e.source = "moodle".into();
+    e.kind = EventKind::CourseCompleted;
+    e.progress = None;
+    e
+}
+
+async fn write(
+    store: &dyn Store,
+    statements: &[StatementRecord],
+    events: &[LearningEvent],
+) -> StatementsWrite {
+    store
+        .write_statements(StatementBatch { statements, events }, at(4))
+        .await
+        .unwrap()
+}
+
+async fn statements_are_written_once_and_conflicts_refuse_the_batch(store: Arc<dyn Store>) {
+    seed_reference(store.as_ref()).await;
+    let a = statement_record(
+        "00000000-0000-4000-8000-00000000000a",
+        COMPLETED,
+        None,
+        "h-a",
+    );
+    let b = statement_record(
+        "00000000-0000-4000-8000-00000000000b",
+        COMPLETED,
+        None,
+        "h-b",
+    );
+    let events = [statement_event(&a.statement_id, "moodle:u1")];
+    let StatementsWrite::Written {
+        statements,
+        events: written,
+    } = write(store.as_ref(), &[a.clone(), b.clone()], &events).await
+    else {
+        panic!("a new batch is written");
+    };
+    assert_eq!(statements, [true, true]);
+    assert!(matches!(written[..], [EventWrite::Accepted { .. }]));
+    // The same again changes nothing.
+    let again = write(store.as_ref(), &[a.clone(), b.clone()], &events).await;
+    assert!(
+        matches!(&again, StatementsWrite::Written { statements, events } if statements == &[false, false] && events.is_empty()),
+        "{again:?}"
+    );
+    // Other content under a stored id: the whole batch is refused, a new statement included.
+    let c = statement_record(
+        "00000000-0000-4000-8000-00000000000c",
+        COMPLETED,
+        None,
+        "h-c",
+    );
+    let changed = statement_record(&b.statement_id, COMPLETED, None, "h-other");
+    assert_eq!(
+        write(store.as_ref(), &[c.clone(), changed], &[]).await,
+        StatementsWrite::Conflict {
+            statement_id: b.statement_id.clone()
+        }
+    );
+    assert!(store.statement(&c.statement_id).await.unwrap().is_none());
+    let stored = store.statement(&a.statement_id).await.unwrap().unwrap();
+    assert_eq!(stored.statement, a.statement);
+    assert!(!stored.voided);
+    assert_eq!(store.feed_after(0, 10).await.unwrap().len(), 1);
+}
+
+async fn voiding_retracts_the_event_and_restates_its_learner(store: Arc<dyn Store>) {
+    seed_reference(store.as_ref()).await;
+    store
+        .upsert_learners(&[learner("L-1", &["moodle:u1"])])
+        .await
+        .unwrap();
+    let target = statement_record(
+        "00000000-0000-4000-8000-000000000001",
+        COMPLETED,
+        None,
+        "h-1",
+    );
+    let events = [statement_event(&target.statement_id, "moodle:u1")];
+    write(store.as_ref(), std::slice::from_ref(&target), &events).await;
+    assert_eq!(store.feed_after(0, 10).await.unwrap().len(), 1);
+    let version = store.roster_version().await.unwrap();
+
+    let voiding = statement_record(
+        "00000000-0000-4000-8000-000000000002",
+        VOIDED,
+        Some(&target.statement_id),
+        "h-2",
+    );
+    write(store.as_ref(), std::slice::from_ref(&voiding), &[]).await;
+    assert!(
+        store.feed_after(0, 10).await.unwrap().is_empty(),
+        "retracted from the feed"
+    );
+    let latest = store.stats().await.unwrap().last_seq;
+    assert!(
+        store
+            .feed_of_learners(&["L-1".to_owned()], latest)
+            .await
+            .unwrap()
+            .is_empty(),
+        "and from the learner's replay"
+    );
+    let log = store.roster_log_after(version).await.unwrap().unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].restated, ["L-1"], "the learner is read again");
+    let kept = store
+        .statement(&target.statement_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(kept.voided, "the voided statement stays stored");
+    let listed = store
+        .statements(&StatementFilter {
+            limit: 10,
+            ..StatementFilter::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<bool> = listed.iter().map(|s| s.voided).collect();
+    assert_eq!(listed, [false], "lists leave voided statements out");
+
+    // A voiding statement that arrives before its target voids it when it comes.
+    let early = statement_record(
+        "00000000-0000-4000-8000-000000000003",
+        VOIDED,
+        Some("00000000-0000-4000-8000-000000000004"),
+        "h-3",
+    );
+    write(store.as_ref(), std::slice::from_ref(&early), &[]).await;
+    let late = statement_record(
+        "00000000-0000-4000-8000-000000000004",
+        COMPLETED,
+        None,
+        "h-4",
+    );
+    let events = [statement_event(&late.statement_id, "moodle:u1")];
+    write(store.as_ref(), std::slice::from_ref(&late), &events).await;
+    assert!(
+        store
+            .statement(&late.statement_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .voided
+    );
+    assert!(store.feed_after(0, 10).await.unwrap().is_empty());
+}
+
+async fn statement_filters_and_paging(store: Arc<dyn Store>) {
+    seed_reference(store.as_ref()).await;
+    let records: Vec<StatementRecord> = (0..5)
+        .map(|i| {
+            let mut r = statement_record(
+                &format!("00000000-0000-4000-8000-00000000010{i}"),
+                if i % 2 == 0 {
+                    COMPLETED
+                } else {
+                    "http://adlnet.gov/expapi/verbs/attempted"
+                },
+                None,
+                &format!("h{i}"),
+            );
+            if i == 4 {
+                r.refs = vec![("agent:mbox_sha1sum:cd".into(), true)];
+                r.registration = Some("reg-4".into());
+            }
+            r
+        })
+        .collect();
+    write(store.as_ref(), &records, &[]).await;
+    let ids = |list: Vec<nigrani_store::adapters::StoredStatement>| -> Vec<String> {
+        list.iter().map(|s| s.statement[7..43].to_owned()).collect()
+    };
+    let filter = |f: StatementFilter| StatementFilter { limit: 10, ..f };
+    let newest_first = store
+        .statements(&filter(StatementFilter::default()))
+        .await
+        .unwrap();
+    assert_eq!(newest_first.len(), 5);
+    assert!(newest_first[0].seq > newest_first[4].seq);
+    let completed = store
+        .statements(&filter(StatementFilter {
+            verb: Some(COMPLETED.into()),
+            ascending: true,
+            ..StatementFilter::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(completed),
+        [&records[0], &records[2], &records[4]].map(|r| r.statement_id.clone())
+    );
+    let by_agent = store
+        .statements(&filter(StatementFilter {
+            agent: Some("agent:mbox_sha1sum:cd".into()),
+            ..StatementFilter::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(ids(by_agent), [records[4].statement_id.clone()]);
+    let related = |related_activities| StatementFilter {
+        activity: Some("activity:https://lms.example/program".into()),
+        related_activities,
+        ..StatementFilter::default()
+    };
+    assert!(
+        store
+            .statements(&filter(related(false)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .statements(&filter(related(true)))
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    let registered = store
+        .statements(&filter(StatementFilter {
+            registration: Some("reg-4".into()),
+            ..StatementFilter::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(registered.len(), 1);
+    // Two pages of two, then one.
+    let mut after_seq = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .statements(&StatementFilter {
+                ascending: true,
+                after_seq,
+                limit: 2,
+                ..StatementFilter::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after_seq = page.last().map(|s| s.seq);
+        seen.extend(ids(page));
+    }
+    assert_eq!(
+        seen,
+        records
+            .iter()
+            .map(|r| r.statement_id.clone())
+            .collect::<Vec<_>>()
+    );
+    let stored_at = newest_first[0].stored;
+    assert!(
+        store
+            .statements(&filter(StatementFilter {
+                since: Some(stored_at),
+                ..StatementFilter::default()
+            }))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .statements(&filter(StatementFilter {
+                until: Some(stored_at),
+                ..StatementFilter::default()
+            }))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+async fn the_course_mapping_round_trips(store: Arc<dyn Store>) {
+    let mapping = |source: &str, platform: &str, course: &str| CourseMapping {
+        source: source.into(),
+        platform_course_id: platform.into(),
+        course_id: course.into(),
+    };
+    let rows = [
+        mapping("moodle", "https://lms.example/course/1", "ai-for-educators"),
+        mapping("coursera", "ai-for-everyone", "ai-foundations"),
+    ];
+    assert_eq!(store.upsert_course_mappings(&rows).await.unwrap(), 2);
+    store
+        .upsert_course_mappings(&[mapping(
+            "moodle",
+            "https://lms.example/course/1",
+            "ml-basics",
+        )])
+        .await
+        .unwrap();
+    let map = store.course_map().await.unwrap();
+    assert_eq!(
+        map,
+        [
+            mapping("coursera", "ai-for-everyone", "ai-foundations"),
+            mapping("moodle", "https://lms.example/course/1", "ml-basics"),
+        ]
+    );
+    assert!(
+        store
+            .delete_course_mapping("coursera", "ai-for-everyone")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_course_mapping("coursera", "ai-for-everyone")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.course_map().await.unwrap().len(), 1);
+}
+
+async fn connector_state_round_trips(store: Arc<dyn Store>) {
+    assert!(store.connector_states().await.unwrap().is_empty());
+    let mut state = ConnectorState {
+        name: "coursera/program-1".into(),
+        cursor: r#"{"start":100}"#.into(),
+        last_run_at: Some(at(3)),
+        last_success_at: None,
+        rows_total: 100,
+        last_error: Some("HTTP 503 after 5 tries".into()),
+    };
+    store.save_connector_state(&state).await.unwrap();
+    state.cursor = r#"{"start":0}"#.into();
+    state.last_success_at = Some(at(4));
+    state.rows_total = 250;
+    state.last_error = None;
+    store.save_connector_state(&state).await.unwrap();
+    assert_eq!(store.connector_states().await.unwrap(), [state]);
 }
