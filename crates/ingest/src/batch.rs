@@ -147,6 +147,11 @@ impl Ingestor {
         }
     }
 
+    /// The store it writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> Limits {
         self.limits

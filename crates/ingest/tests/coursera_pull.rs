@@ -593,3 +593,94 @@ fn pulled_events_are_idempotent_in_the_store() {
     assert_eq!(third.conflict, 0);
     assert_eq!(third.duplicate, events - 2);
 }
+
+/// A connector of the stand-in writing to a fresh SQLite store.
+async fn connector_store() -> (Ingestor, tempfile::TempDir) {
+    let folder = tempfile::tempdir().unwrap();
+    let store = nigrani_store::sqlite::SqliteStore::open(folder.path())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (Ingestor::new(Arc::new(store), Limits::default()), folder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_writes_every_page_keeps_its_cursor_and_reports_its_health() {
+    use nigrani_ingest::coursera::connector::{Health, connector_name, run_once};
+    let standin = Standin::start(
+        PROGRAM,
+        fixture_rows(),
+        Behaviour {
+            failures: vec![Failure {
+                start: 5,
+                times: 100,
+                with: FailWith::Status(503),
+            }],
+            ..Behaviour::default()
+        },
+    );
+    let (ingestor, _folder) = connector_store().await;
+    let (client, _) = standin_client(&standin, 5);
+
+    // The first run stops at the failing second page: the first page is stored, and so is
+    // the cursor after it, with the error.
+    let (client, report) = run_once(&ingestor, client, PROGRAM).await;
+    let report = report.unwrap();
+    assert_eq!((report.pages, report.rows, report.finished), (1, 5, false));
+    assert!(
+        report.error.as_deref().unwrap().starts_with("unavailable"),
+        "{report:?}"
+    );
+    let store = Arc::clone(ingestor.store());
+    let [state] = &store.connector_states().await.unwrap()[..] else {
+        panic!("one connector");
+    };
+    assert_eq!(state.name, connector_name(PROGRAM));
+    assert_eq!(state.rows_total, 5);
+    assert!(state.last_success_at.is_none());
+    let health = Health::of(state, Utc::now());
+    assert!(health.in_pass && health.lag_seconds.is_none());
+    assert!(health.last_error.is_some());
+    let stored_after_first = store.stats().await.unwrap().last_seq;
+    assert!(stored_after_first > 0, "the first page's events are stored");
+
+    // Coursera is back: the next run resumes at row 5 and ends the pass.
+    standin.change(|behaviour| behaviour.failures.clear());
+    standin.clear_log();
+    let (client, report) = run_once(&ingestor, client.unwrap(), PROGRAM).await;
+    let report = report.unwrap();
+    assert!(report.finished && report.error.is_none(), "{report:?}");
+    assert_eq!(starts(&standin), [(5, 200), (10, 200)]);
+    let state = store.connector_states().await.unwrap().remove(0);
+    assert_eq!(state.rows_total, 12);
+    assert!(state.last_success_at.is_some() && state.last_error.is_none());
+    let health = Health::of(&state, Utc::now());
+    assert!(!health.in_pass);
+    assert!(health.lag_seconds.unwrap() < 60);
+    assert_eq!(
+        health.data_as_of,
+        fixture_rows()
+            .iter()
+            .filter_map(|row| row["updatedAt"].as_i64())
+            .max()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+    );
+    let stored = store.stats().await.unwrap().last_seq;
+    let expected_events = expected(&fixture_rows()).len() as i64;
+    let events = store.events_after(0, 1000).await.unwrap();
+    assert_eq!(
+        events.len() as i64,
+        expected_events,
+        "every row's events, once"
+    );
+
+    // A new pass over the same report changes nothing.
+    let (_, report) = run_once(&ingestor, client.unwrap(), PROGRAM).await;
+    let report = report.unwrap();
+    assert!(report.finished);
+    assert_eq!(
+        report.imported.events.accepted + report.imported.events.unmatched,
+        0
+    );
+    assert_eq!(store.stats().await.unwrap().last_seq, stored);
+}

@@ -14,6 +14,8 @@
 //!   retries with backoff).
 //! - [`import`]: rows into the store through the batch pipeline (CSV files, pulled pages).
 //! - [`pull`]: one resumable pass over a program's report, page by page, with its [`pull::Cursor`].
+//! - [`connector`]: a scheduled run of the pull, writing each page before keeping its cursor,
+//!   and the connector's health.
 //!
 //! What this relies on from Coursera's documentation: the report endpoint
 //! `businesses.v1/{orgId}/…/enrollmentReports` and its lag of up to 24 h behind live data
@@ -21,6 +23,7 @@
 //! as `externalId` when a learner has none (same page); access tokens of type Bearer that last
 //! 1,800 s; `start`/`limit` paging with `paging.next` written as a string and absent at the end.
 pub mod client;
+pub mod connector;
 pub mod import;
 pub mod pull;
 pub mod report;
