@@ -624,7 +624,7 @@ async fn the_connector_writes_every_page_keeps_its_cursor_and_reports_its_health
 
     // The first run stops at the failing second page: the first page is stored, and so is
     // the cursor after it, with the error.
-    let (client, report) = run_once(&ingestor, client, PROGRAM).await;
+    let (client, report) = run_once(&ingestor, client, PROGRAM, Arc::default()).await;
     let report = report.unwrap();
     assert_eq!((report.pages, report.rows, report.finished), (1, 5, false));
     assert!(
@@ -647,7 +647,7 @@ async fn the_connector_writes_every_page_keeps_its_cursor_and_reports_its_health
     // Coursera is back: the next run resumes at row 5 and ends the pass.
     standin.change(|behaviour| behaviour.failures.clear());
     standin.clear_log();
-    let (client, report) = run_once(&ingestor, client.unwrap(), PROGRAM).await;
+    let (client, report) = run_once(&ingestor, client.unwrap(), PROGRAM, Arc::default()).await;
     let report = report.unwrap();
     assert!(report.finished && report.error.is_none(), "{report:?}");
     assert_eq!(starts(&standin), [(5, 200), (10, 200)]);
@@ -675,12 +675,23 @@ async fn the_connector_writes_every_page_keeps_its_cursor_and_reports_its_health
     );
 
     // A new pass over the same report changes nothing.
-    let (_, report) = run_once(&ingestor, client.unwrap(), PROGRAM).await;
+    let (_, report) = run_once(&ingestor, client.unwrap(), PROGRAM, Arc::default()).await;
     let report = report.unwrap();
     assert!(report.finished);
     assert_eq!(
         report.imported.events.accepted + report.imported.events.unmatched,
         0
     );
+    assert_eq!(store.stats().await.unwrap().last_seq, stored);
+
+    // A run told to stop writes nothing more, and says why.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (client, _) = standin_client(&standin, 5);
+    let (_, report) = run_once(&ingestor, client, PROGRAM, stop).await;
+    let error = match report {
+        Ok(report) => report.error.expect("the run says why it stopped"),
+        Err(error) => error,
+    };
+    assert!(error.contains("stopping"), "{error}");
     assert_eq!(store.stats().await.unwrap().last_seq, stored);
 }

@@ -93,6 +93,10 @@ pub(crate) async fn serve(settings: &Settings) -> anyhow::Result<()> {
             stopping.clone(),
         ));
     }
+    if let Some(coursera) = &settings.coursera {
+        let ingestor = Ingestor::new(Arc::clone(&store), settings.limits());
+        crate::connectors::spawn_coursera(coursera, &ingestor, &tasks, &stopping)?;
+    }
     tasks.close();
     let served = app.run_until_stopped().await;
     stopping.cancel();

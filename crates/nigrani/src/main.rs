@@ -6,6 +6,7 @@
 
 mod allocator;
 mod commands;
+mod connectors;
 mod settings;
 
 use std::path::PathBuf;

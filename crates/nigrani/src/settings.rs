@@ -56,6 +56,63 @@ pub(crate) struct Settings {
     /// restart does not read every event through the database). Unset: `analytics.checkpoint`
     /// in `data_dir` on SQLite, none on PostgreSQL (replicas may share a folder); empty: none.
     pub(crate) analytics_checkpoint: Option<PathBuf>,
+    /// The Coursera pull connector: unset, no pull runs. Run it on one replica only (each run
+    /// is idempotent, but two replicas would read every page twice).
+    pub(crate) coursera: Option<CourseraSettings>,
+}
+
+/// Where and how often to pull Coursera's enrollment reports (one connector per program).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CourseraSettings {
+    /// The organisation's id at Coursera (the enterprise API's `orgId`).
+    pub(crate) org_id: String,
+    /// The app's API key (OAuth2 client id).
+    pub(crate) client_id: String,
+    /// The app's secret (OAuth2 client secret).
+    pub(crate) client_secret: Secret,
+    /// The programs whose reports are pulled, by Coursera program id.
+    pub(crate) programs: Vec<String>,
+    /// Minutes between the starts of two runs of a program's pull (the report lags up to a day
+    /// or two, so a few times a day is plenty). Default 360.
+    #[serde(default = "CourseraSettings::default_every_minutes")]
+    pub(crate) every_minutes: u64,
+    /// Rows per page. Default 100.
+    #[serde(default = "CourseraSettings::default_page_size")]
+    pub(crate) page_size: u64,
+    /// Override of the API base (default: Coursera's, for `org_id`).
+    #[serde(default)]
+    pub(crate) api_base: Option<String>,
+    /// Override of the OAuth2 token endpoint (default: Coursera's).
+    #[serde(default)]
+    pub(crate) token_url: Option<String>,
+}
+
+impl CourseraSettings {
+    fn default_every_minutes() -> u64 {
+        360
+    }
+
+    fn default_page_size() -> u64 {
+        100
+    }
+
+    /// The API client's configuration.
+    pub(crate) fn client_config(&self) -> nigrani_ingest::coursera::ClientConfig {
+        let mut config = nigrani_ingest::coursera::ClientConfig::coursera(
+            &self.org_id,
+            &self.client_id,
+            self.client_secret.expose(),
+        );
+        config.page_size = self.page_size;
+        if let Some(base) = &self.api_base {
+            config.api_base.clone_from(base);
+        }
+        if let Some(url) = &self.token_url {
+            config.token_url.clone_from(url);
+        }
+        config
+    }
 }
 
 /// Limits on one `POST /api/v1/events`.
@@ -126,6 +183,7 @@ impl Default for Settings {
             refresh_millis: 250,
             answer_staleness_millis: 1_000,
             analytics_checkpoint: None,
+            coursera: None,
             admin_key: None,
             rate_limit_per_second: 200,
             disclosure: Default::default(),
@@ -195,6 +253,24 @@ impl Settings {
         );
         nigrani_analytics::disclosure::Disclosure::new(settings.disclosure)
             .map_err(|e| anyhow::anyhow!("disclosure: {e}"))?;
+        if let Some(coursera) = &settings.coursera {
+            anyhow::ensure!(
+                !coursera.programs.is_empty(),
+                "coursera.programs is empty: name the programs to pull, or leave [coursera] out"
+            );
+            anyhow::ensure!(
+                (1..=10_080).contains(&coursera.every_minutes),
+                "coursera.every_minutes must be 1 to 10080 (a week), got {}",
+                coursera.every_minutes
+            );
+            anyhow::ensure!(
+                (1..=10_000).contains(&coursera.page_size),
+                "coursera.page_size must be 1 to 10000, got {}",
+                coursera.page_size
+            );
+            nigrani_ingest::coursera::Client::new(coursera.client_config())
+                .map_err(|e| anyhow::anyhow!("coursera: {e}"))?;
+        }
         tracing_subscriber::EnvFilter::try_new(&settings.log).map_err(|e| {
             anyhow::anyhow!("`log` ({:?}) is not a valid log filter: {e}", settings.log)
         })?;

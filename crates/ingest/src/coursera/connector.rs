@@ -8,6 +8,7 @@
 //! time, which changes nothing (its events are duplicates).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use nigrani_store::adapters::ConnectorState;
@@ -43,10 +44,12 @@ pub struct RunReport {
 /// writes every page, and keeps the state after each page and at the end. The client is handed
 /// back for the next run (it keeps its token), unless the run panicked. Errors of the store are
 /// errors of the run; errors of Coursera are kept in the state (`last_error`) and reported.
+/// Once `stop` is set, the run writes no further page and ends.
 pub async fn run_once(
     ingestor: &Ingestor,
     client: Client,
     program_id: &str,
+    stop: Arc<AtomicBool>,
 ) -> (Option<Client>, Result<RunReport, String>) {
     let store = Arc::clone(ingestor.store());
     let name = connector_name(program_id);
@@ -89,6 +92,9 @@ pub async fn run_once(
         let mut client = client;
         let mut imported = ImportSummary::default();
         let result = pull_program(&mut client, &program, cursor, &mut |rows, cursor| {
+            if stop.load(Ordering::Relaxed) {
+                return Err("the server is stopping; the next run resumes here".to_owned());
+            }
             let count = rows.len() as i64;
             let now = Utc::now();
             handle.block_on(async {
