@@ -411,6 +411,13 @@ impl TestServer {
         self.spawn();
     }
 
+    /// Starts the server again on the same data with further settings (after `kill`).
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.env
+            .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self.restart();
+    }
+
     /// Opens the server's store directly, to check what is durable.
     pub async fn store(&self) -> Arc<dyn Store> {
         let config = match &self.data {

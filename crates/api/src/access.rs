@@ -87,6 +87,7 @@ pub(crate) const RULES: &[(Method, &str, Access)] = &[
     ),
     (Method::POST, "/api/v1/course-mappings", ADMIN),
     (Method::DELETE, "/api/v1/course-mappings", ADMIN),
+    (Method::POST, "/api/v1/imports/coursera", WRITERS),
     (Method::GET, "/xapi/about", Access::Public),
     (Method::POST, "/xapi/statements", WRITERS),
     (Method::PUT, "/xapi/statements", WRITERS),

@@ -19,6 +19,7 @@
 //! - `xapi`: the xAPI statement resource under `/xapi`, as a learning record store.
 //! - `caliper`: IMS Caliper 1.1 envelopes at `/caliper/v1p1/events`.
 //! - [`courses`]: the course mapping (platforms' course ids to the program's), kept for the adapters.
+//! - `imports`: report files posted whole (Coursera's enrollment report as CSV).
 //! - `grafana`: Grafana's JSON datasource protocol under `/grafana`.
 //! - [`openapi`]: the OpenAPI document (utoipa), served at `/api/openapi.json` and `/api/docs/`.
 //! - [`metrics`]: Prometheus metrics, served at `/metrics`.
@@ -39,6 +40,7 @@ pub mod courses;
 pub mod error;
 mod figures;
 mod grafana;
+mod imports;
 pub mod metrics;
 pub mod openapi;
 mod rendered;

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nigrani_analytics::{BreakdownQuery, Dimension, Engine, Metric};
+use nigrani_ingest::coursera::connector::Health;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -38,7 +39,61 @@ pub struct Metrics {
     cohort_completion: GaugeVec,
     refresh_seconds: prometheus::Gauge,
     refreshes: prometheus::IntGauge,
+    connectors: ConnectorGauges,
     sources: Mutex<HashSet<String>>,
+}
+
+/// The pull connectors' health, set from the store at each scrape.
+struct ConnectorGauges {
+    last_run: GaugeVec,
+    last_success: GaugeVec,
+    rows: IntGaugeVec,
+    lag: GaugeVec,
+    data_lag: GaugeVec,
+    failing: IntGaugeVec,
+}
+
+impl ConnectorGauges {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<GaugeVec, prometheus::Error> {
+            Ok(register(
+                registry,
+                GaugeVec::new(Opts::new(name, help), &["connector"])?,
+            ))
+        };
+        let int_gauge = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            Ok(register(
+                registry,
+                IntGaugeVec::new(Opts::new(name, help), &["connector"])?,
+            ))
+        };
+        Ok(Self {
+            last_run: gauge(
+                "nigrani_connector_last_run_timestamp_seconds",
+                "When each pull connector last ran, whatever came of it, as a Unix timestamp.",
+            )?,
+            last_success: gauge(
+                "nigrani_connector_last_success_timestamp_seconds",
+                "When each pull connector last finished a whole pass over its report, as a Unix timestamp.",
+            )?,
+            rows: int_gauge(
+                "nigrani_connector_rows_read",
+                "Report rows each pull connector has read over its life (readable or not).",
+            )?,
+            lag: gauge(
+                "nigrani_connector_lag_seconds",
+                "Seconds since each pull connector last finished a whole pass.",
+            )?,
+            data_lag: gauge(
+                "nigrani_connector_data_lag_seconds",
+                "Seconds between now and the newest row update each connector has read (the platform's own lag included).",
+            )?,
+            failing: int_gauge(
+                "nigrani_connector_failing",
+                "1 when a pull connector's last run stopped on an error, else 0.",
+            )?,
+        })
+    }
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -164,6 +219,7 @@ impl Metrics {
                     "Analytics refreshes done since start.",
                 ))?,
             ),
+            connectors: ConnectorGauges::new(&registry)?,
             registry,
             program,
             sources: Mutex::new(HashSet::new()),
@@ -236,6 +292,45 @@ impl Metrics {
     /// The ingest-queue gauge for a backend.
     pub fn in_flight(&self, backend: &str) -> prometheus::IntGauge {
         self.in_flight.with_label_values(&[backend])
+    }
+
+    /// Sets the connector gauges from their stored health.
+    pub fn set_connectors(&self, connectors: &[Health]) {
+        let gauges = &self.connectors;
+        for vec in [
+            &gauges.last_run,
+            &gauges.last_success,
+            &gauges.lag,
+            &gauges.data_lag,
+        ] {
+            vec.reset();
+        }
+        gauges.rows.reset();
+        gauges.failing.reset();
+        let seconds = |at: chrono::DateTime<chrono::Utc>| at.timestamp_millis() as f64 / 1000.0;
+        for health in connectors {
+            let label = [health.connector.as_str()];
+            if let Some(at) = health.last_run_at {
+                gauges.last_run.with_label_values(&label).set(seconds(at));
+            }
+            if let Some(at) = health.last_success_at {
+                gauges
+                    .last_success
+                    .with_label_values(&label)
+                    .set(seconds(at));
+            }
+            if let Some(lag) = health.lag_seconds {
+                gauges.lag.with_label_values(&label).set(lag as f64);
+            }
+            if let Some(lag) = health.data_lag_seconds {
+                gauges.data_lag.with_label_values(&label).set(lag as f64);
+            }
+            gauges.rows.with_label_values(&label).set(health.rows_total);
+            gauges
+                .failing
+                .with_label_values(&label)
+                .set(i64::from(health.last_error.is_some()));
+        }
     }
 
     /// The service's metrics in the text format (public: nothing in them is about learners).

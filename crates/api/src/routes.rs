@@ -42,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/v1")
             .configure(crate::courses::configure)
+            .configure(crate::imports::configure)
             .route("/events", web::post().to(post_events))
             .route("/status", web::get().to(status))
             .route("/rejections", web::get().to(list_rejections))
@@ -90,9 +91,12 @@ pub(crate) async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, A
 /// What the store holds: counts of events, unmatched events, learners and rejections, and the
 /// unmatched activity per source.
 #[utoipa::path(get, path = "/api/v1/status", tag = "admin",
-    responses((status = 200, description = "The store's counts, unmatched activity per source (events whose learner the roster does not know: distinct learner references and events) and the ingest limits", body = Object,
+    responses((status = 200, description = "The store's counts, unmatched activity per source (events whose learner the roster does not know: distinct learner references and events), the pull connectors' health (last run and last complete pass, rows read, lag, the newest row's time, the last error) and the ingest limits", body = Object,
                example = json!({"backend": "sqlite", "stats": {"events": 31000, "unmatched_events": 310, "learners": 1000, "rejections": 4},
                                 "unmatched": [{"source": "coursera", "learner_refs": 12, "events": 310}],
+                                "connectors": [{"connector": "coursera/pKx7Qm2aEe6uGw4bNcR1sA", "last_run_at": "2026-12-01T06:00:04Z",
+                                    "last_success_at": "2026-12-01T06:00:04Z", "rows_total": 1350, "lag_seconds": 3600,
+                                    "data_as_of": "2026-11-30T18:00:00Z", "data_lag_seconds": 46800, "in_pass": false, "last_error": null}],
                                 "limits": {"max_events": 5000, "max_body_bytes": 10485760}})),
               crate::error::ErrorResponses),
     security(("api_key" = [])))]
@@ -103,15 +107,31 @@ pub(crate) async fn status(
 ) -> Result<HttpResponse, ApiError> {
     let stats = state.store.stats().await?;
     let unmatched = state.store.unmatched_by_source().await?;
+    let connectors = connector_health(&state).await?;
     Ok(HttpResponse::Ok().json(json!({
         "backend": state.store.backend(),
         "stats": stats,
         "unmatched": unmatched,
+        "connectors": connectors,
         "limits": {
             "max_events": state.ingestor.limits().max_events,
             "max_body_bytes": state.ingestor.limits().max_body_bytes,
         },
     })))
+}
+
+/// Every pull connector's health, as of now.
+async fn connector_health(
+    state: &AppState,
+) -> Result<Vec<nigrani_ingest::coursera::connector::Health>, nigrani_store::StoreError> {
+    let now = state.clock.now();
+    Ok(state
+        .store
+        .connector_states()
+        .await?
+        .iter()
+        .map(|s| nigrani_ingest::coursera::connector::Health::of(s, now))
+        .collect())
 }
 
 /// Ingests a batch of events (a JSON array, or NDJSON) and answers for each one. Every outcome
@@ -656,6 +676,12 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
     responses((status = 200, description = "Prometheus text format: the service's own metrics", content_type = "text/plain", body = String),
               crate::error::ErrorResponses))]
 pub(crate) async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
+    match connector_health(&state).await {
+        Ok(health) => state.metrics.set_connectors(&health),
+        Err(e) => {
+            tracing::warn!(error = %e, "The connectors' health could not be read for /metrics.")
+        }
+    }
     HttpResponse::Ok()
         .content_type(PROMETHEUS_TEXT)
         .body(state.metrics.render(&state.engine))

@@ -372,6 +372,17 @@ pub(crate) struct ImportArgs {
     /// Guessed from the CSV header or the file name when not given.
     #[arg(long)]
     kind: Option<String>,
+    /// A platform's report format instead of nigrani's own: `coursera` (the enrollment report
+    /// exported as CSV).
+    #[arg(long, value_enum)]
+    format: Option<ReportFormat>,
+}
+
+/// Report formats `nigrani import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// Coursera's enrollment report (CSV export).
+    Coursera,
 }
 
 /// `nigrani import`.
@@ -390,6 +401,13 @@ pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Res
     let events = args.kind.as_deref() == Some("events")
         || (args.kind.is_none() && matches!(extension.as_str(), "ndjson" | "jsonl"));
     let store = open_store(settings).await?;
+    if args.format == Some(ReportFormat::Coursera) {
+        anyhow::ensure!(
+            args.kind.is_none(),
+            "--kind names nigrani's own files; a Coursera report needs only --format coursera"
+        );
+        return import_coursera(store, path, settings.limits()).await;
+    }
     if events {
         return import_events(settings, store, path).await;
     }
@@ -468,6 +486,73 @@ pub(crate) async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Res
     Ok(())
 }
 
+/// `nigrani import --format coursera report.csv`: the report's rows as events, streamed.
+async fn import_coursera(
+    store: Arc<dyn Store>,
+    path: &std::path::Path,
+    limits: nigrani_ingest::Limits,
+) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = bytes_progress(size);
+    let courses = nigrani_ingest::CourseMap::from_rows(
+        store
+            .course_map()
+            .await
+            .context("cannot read the course mapping")?,
+    );
+    let ingestor = Ingestor::new(store, limits);
+    let summary = nigrani_ingest::coursera::import::import_csv(
+        &ingestor,
+        std::io::BufReader::new(file),
+        nigrani_ingest::coursera::connector::SOURCE,
+        &courses,
+        limits.max_events,
+        Utc::now(),
+        |read| bar.set_position(read),
+    )
+    .await;
+    bar.finish_and_clear();
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(nigrani_ingest::coursera::import::ImportError::Header(message)) => {
+            bail!(
+                "{} is not an enrollment report: {message}; nothing was imported",
+                path.display()
+            )
+        }
+        Err(e) => {
+            return Err(e).context("a batch could not be stored; the rows before it were stored");
+        }
+    };
+    let events = summary.events;
+    println!(
+        "imported {} row(s) of {}: {} rejected (see GET /api/v1/rejections); events: {} accepted, {} unmatched, {} duplicate, {} conflict, {} rejected",
+        summary.rows,
+        path.display(),
+        summary.rejected_rows,
+        events.accepted,
+        events.unmatched,
+        events.duplicate,
+        events.conflict,
+        events.rejected
+    );
+    anyhow::ensure!(summary.rows > 0, "{} holds no report rows", path.display());
+    Ok(())
+}
+
+/// A progress bar over a file's bytes.
+fn bytes_progress(size: u64) -> ProgressBar {
+    let bar = ProgressBar::new(size);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
 async fn import_events(
     settings: &Settings,
     store: Arc<dyn Store>,
@@ -476,12 +561,7 @@ async fn import_events(
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = ProgressBar::new(size);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    let bar = bytes_progress(size);
     let ingestor = Ingestor::new(store, settings.limits());
     let max_events = settings.limits().max_events;
     let mut reader = std::io::BufReader::new(file);

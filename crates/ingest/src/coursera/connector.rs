@@ -187,6 +187,8 @@ pub struct Health {
     pub lag_seconds: Option<i64>,
     /// How fresh the data is by Coursera's clock: the newest `updatedAt` read.
     pub data_as_of: Option<DateTime<Utc>>,
+    /// Seconds from `data_as_of` to now: the platform's lag and the connector's together.
+    pub data_lag_seconds: Option<i64>,
     /// Whether a pass is under way (a run stopped in its middle, or one is running).
     pub in_pass: bool,
     pub last_error: Option<String>,
@@ -196,6 +198,9 @@ impl Health {
     /// The health a stored state shows at `now`.
     pub fn of(state: &ConnectorState, now: DateTime<Utc>) -> Health {
         let cursor: Cursor = serde_json::from_str(&state.cursor).unwrap_or_default();
+        let data_as_of = cursor
+            .max_updated_at
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
         Health {
             connector: state.name.clone(),
             last_run_at: state.last_run_at,
@@ -204,9 +209,8 @@ impl Health {
             lag_seconds: state
                 .last_success_at
                 .map(|at| (now - at).num_seconds().max(0)),
-            data_as_of: cursor
-                .max_updated_at
-                .and_then(DateTime::<Utc>::from_timestamp_millis),
+            data_as_of,
+            data_lag_seconds: data_as_of.map(|at| (now - at).num_seconds().max(0)),
             in_pass: cursor.in_pass(),
             last_error: state.last_error.clone(),
         }

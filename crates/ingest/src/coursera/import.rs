@@ -66,7 +66,20 @@ pub async fn import_rows(
     Ok(summary)
 }
 
+/// Why a CSV import stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The header lacks a required column (or is not CSV): nothing of the file was read, and
+    /// nothing was stored.
+    #[error("{0}")]
+    Header(String),
+    /// A batch could not be stored; the batches before it were.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
 /// Imports a CSV export, `batch_rows` rows at a time; `progress` hears the bytes read so far.
+/// A header that cannot be read refuses the file before anything is stored.
 pub async fn import_csv(
     ingestor: &Ingestor,
     reader: impl std::io::Read,
@@ -75,13 +88,18 @@ pub async fn import_csv(
     batch_rows: usize,
     now: DateTime<Utc>,
     mut progress: impl FnMut(u64),
-) -> Result<ImportSummary, IngestError> {
+) -> Result<ImportSummary, ImportError> {
     let counted = Counted {
         inner: reader,
         read: std::sync::Arc::default(),
     };
     let read = std::sync::Arc::clone(&counted.read);
-    let mut rows = crate::coursera::report::read_csv(counted);
+    let mut rows = crate::coursera::report::read_csv(counted).peekable();
+    if let Some(Err(error)) = rows.peek()
+        && error.is_header_error()
+    {
+        return Err(ImportError::Header(error.message.clone()));
+    }
     let mut summary = ImportSummary::default();
     loop {
         let chunk: Vec<_> = rows.by_ref().take(batch_rows.max(1)).collect();

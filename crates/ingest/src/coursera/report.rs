@@ -156,6 +156,12 @@ pub struct RowError {
 }
 
 impl RowError {
+    /// Whether this is the header's error (a required column missing, or no CSV at all): it
+    /// ends the file, and no row of it was read.
+    pub fn is_header_error(&self) -> bool {
+        self.at == RowAt::Line(1)
+    }
+
     /// The error as a rejection of `source`, to store.
     pub fn into_rejection(self, source: &str) -> Rejection {
         Rejection {

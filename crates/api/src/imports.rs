@@ -1,0 +1,66 @@
+//! Report imports: `POST /api/v1/imports/coursera` takes a Coursera enrollment report exported
+//! as CSV, as `nigrani import --format coursera` does from a file.
+//!
+//! The body is read whole within the ingest body limit (`ingest.max_body_bytes`; larger reports
+//! go through the command line, which streams). Its rows become events through the batch
+//! pipeline, so re-importing the same report changes nothing, and rows that cannot be read are
+//! kept as rejections. The answer counts rows and the events' outcomes; it is sent once every
+//! event is durable.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use nigrani_ingest::coursera::import::{ImportError, import_csv};
+
+use crate::auth::Authenticated;
+use crate::error::ErrorCode;
+use crate::{ApiError, AppState};
+
+/// The source of rows sent with an admin key (ingest keys send their own).
+const ADMIN_SOURCE: &str = "coursera";
+
+/// Registers the route under `/api/v1`.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/imports/coursera", web::post().to(import_coursera));
+}
+
+async fn import_coursera(
+    Authenticated(caller): Authenticated,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if crate::body::media_type(&req).as_deref() != Some("text/csv") {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the enrollment report as `text/csv` (the CSV export of Coursera's admin pages)",
+        ));
+    }
+    let limits = state.ingestor.limits();
+    let body = crate::body::read_body(&req, payload, limits.max_body_bytes).await?;
+    let source = caller
+        .source
+        .clone()
+        .unwrap_or_else(|| ADMIN_SOURCE.to_owned());
+    let courses = state.courses.get(state.store.as_ref()).await?;
+    let ingestor = state.ingestor.bound_to(caller.source.as_deref());
+    let summary = import_csv(
+        &ingestor,
+        body.as_ref(),
+        &source,
+        &courses,
+        limits.max_events,
+        state.clock.now(),
+        |_| {},
+    )
+    .await
+    .map_err(|e| match e {
+        ImportError::Header(message) => ApiError::new(ErrorCode::CsvMissingColumns, message),
+        ImportError::Ingest(e) => ApiError::from(e),
+    })?;
+    if summary.rows == 0 {
+        return Err(ApiError::new(
+            ErrorCode::EmptyBatch,
+            "the report holds no rows (a header and at least one row are needed)",
+        ));
+    }
+    Ok(HttpResponse::Ok().json(summary))
+}
