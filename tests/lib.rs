@@ -318,11 +318,11 @@ impl TestServer {
     ) -> (u16, std::collections::HashMap<String, String>, String) {
         let url = self.url(path);
         let response = match method {
-            "GET" | "DELETE" => {
-                let mut request = if method == "GET" {
-                    self.agent.get(&url)
-                } else {
-                    self.agent.delete(&url)
+            "GET" | "DELETE" | "HEAD" => {
+                let mut request = match method {
+                    "GET" => self.agent.get(&url),
+                    "HEAD" => self.agent.head(&url),
+                    _ => self.agent.delete(&url),
                 };
                 for (name, value) in headers {
                     request = request.header(*name, *value);

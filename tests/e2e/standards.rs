@@ -267,6 +267,31 @@ fn an_lrs_refuses_what_the_specification_refuses() {
     let (status, _, ids) = send(&server, "POST", "/xapi/statements", &auth, &anonymous);
     assert_eq!(status, 200, "{ids}");
     assert_eq!(ids[0].as_str().unwrap().len(), 36);
+    // HEAD answers as GET, without a body.
+    let admin = format!("Bearer {ADMIN_KEY}");
+    let one = format!("/xapi/statements?statementId={}", ids[0].as_str().unwrap());
+    let (status, headers, body) =
+        server.request("HEAD", &one, &[("Authorization", &admin), VERSION], None);
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(headers["x-experience-api-version"], "1.0.3");
+    let (status, _, _) = server.request("HEAD", "/xapi/about", &[], None);
+    assert_eq!(status, 200);
+
+    // A statement dated two days ahead is stored, changes no figure, and its event is kept
+    // as a rejection with the reason.
+    let mut ahead = good.clone();
+    ahead["id"] = json!("7d2e5b1a-3c4f-4e6a-9b8c-0d1e2f3a4b5c");
+    ahead["timestamp"] = json!((chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339());
+    let (status, _, ids) = send(&server, "POST", "/xapi/statements", &auth, &ahead);
+    assert_eq!(status, 200, "{ids}");
+    let rejections = server.get_json("/api/v1/rejections").1;
+    assert!(
+        rejections
+            .to_string()
+            .contains("7d2e5b1a-3c4f-4e6a-9b8c-0d1e2f3a4b5c"),
+        "{rejections}"
+    );
+
     // The document resources are not provided.
     let (status, _, _) = server.request(
         "GET",

@@ -89,10 +89,12 @@ pub(crate) const RULES: &[(Method, &str, Access)] = &[
     (Method::DELETE, "/api/v1/course-mappings", ADMIN),
     (Method::POST, "/api/v1/imports/coursera", WRITERS),
     (Method::GET, "/xapi/about", Access::Public),
+    (Method::HEAD, "/xapi/about", Access::Public),
     (Method::POST, "/xapi/statements", WRITERS),
     (Method::PUT, "/xapi/statements", WRITERS),
     // Statements are raw payloads (they may hold e-mail addresses): admins only.
     (Method::GET, "/xapi/statements", ADMIN),
+    (Method::HEAD, "/xapi/statements", ADMIN),
     (Method::POST, "/caliper/v1p1/events", WRITERS),
     (Method::GET, "/grafana", READERS),
     (Method::GET, "/grafana/", READERS),

@@ -31,10 +31,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/xapi")
             .wrap(actix_web::middleware::from_fn(echo_version))
+            // HEAD answers as GET does, without the body (the specification asks for it).
             .route("/about", web::get().to(about))
+            .route("/about", web::head().to(about))
             .route("/statements", web::post().to(post_statements))
             .route("/statements", web::put().to(put_statement))
             .route("/statements", web::get().to(get_statements))
+            .route("/statements", web::head().to(get_statements))
             .route("/activities/state", web::route().to(not_provided))
             .route("/activities/profile", web::route().to(not_provided))
             .route("/agents/profile", web::route().to(not_provided))
@@ -264,11 +267,12 @@ async fn get_statements(
         .and_then(|v| v.to_str().ok());
     let request = read::parse(&parameters, accept_language, version)
         .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
-    // Every statement stored before this moment is in the answer: a write is visible when its
-    // transaction commits, before it is acknowledged.
+    // Every statement stored up to this moment is in the answer: the store waits out a write
+    // in progress, and later writes are stored after it.
     let consistent = state
-        .clock
-        .now()
+        .store
+        .statements_consistent_through()
+        .await?
         .to_rfc3339_opts(SecondsFormat::Micros, true);
     let answer = read::read(state.store.as_ref(), &request).await?;
     let mut response = match answer {

@@ -2,6 +2,10 @@
 //! demo events to `POST /api/v1/events` from several client threads on loopback, and samples the
 //! server's resident memory. Its peer is `psql \copy` of the same normalised rows into a table of
 //! the same shape (the real `events` table, created by nigrani's migrations in a fresh database).
+//!
+//! With `--xapi`, the same events also go as xAPI statements to `POST /xapi/statements` (see
+//! [`crate::statements`]) on PostgreSQL, in batches of 100 and 1,000, each next to the native
+//! endpoint at the same batch size in the same run, every run on a fresh database.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -15,8 +19,10 @@ use nigrani_ingest::native::parse_event;
 use nigrani_ingest::roster::{self, Rows};
 use nigrani_ingest::seed;
 use nigrani_store::StoreConfig;
+use nigrani_store::adapters::CourseMapping;
 use serde_json::Value;
 
+use crate::statements::{course_iri, statement_of};
 use crate::support::{BENCH_KEY, BenchDatabase, Server, memory_kib, percentile, psql};
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +43,47 @@ pub(crate) struct IngestArgs {
     /// Skip the SQLite run.
     #[arg(long)]
     skip_sqlite: bool,
+    /// Also send the events as xAPI statements (PostgreSQL only), next to the native endpoint,
+    /// at each of `--xapi-batches`.
+    #[arg(long)]
+    xapi: bool,
+    /// Batch sizes of the xAPI comparison.
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
+    xapi_batches: Vec<usize>,
+}
+
+/// An endpoint fed by a run: where, how, and how its answer counts what was stored.
+struct Feed<'a> {
+    path: &'a str,
+    content_type: &'a str,
+    /// The `Authorization` header.
+    authorization: String,
+    bodies: &'a [String],
+    /// Items stored, as the answer tells.
+    stored: fn(&Value) -> u64,
+}
+
+/// Events the native answer says were stored (accepted, or kept for a learner to come).
+fn native_stored(report: &Value) -> u64 {
+    let counts = &report["counts"];
+    counts["accepted"].as_u64().unwrap_or(0) + counts["unmatched"].as_u64().unwrap_or(0)
+}
+
+/// Statements the xAPI answer (the ids, in order) says were stored.
+fn statements_stored(ids: &Value) -> u64 {
+    ids.as_array().map_or(0, |ids| ids.len() as u64)
+}
+
+impl<'a> Feed<'a> {
+    fn native(bodies: &'a [String]) -> Self {
+        Feed {
+            path: "/api/v1/events",
+            content_type: "application/x-ndjson",
+            authorization: format!("Bearer {BENCH_KEY}"),
+            bodies,
+            stored: native_stored,
+        }
+    }
 }
 
 /// The generated workload: roster and events, the events as NDJSON request bodies.
@@ -68,15 +115,39 @@ fn workload(events: usize, batch: usize) -> anyhow::Result<Workload> {
         index += 1;
     }
     out.events.truncate(events);
-    for chunk in out.events.chunks(batch) {
-        let mut body = String::new();
-        for event in chunk {
-            body.push_str(&event.to_string());
-            body.push('\n');
-        }
-        out.bodies.push(body);
-    }
+    out.bodies = native_bodies(&out.events, batch);
     Ok(out)
+}
+
+/// The events as NDJSON bodies of `batch` events.
+fn native_bodies(events: &[Value], batch: usize) -> Vec<String> {
+    events
+        .chunks(batch)
+        .map(|chunk| {
+            let mut body = String::new();
+            for event in chunk {
+                body.push_str(&event.to_string());
+                body.push('\n');
+            }
+            body
+        })
+        .collect()
+}
+
+/// The events as xAPI statements, in JSON array bodies of `batch` statements.
+fn statement_bodies(events: &[Value], batch: usize, run: u32) -> Vec<String> {
+    events
+        .chunks(batch)
+        .enumerate()
+        .map(|(chunk_index, chunk)| {
+            let statements: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, event)| statement_of(event, run, chunk_index * batch + i))
+                .collect();
+            Value::Array(statements).to_string()
+        })
+        .collect()
 }
 
 /// What one run measured.
@@ -126,7 +197,8 @@ pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::
             nigrani,
             "nigrani → PostgreSQL",
             &config,
-            &work,
+            &Feed::native(&work.bodies),
+            work.events.len(),
             args.clients,
         )?);
         drop(db);
@@ -139,6 +211,51 @@ pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::
         nigrani_store::open(&peer_config).await?;
         results.push(copy_peer(&peer.url, &work)?);
     }
+    if let (true, Some(admin_url)) = (args.xapi, &args.postgres_url) {
+        for (run, &batch) in args.xapi_batches.iter().enumerate() {
+            ensure!(batch > 0, "xAPI batch sizes must be positive");
+            let native = native_bodies(&work.events, batch);
+            let db = BenchDatabase::create(admin_url, "native")?;
+            let config = StoreConfig {
+                database_url: Some(db.url.clone()),
+                ..StoreConfig::default()
+            };
+            load_roster(&config, &work).await?;
+            results.push(serve_and_load(
+                nigrani,
+                &format!("native, batch {batch}"),
+                &config,
+                &Feed::native(&native),
+                work.events.len(),
+                args.clients,
+            )?);
+            drop(db);
+
+            let statements = statement_bodies(&work.events, batch, run as u32 + 1);
+            let db = BenchDatabase::create(admin_url, "xapi")?;
+            let config = StoreConfig {
+                database_url: Some(db.url.clone()),
+                ..StoreConfig::default()
+            };
+            load_roster(&config, &work).await?;
+            map_courses(&config, &work).await?;
+            let key = ingest_key(nigrani, &config)?;
+            results.push(serve_and_load(
+                nigrani,
+                &format!("xAPI, batch {batch}"),
+                &config,
+                &Feed {
+                    path: "/xapi/statements",
+                    content_type: "application/json",
+                    authorization: format!("Bearer {key}"),
+                    bodies: &statements,
+                    stored: statements_stored,
+                },
+                work.events.len(),
+                args.clients,
+            )?);
+        }
+    }
     if !args.skip_sqlite {
         let dir = tempfile::tempdir()?;
         let config = StoreConfig {
@@ -150,7 +267,8 @@ pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::
             nigrani,
             "nigrani → SQLite",
             &config,
-            &work,
+            &Feed::native(&work.bodies),
+            work.events.len(),
             args.clients,
         )?);
     }
@@ -175,11 +293,81 @@ pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::
     let find = |label: &str| results.iter().find(|r| r.label == label);
     if let (Some(http), Some(copy)) = (find("nigrani → PostgreSQL"), find("psql \\copy (peer)")) {
         println!(
-            "\nPostgreSQL ingest over HTTP runs at {:.2}× the rate of psql \\copy of the same rows (target ≥ 0.5×)",
+            "\nPostgreSQL ingest over HTTP runs at {:.2}× the rate of psql \\copy of the same rows (target ≥ 0.8×)",
             http.rate() / copy.rate()
         );
     }
+    if let Some(copy) = find("psql \\copy (peer)") {
+        for batch in &args.xapi_batches {
+            if let (Some(native), Some(xapi)) = (
+                find(&format!("native, batch {batch}")),
+                find(&format!("xAPI, batch {batch}")),
+            ) {
+                println!(
+                    "batch {batch}: xAPI at {:.2}× native (target ≥ 0.7×); native at {:.2}×, xAPI at {:.2}× psql \\copy (target ≥ 0.8×)",
+                    xapi.rate() / native.rate(),
+                    native.rate() / copy.rate(),
+                    xapi.rate() / copy.rate()
+                );
+            }
+        }
+    }
     Ok(())
+}
+
+/// Maps each course's platform IRI (as [`statement_of`] writes it) to the course.
+async fn map_courses(config: &StoreConfig, work: &Workload) -> anyhow::Result<()> {
+    let (store, _) = nigrani_store::open(config).await?;
+    let mut courses: Vec<&str> = work
+        .events
+        .iter()
+        .filter_map(|e| e["course_id"].as_str())
+        .collect();
+    courses.sort_unstable();
+    courses.dedup();
+    let rows: Vec<CourseMapping> = courses
+        .into_iter()
+        .map(|course| CourseMapping {
+            source: "coursera".to_owned(),
+            platform_course_id: course_iri(course),
+            course_id: course.to_owned(),
+        })
+        .collect();
+    store.upsert_course_mappings(&rows).await?;
+    Ok(())
+}
+
+/// An ingest key of source `coursera`, made with `nigrani keys create` on the run's database.
+fn ingest_key(nigrani: &std::path::Path, config: &StoreConfig) -> anyhow::Result<String> {
+    let mut command = std::process::Command::new(nigrani);
+    command
+        .args([
+            "keys",
+            "create",
+            "--role",
+            "ingest",
+            "--name",
+            "bench-lrs",
+            "--source",
+            "coursera",
+        ])
+        .env("NIGRANI_LOG", "error")
+        .env("NIGRANI_DATA_DIR", &config.data_dir);
+    match &config.database_url {
+        Some(url) => command.env("NIGRANI_DATABASE_URL", url),
+        None => command.env_remove("NIGRANI_DATABASE_URL"),
+    };
+    let output = command.output()?;
+    ensure!(
+        output.status.success(),
+        "nigrani keys create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .find(|word| word.starts_with("nk_"))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("nigrani keys create printed no key"))
 }
 
 fn fmt_ms(ms: f64) -> String {
@@ -202,14 +390,15 @@ fn serve_and_load(
     nigrani: &std::path::Path,
     label: &str,
     config: &StoreConfig,
-    work: &Workload,
+    feed: &Feed<'_>,
+    expected: usize,
     clients: usize,
 ) -> anyhow::Result<Measured> {
     let server = Server::start(nigrani, config, &[])?;
-    let url = format!("{}/api/v1/events", server.address);
+    let url = format!("{}{}", server.address, feed.path);
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::<String>::new());
-    let latencies = Mutex::new(Vec::<f64>::with_capacity(work.bodies.len()));
+    let latencies = Mutex::new(Vec::<f64>::with_capacity(feed.bodies.len()));
     let stored = AtomicU64::new(0);
     let done = Arc::new(AtomicBool::new(false));
     let peak_rss = Arc::new(AtomicU64::new(0));
@@ -234,14 +423,15 @@ fn serve_and_load(
                     .into();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = work.bodies.get(i) else {
+                    let Some(body) = feed.bodies.get(i) else {
                         break;
                     };
                     let sent = Instant::now();
                     let result = agent
                         .post(&url)
-                        .header("Content-Type", "application/x-ndjson")
-                        .header("Authorization", &format!("Bearer {BENCH_KEY}"))
+                        .header("Content-Type", feed.content_type)
+                        .header("Authorization", &feed.authorization)
+                        .header("X-Experience-API-Version", "1.0.3")
                         .send(body.as_str());
                     let elapsed = sent.elapsed().as_secs_f64() * 1000.0;
                     let outcome = result.map_err(|e| e.to_string()).and_then(|mut response| {
@@ -253,11 +443,9 @@ fn serve_and_load(
                         if !status.is_success() {
                             return Err(format!("{status}: {text}"));
                         }
-                        let report: Value =
+                        let answer: Value =
                             serde_json::from_str(&text).map_err(|e| e.to_string())?;
-                        let counts = &report["counts"];
-                        Ok(counts["accepted"].as_u64().unwrap_or(0)
-                            + counts["unmatched"].as_u64().unwrap_or(0))
+                        Ok((feed.stored)(&answer))
                     });
                     match outcome {
                         Ok(n) => {
@@ -292,9 +480,8 @@ fn serve_and_load(
     );
     let stored = stored.into_inner() as usize;
     ensure!(
-        stored == work.events.len(),
-        "{label}: {stored} of {} events were stored",
-        work.events.len()
+        stored == expected,
+        "{label}: {stored} of {expected} were stored"
     );
     let mut latencies = latencies.into_inner().unwrap_or_default();
     latencies.sort_by(f64::total_cmp);

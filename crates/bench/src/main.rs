@@ -13,7 +13,9 @@
 //! `analytics` runs the engine in this process, through the library crates.
 //!
 //! Modules:
-//! - [`ingest`]: `nigrani-bench ingest`, events/s over HTTP on each backend against `psql \copy`.
+//! - [`ingest`]: `nigrani-bench ingest`, events/s over HTTP on each backend against `psql \copy`;
+//!   with `--xapi`, xAPI statements/s next to the native endpoint.
+//! - [`statements`]: the demo events as xAPI statements, for those runs.
 //! - [`analytics`]: `nigrani-bench analytics`, the engine at scale, cold group-bys against DuckDB
 //!   (`duckdb_groupbys.py` beside this crate's manifest), freshness.
 //! - [`api`]: `nigrani-bench api`, wrk against the summary and a breakdown under ingest.
@@ -22,6 +24,7 @@
 mod analytics;
 mod api;
 mod ingest;
+mod statements;
 mod support;
 
 use std::path::PathBuf;

@@ -148,10 +148,29 @@ fn paging_without_total_with_numeric_next_ends_on_the_short_page() {
     let (mut client, _) = standin_client(&standin, 5);
     let mut kept = Kept::default();
     let summary = run(&mut client, Cursor::default(), &mut kept).unwrap();
-    // The last page is short: the pass ends there even though it names a next page.
-    assert_eq!(starts(&standin), [(0, 200), (5, 200), (10, 200)]);
+    // The last page is short but names a next page (the API may cap `limit` below the page
+    // size asked): that page is read, and being empty, ends the pass.
+    assert_eq!(starts(&standin), [(0, 200), (5, 200), (10, 200), (15, 200)]);
     assert_eq!(summary.total, None);
     assert!(summary.finished);
+    assert_eq!(by_id(&kept.rows), expected(&fixture_rows()));
+}
+
+#[test]
+fn an_api_that_gives_fewer_rows_than_asked_is_read_to_the_end() {
+    let standin = Standin::start(
+        PROGRAM,
+        fixture_rows(),
+        Behaviour {
+            max_limit: Some(3),
+            ..Behaviour::default()
+        },
+    );
+    let (mut client, _) = standin_client(&standin, 5);
+    let mut kept = Kept::default();
+    let summary = run(&mut client, Cursor::default(), &mut kept).unwrap();
+    assert!(summary.finished);
+    assert_eq!((summary.pages, summary.rows), (4, 12));
     assert_eq!(by_id(&kept.rows), expected(&fixture_rows()));
 }
 

@@ -164,6 +164,11 @@ pub(crate) fn filter_query(filter: &StatementFilter) -> (String, Vec<Bound>) {
     (sql, values)
 }
 
+/// The `stored` time of a statement written now (PostgreSQL, under the events lock): the
+/// database's clock, or the latest `stored` if that clock went back.
+pub(crate) const NEXT_STORED_POSTGRES: &str = "SELECT GREATEST(clock_timestamp(),
+        COALESCE((SELECT max(stored) FROM xapi_statements), '-infinity'::timestamptz))";
+
 /// One statement by id: `$1` the id.
 pub(crate) const STATEMENT_BY_ID: &str =
     "SELECT seq, stored, voided_by IS NOT NULL, statement FROM xapi_statements

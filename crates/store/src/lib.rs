@@ -397,12 +397,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes xAPI statements and the events they map to in one transaction, and applies the
     /// voiding statements among them (see [`adapters`]). A statement stored before with other
-    /// content makes the whole batch a conflict, and nothing is written.
+    /// content makes the whole batch a conflict, and nothing is written. `received_at` is the
+    /// events' receipt time; the statements' `stored` time is the store's own, taken while
+    /// writes are serialised, so that statements commit in `stored` order. A voiding statement
+    /// voids statements of its own source only.
     async fn write_statements(
         &self,
         batch: adapters::StatementBatch<'_>,
         received_at: DateTime<Utc>,
     ) -> Result<adapters::StatementsWrite, StoreError>;
+
+    /// A moment every statement stored up to is visible to reads from now on (for
+    /// `X-Experience-API-Consistent-Through`): it waits for a statement write in progress, and
+    /// any later write is stored after it.
+    async fn statements_consistent_through(&self) -> Result<DateTime<Utc>, StoreError>;
 
     /// One statement by id, voided or not.
     async fn statement(

@@ -537,6 +537,13 @@ impl Store for PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENTS_LOCK])
             .await
             .map_err(map_error)?;
+        // `stored` is read under the lock, from the database's clock, and never goes back:
+        // statements commit in `stored` order, which `statements_consistent_through` relies on.
+        let stored: DateTime<Utc> = tx
+            .query_one(adapters::NEXT_STORED_POSTGRES, &[])
+            .await
+            .map_err(map_error)?
+            .get(0);
         let ids: Vec<&str> = batch
             .statements
             .iter()
@@ -583,7 +590,7 @@ impl Store for PostgresStore {
                              $7::text[], $8::text[]) AS t(i, s, v, r, vo, h, st)
                  RETURNING seq, statement_id",
                 &[
-                    &received_at,
+                    &stored,
                     &column(|r| Some(r.statement_id.as_str())),
                     &column(|r| Some(r.source.as_str())),
                     &column(|r| Some(r.verb_id.as_str())),
@@ -635,15 +642,17 @@ impl Store for PostgresStore {
         let new_ids: Vec<&str> = new.iter().map(|r| r.statement_id.as_str()).collect();
         let mut voider: Vec<String> = Vec::new();
         let mut target: Vec<String> = Vec::new();
+        let mut voider_source: Vec<String> = Vec::new();
         for record in &new {
             if let Some(voided) = &record.voids {
                 voider.push(record.statement_id.clone());
                 target.push(voided.clone());
+                voider_source.push(record.source.clone());
             }
         }
         for row in tx
             .query(
-                "SELECT statement_id, voids FROM xapi_statements WHERE voids = ANY($1)",
+                "SELECT statement_id, voids, source FROM xapi_statements WHERE voids = ANY($1)",
                 &[&new_ids],
             )
             .await
@@ -651,19 +660,21 @@ impl Store for PostgresStore {
         {
             voider.push(row.get(0));
             target.push(row.get(1));
+            voider_source.push(row.get(2));
         }
         let mut retracted: Vec<String> = Vec::new();
         if !voider.is_empty() {
             let voided = tx
                 .query(
                     "UPDATE xapi_statements s SET voided_by = p.voider
-                     FROM (SELECT DISTINCT ON (target) voider, target
-                           FROM unnest($1::text[], $2::text[]) AS p(voider, target)
-                           ORDER BY target, voider) p
-                     WHERE s.statement_id = p.target AND s.voids IS NULL
-                         AND s.voided_by IS NULL
+                     FROM (SELECT DISTINCT ON (target, source) voider, target, source
+                           FROM unnest($1::text[], $2::text[], $3::text[])
+                               AS p(voider, target, source)
+                           ORDER BY target, source, voider) p
+                     WHERE s.statement_id = p.target AND s.source = p.source
+                         AND s.voids IS NULL AND s.voided_by IS NULL
                      RETURNING s.source, s.statement_id",
-                    &[&voider, &target],
+                    &[&voider, &target, &voider_source],
                 )
                 .await
                 .map_err(map_error)?;
@@ -700,6 +711,23 @@ impl Store for PostgresStore {
             statements: stored_now,
             events: outcomes,
         })
+    }
+
+    async fn statements_consistent_through(&self) -> Result<DateTime<Utc>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_error)?;
+        // Waits for a statement write holding the lock to commit; one taking it later reads
+        // a later `stored`.
+        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&EVENTS_LOCK])
+            .await
+            .map_err(map_error)?;
+        let now: DateTime<Utc> = tx
+            .query_one(adapters::NEXT_STORED_POSTGRES, &[])
+            .await
+            .map_err(map_error)?
+            .get(0);
+        tx.commit().await.map_err(map_error)?;
+        Ok(now)
     }
 
     async fn statement(&self, statement_id: &str) -> Result<Option<StoredStatement>, StoreError> {

@@ -235,6 +235,16 @@ fn map_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The `stored` time of a statement written now: the clock, or the latest `stored` if the clock
+/// went back (in microseconds).
+fn next_stored(conn: &rusqlite::Connection) -> Result<i64, rusqlite::Error> {
+    let latest: Option<i64> =
+        conn.query_row("SELECT max(stored) FROM xapi_statements", [], |row| {
+            row.get(0)
+        })?;
+    Ok(micros(Utc::now()).max(latest.unwrap_or(i64::MIN)))
+}
+
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -609,6 +619,9 @@ impl Store for SqliteStore {
         let received = micros(received_at);
         self.write(move |conn| {
             let tx = conn.transaction()?;
+            // Writes are serialised: `stored` is read here and never goes back, so statements
+            // commit in `stored` order (see `statements_consistent_through`).
+            let stored = next_stored(&tx)?;
             let mut stored_now = Vec::with_capacity(statements.len());
             for record in &statements {
                 let before: Option<String> = tx
@@ -637,7 +650,7 @@ impl Store for SqliteStore {
                     params![
                         record.statement_id,
                         record.source,
-                        received,
+                        stored,
                         record.verb_id,
                         record.registration,
                         record.voids,
@@ -667,13 +680,14 @@ impl Store for SqliteStore {
                 .iter()
                 .filter(|r| new_ids.contains(r.statement_id.as_str()))
             {
+                // A voiding statement voids a statement of its own source only.
                 let pair = match &record.voids {
                     Some(target) => Some((record.statement_id.clone(), target.clone())),
                     None => tx
                         .query_row(
-                            "SELECT statement_id FROM xapi_statements WHERE voids = ?1
-                             ORDER BY seq LIMIT 1",
-                            [&record.statement_id],
+                            "SELECT statement_id FROM xapi_statements
+                             WHERE voids = ?1 AND source = ?2 ORDER BY seq LIMIT 1",
+                            [&record.statement_id, &record.source],
                             |row| row.get(0),
                         )
                         .optional()?
@@ -685,9 +699,10 @@ impl Store for SqliteStore {
                 let source: Option<String> = tx
                     .query_row(
                         "UPDATE xapi_statements SET voided_by = ?1
-                         WHERE statement_id = ?2 AND voids IS NULL AND voided_by IS NULL
+                         WHERE statement_id = ?2 AND source = ?3 AND voids IS NULL
+                             AND voided_by IS NULL
                          RETURNING source",
-                        params![voider, target],
+                        params![voider, target, record.source],
                         |row| row.get(0),
                     )
                     .optional()?;
@@ -718,6 +733,13 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn statements_consistent_through(&self) -> Result<DateTime<Utc>, StoreError> {
+        // Through the writer: no statement write is half done while this runs.
+        let at = self.write(|conn| Ok(next_stored(conn)?)).await?;
+        DateTime::from_timestamp_micros(at)
+            .ok_or_else(|| StoreError::internal(format!("no such time: {at} µs")))
     }
 
     async fn statement(&self, statement_id: &str) -> Result<Option<StoredStatement>, StoreError> {

@@ -831,6 +831,29 @@ async fn voiding_retracts_the_event_and_restates_its_learner(store: Arc<dyn Stor
         Some(&target.statement_id),
         "h-2",
     );
+    // Another source's voiding statement voids nothing.
+    let mut foreign = statement_record(
+        "00000000-0000-4000-8000-0000000000f1",
+        VOIDED,
+        Some(&target.statement_id),
+        "h-f",
+    );
+    foreign.source = "canvas".into();
+    write(store.as_ref(), std::slice::from_ref(&foreign), &[]).await;
+    assert_eq!(
+        store.feed_after(0, 10).await.unwrap().len(),
+        1,
+        "not voided by canvas"
+    );
+    assert!(
+        !store
+            .statement(&target.statement_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .voided
+    );
+
     write(store.as_ref(), std::slice::from_ref(&voiding), &[]).await;
     assert!(
         store.feed_after(0, 10).await.unwrap().is_empty(),
@@ -862,7 +885,11 @@ async fn voiding_retracts_the_event_and_restates_its_learner(store: Arc<dyn Stor
         .await
         .unwrap();
     let listed: Vec<bool> = listed.iter().map(|s| s.voided).collect();
-    assert_eq!(listed, [false], "lists leave voided statements out");
+    assert_eq!(
+        listed,
+        [false, false],
+        "lists leave voided statements out (two voiders stay)"
+    );
 
     // A voiding statement that arrives before its target voids it when it comes.
     let early = statement_record(
@@ -913,6 +940,14 @@ async fn statement_filters_and_paging(store: Arc<dyn Store>) {
         })
         .collect();
     write(store.as_ref(), &records, &[]).await;
+    // Everything stored so far is at or before the consistent-through moment.
+    let through = store.statements_consistent_through().await.unwrap();
+    let stored = store
+        .statement(&records[4].statement_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.stored <= through, "{} > {through}", stored.stored);
     let ids = |list: Vec<nigrani_store::adapters::StoredStatement>| -> Vec<String> {
         list.iter().map(|s| s.statement[7..43].to_owned()).collect()
     };

@@ -138,9 +138,12 @@ pub fn pull_program(
         if page.total.is_some() {
             summary.total = page.total;
         }
-        let next = page.next.filter(|next| {
-            count > 0 && count >= client.page_size() && page.total.is_none_or(|total| *next < total)
-        });
+        // A page shorter than asked does not end the pass by itself: the API may cap `limit`
+        // below the page size asked for. The pass ends on an empty page, at `total`, or where
+        // `next` is missing.
+        let next = page
+            .next
+            .filter(|next| count > 0 && page.total.is_none_or(|total| *next < total));
         if let Some(next) = next
             && next <= start
         {

@@ -169,10 +169,17 @@ pub fn event_of(
         .and_then(Value::as_str)
         .and_then(validate::parse_timestamp)?;
     let result = statement.get("result").unwrap_or(&Value::Null);
-    let raw = canonical_json(statement);
+    let statement_id = statement.get("id").and_then(Value::as_str)?;
+    // The event's raw text names its statement rather than copying it: the statement (which
+    // may hold a clear-text mail address) stays in the admin-only statement store alone.
+    let raw = canonical_json(&serde_json::json!({
+        "xapi_statement": statement_id,
+        "verb": verb_id,
+        "object": statement.pointer("/object/id"),
+    }));
     Some(LearningEvent {
         source: source.to_owned(),
-        event_id: statement.get("id").and_then(Value::as_str)?.to_owned(),
+        event_id: statement_id.to_owned(),
         learner,
         course_id,
         kind,
@@ -189,7 +196,7 @@ pub fn event_of(
             .map(|seconds| seconds.round() as i64),
         occurred_at,
         // The statement's content hash, so that its event is a duplicate exactly when the
-        // statement is; the raw text is the statement as stored.
+        // statement is.
         content_hash: content_hash.to_owned(),
         earlier_content_hash: None,
         raw,

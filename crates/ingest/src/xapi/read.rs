@@ -17,6 +17,10 @@ use crate::xapi::validate::{self, Version};
 
 /// Most statements one page holds (also the page size when `limit` is 0 or absent).
 pub const MAX_PAGE: usize = 500;
+/// A page ends once its statements pass this many bytes (the rest follow on the next page).
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Statements read from the store at a time while a page is filled.
+const READ_SLICE: usize = 50;
 
 /// Why a query was refused (400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -250,12 +254,39 @@ pub async fn read(store: &dyn Store, request: &Request) -> Result<Answer, StoreE
             Ok(Answer::One(found.map(|s| shaped(&s, request))))
         }
         Query::List(filter) => {
-            // One more than the page tells whether there is a next page.
-            let mut probe = filter.clone();
-            probe.limit = filter.limit + 1;
-            let mut rows = store.statements(&probe).await?;
-            let more = (rows.len() > filter.limit).then(|| rows[filter.limit - 1].seq);
-            rows.truncate(filter.limit);
+            // Read in slices, so that a page of large statements stops at MAX_PAGE_BYTES (the
+            // rest is on the next page) and memory stays bounded; one row past the page tells
+            // whether there is a next page.
+            let mut rows = Vec::new();
+            let mut bytes = 0usize;
+            let mut slice = filter.clone();
+            let more = loop {
+                slice.limit = READ_SLICE.min(filter.limit + 1 - rows.len());
+                let read = store.statements(&slice).await?;
+                let exhausted = read.len() < slice.limit;
+                for row in read {
+                    if rows.len() == filter.limit || (bytes >= MAX_PAGE_BYTES && !rows.is_empty()) {
+                        break;
+                    }
+                    bytes += row.statement.len();
+                    rows.push(row);
+                }
+                let last = rows
+                    .last()
+                    .map(|r: &nigrani_store::adapters::StoredStatement| r.seq);
+                if rows.len() == filter.limit || bytes >= MAX_PAGE_BYTES {
+                    // Full: a next page exists when anything follows the last row.
+                    let mut probe = filter.clone();
+                    probe.after_seq = last;
+                    probe.limit = 1;
+                    let follows = !store.statements(&probe).await?.is_empty();
+                    break if follows { last } else { None };
+                }
+                if exhausted {
+                    break None;
+                }
+                slice.after_seq = last;
+            };
             Ok(Answer::Page {
                 statements: rows.iter().map(|s| shaped(s, request)).collect(),
                 more,

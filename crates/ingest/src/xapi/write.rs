@@ -78,6 +78,9 @@ impl WriteError {
 pub struct Prepared {
     records: Vec<StatementRecord>,
     events: Vec<LearningEvent>,
+    /// Events the figures cannot take (dated more than a day ahead), by their statement's
+    /// place in the batch: the statement is stored, the event kept as a rejection.
+    refused_events: Vec<(usize, Rejection)>,
     /// How many of the batch's statements change a figure (they map to an event).
     pub meaningful: usize,
 }
@@ -147,6 +150,7 @@ pub fn prepare(
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut records = Vec::with_capacity(statements.len());
     let mut events = Vec::new();
+    let mut refused_events = Vec::new();
     for (index, statement) in statements.into_iter().enumerate() {
         let mut statement = statement.clone();
         let given = statement
@@ -171,6 +175,7 @@ pub fn prepare(
                 second: index,
             });
         }
+        normalise_context_activities(&mut statement);
         let content_hash = content_hash_of(&statement);
         let fields = statement
             .as_object_mut()
@@ -195,9 +200,19 @@ pub fn prepare(
                 mapping::event_of(&statement, &sender.source, courses, &content_hash)
         {
             // An event the figures cannot take (dated more than a day ahead) leaves the statement
-            // stored and counted, without an effect.
-            if event.check(now).is_ok() {
-                events.push(event);
+            // stored and counted, without an effect, and is kept as a rejection with its reason.
+            match event.check(now) {
+                Ok(()) => events.push(event),
+                Err((reason, message)) => refused_events.push((
+                    index,
+                    Rejection {
+                        reason,
+                        message: format!("xAPI statement {id}: {message}"),
+                        source: Some(sender.source.clone()),
+                        event_id: Some(id.clone()),
+                        raw: event.raw.clone(),
+                    },
+                )),
             }
         }
         records.push(StatementRecord {
@@ -222,6 +237,7 @@ pub fn prepare(
         meaningful: events.len(),
         records,
         events,
+        refused_events,
     })
 }
 
@@ -236,7 +252,18 @@ pub async fn store(
         events: &prepared.events,
     };
     match store.write_statements(batch, now).await? {
-        StatementsWrite::Written { .. } => Ok(prepared.ids()),
+        StatementsWrite::Written { statements, .. } => {
+            let refused: Vec<Rejection> = prepared
+                .refused_events
+                .iter()
+                .filter(|(index, _)| statements.get(*index).copied().unwrap_or(false))
+                .map(|(_, rejection)| rejection.clone())
+                .collect();
+            if !refused.is_empty() {
+                store.write_batch(&[], &refused, now).await?;
+            }
+            Ok(prepared.ids())
+        }
         StatementsWrite::Conflict { statement_id } => Err(WriteError::Conflict(statement_id)),
     }
 }
@@ -275,6 +302,24 @@ fn content_hash_of(statement: &Value) -> String {
         }
     }
     content_hash_of_canonical(&canonical_json(&sent))
+}
+
+/// Writes each list of `contextActivities` (the statement's, and a sub-statement's) as an
+/// array, as the specification asks an LRS to return them, so that one activity sent bare and
+/// the same sent in an array are one content.
+fn normalise_context_activities(statement: &mut Value) {
+    for pointer in [
+        "/context/contextActivities",
+        "/object/context/contextActivities",
+    ] {
+        if let Some(Value::Object(lists)) = statement.pointer_mut(pointer) {
+            for list in lists.values_mut() {
+                if list.is_object() {
+                    *list = Value::Array(vec![list.take()]);
+                }
+            }
+        }
+    }
 }
 
 /// The `version` a statement without one is stored with.
@@ -333,5 +378,15 @@ mod tests {
         stored["version"] = "1.0.0".into();
         stored["id"] = "4f0c7a3e-9d51-4f6e-8a0b-2c3d4e5f6a7b".into();
         assert_eq!(content_hash_of(&sent), content_hash_of(&stored));
+    }
+
+    #[test]
+    fn a_bare_context_activity_is_stored_in_an_array() {
+        let mut bare = serde_json::json!({"context": {"contextActivities": {
+            "parent": {"id": "https://lms.example/course/1"}}}});
+        let listed = serde_json::json!({"context": {"contextActivities": {
+            "parent": [{"id": "https://lms.example/course/1"}]}}});
+        normalise_context_activities(&mut bare);
+        assert_eq!(bare, listed);
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct Behaviour {
     pub(crate) failures: Vec<Failure>,
     /// Rows that appear at the front of the report once the first page has been served.
     pub(crate) insert_after_first_page: Vec<Value>,
+    /// The most rows a page holds, whatever `limit` asks (`next` follows the rows given).
+    pub(crate) max_limit: Option<u64>,
 }
 
 impl Default for Behaviour {
@@ -73,6 +75,7 @@ impl Default for Behaviour {
             next_on_last_page: false,
             failures: Vec::new(),
             insert_after_first_page: Vec::new(),
+            max_limit: None,
         }
     }
 }
@@ -437,7 +440,8 @@ fn page(request: &Request, start: u64, state: &mut State) -> Response {
         .query
         .get("limit")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(100)
+        .min(state.behaviour.max_limit.unwrap_or(u64::MAX));
     if state.pages_served == 1 && !state.behaviour.insert_after_first_page.is_empty() {
         let mut inserted = std::mem::take(&mut state.behaviour.insert_after_first_page);
         inserted.append(&mut state.rows);

@@ -51,3 +51,4 @@ CREATE TABLE connector_state (
     rows_total      BIGINT NOT NULL,
     last_error      TEXT
 );
+CREATE INDEX xapi_statements_stored ON xapi_statements (stored);

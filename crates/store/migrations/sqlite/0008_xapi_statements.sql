@@ -50,3 +50,4 @@ CREATE TABLE connector_state (
     rows_total      INTEGER NOT NULL,
     last_error      TEXT
 ) STRICT;
+CREATE INDEX xapi_statements_stored ON xapi_statements (stored);
