@@ -93,6 +93,9 @@ async fn upsert(
         .map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.to_string()))?;
     let written = state.store.upsert_course_mappings(&rows).await?;
     state.courses.forget();
+    // Events stored before their course was mapped have moved to it: their learners are read
+    // again.
+    state.engine.roster_changed();
     Ok(HttpResponse::Ok().json(json!({ "mappings": written })))
 }
 

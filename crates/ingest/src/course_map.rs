@@ -4,7 +4,8 @@
 //! a Coursera content id). The store keeps a mapping from `(source, platform course id)` to the
 //! course ids of the track plans; every adapter resolves its course ids through it, at ingest.
 //! An id with no mapping is kept as the platform sent it: the event is stored and counts as
-//! activity, but completes no required course until it is mapped and the platform resends.
+//! activity, but completes no required course until it is mapped; the store then moves such
+//! events to the mapped course (see `Store::upsert_course_mappings`).
 
 use std::collections::HashMap;
 

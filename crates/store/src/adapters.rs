@@ -194,6 +194,20 @@ pub(crate) const UPSERT_COURSE_MAPPING: &str =
     "INSERT INTO course_map (source, platform_course_id, course_id) VALUES ($1, $2, $3)
     ON CONFLICT (source, platform_course_id) DO UPDATE SET course_id = excluded.course_id";
 
+/// Events stored before their course was mapped (under the platform's own id) move to the
+/// course a new mapping names; returns the roster learner of each (to be read again). SQLite,
+/// one mapping: `?1` source, `?2` platform id, `?3` course.
+pub(crate) const REMAP_UNMAPPED_EVENTS_SQLITE: &str = "UPDATE events SET course_id = ?3
+    WHERE source = ?1 AND course_id = ?2
+    RETURNING (SELECT learner_id FROM learner_identities i WHERE i.learner_ref = events.learner_ref)";
+
+/// The same on PostgreSQL, for all mappings at once: `$1` sources, `$2` platform ids, `$3`
+/// courses.
+pub(crate) const REMAP_UNMAPPED_EVENTS_POSTGRES: &str = "UPDATE events e SET course_id = m.course
+    FROM unnest($1::text[], $2::text[], $3::text[]) AS m(source, platform, course)
+    WHERE e.source = m.source AND e.course_id = m.platform
+    RETURNING (SELECT i.learner_id FROM learner_identities i WHERE i.learner_ref = e.learner_ref)";
+
 /// Removes one mapping: `$1` source, `$2` platform id.
 pub(crate) const DELETE_COURSE_MAPPING: &str =
     "DELETE FROM course_map WHERE source = $1 AND platform_course_id = $2";

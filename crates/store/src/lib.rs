@@ -426,7 +426,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The course mapping, by source and platform id.
     async fn course_map(&self) -> Result<Vec<adapters::CourseMapping>, StoreError>;
-    /// Sets mappings (replacing those of the same source and platform id).
+    /// Sets mappings (replacing those of the same source and platform id). Events stored under
+    /// a platform id before it was mapped move to its course, and their learners are restated
+    /// through the roster log.
     async fn upsert_course_mappings(
         &self,
         rows: &[adapters::CourseMapping],

@@ -785,6 +785,37 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?;
         }
+        let remapped: Vec<&CourseMapping> = rows
+            .iter()
+            .filter(|r| r.platform_course_id != r.course_id)
+            .collect();
+        let column = |pick: fn(&CourseMapping) -> &str| -> Vec<&str> {
+            remapped.iter().map(|r| pick(r)).collect()
+        };
+        let mut restated: Vec<String> = tx
+            .query(
+                adapters::REMAP_UNMAPPED_EVENTS_POSTGRES,
+                &[
+                    &column(|r| r.source.as_str()),
+                    &column(|r| r.platform_course_id.as_str()),
+                    &column(|r| r.course_id.as_str()),
+                ],
+            )
+            .await
+            .map_err(map_error)?
+            .iter()
+            .filter_map(|row| row.get::<_, Option<String>>(0))
+            .collect();
+        if !restated.is_empty() {
+            restated.sort_unstable();
+            restated.dedup();
+            record_roster_change(
+                &tx,
+                RosterPart::Learners,
+                Some(&roster_change::Touched::restating(restated)),
+            )
+            .await?;
+        }
         commit(tx).await?;
         Ok(rows.len() as u64)
     }

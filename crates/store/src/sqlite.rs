@@ -804,10 +804,31 @@ impl Store for SqliteStore {
         let rows = rows.to_vec();
         self.write(move |conn| {
             let tx = conn.transaction()?;
+            let mut restated: Vec<String> = Vec::new();
             for row in &rows {
                 tx.execute(
                     adapters::UPSERT_COURSE_MAPPING,
                     params![row.source, row.platform_course_id, row.course_id],
+                )?;
+                if row.platform_course_id == row.course_id {
+                    continue;
+                }
+                let mut remap = tx.prepare_cached(adapters::REMAP_UNMAPPED_EVENTS_SQLITE)?;
+                let learners = remap.query_map(
+                    params![row.source, row.platform_course_id, row.course_id],
+                    |r| r.get::<_, Option<String>>(0),
+                )?;
+                for learner in learners {
+                    restated.extend(learner?);
+                }
+            }
+            if !restated.is_empty() {
+                restated.sort_unstable();
+                restated.dedup();
+                record_roster_change(
+                    &tx,
+                    RosterPart::Learners,
+                    Some(&roster_change::Touched::restating(restated)),
                 )?;
             }
             tx.commit()?;

@@ -1083,6 +1083,32 @@ async fn the_course_mapping_round_trips(store: Arc<dyn Store>) {
             mapping("moodle", "https://lms.example/course/1", "ml-basics"),
         ]
     );
+    // Events stored before their course was mapped move to the mapped course, and their
+    // learners are read again.
+    seed_reference(store.as_ref()).await;
+    store
+        .upsert_learners(&[learner("L-1", &["coursera:u1"])])
+        .await
+        .unwrap();
+    let mut early = event("e-early", "coursera:u1", 0.5);
+    early.course_id = "platform-course-7".into();
+    store.write_batch(&[early], &[], at(3)).await.unwrap();
+    let version = store.roster_version().await.unwrap();
+    store
+        .upsert_course_mappings(&[mapping("coursera", "platform-course-7", "ai-for-educators")])
+        .await
+        .unwrap();
+    let latest = store.stats().await.unwrap().last_seq;
+    let feed = store
+        .feed_of_learners(&["L-1".to_owned()], latest)
+        .await
+        .unwrap();
+    assert_eq!(feed.len(), 1);
+    assert_eq!(feed[0].course_id, "ai-for-educators");
+    let log = store.roster_log_after(version).await.unwrap().unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].restated, ["L-1"]);
+
     assert!(
         store
             .delete_course_mapping("coursera", "ai-for-everyone")
@@ -1095,7 +1121,7 @@ async fn the_course_mapping_round_trips(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
-    assert_eq!(store.course_map().await.unwrap().len(), 1);
+    assert_eq!(store.course_map().await.unwrap().len(), 2);
 }
 
 async fn connector_state_round_trips(store: Arc<dyn Store>) {
