@@ -23,10 +23,12 @@ CREATE INDEX xapi_statements_registration ON xapi_statements (registration, seq)
 
 -- The agents (`agent:<identifier>`) and activities (`activity:<IRI>`) a statement names, for the
 -- `agent` and `activity` filters: `direct` for the actor and the object, false for those only
--- the `related_agents` / `related_activities` filters reach.
+-- the `related_agents` / `related_activities` filters reach. `seq` is a statement's, written in
+-- the statement's own transaction (no foreign key: its check per row would cost more than the
+-- insert itself).
 CREATE TABLE xapi_statement_refs (
     ref    TEXT NOT NULL,
-    seq    BIGINT NOT NULL REFERENCES xapi_statements (seq),
+    seq    BIGINT NOT NULL,
     direct BOOLEAN NOT NULL,
     PRIMARY KEY (ref, seq, direct)
 );
