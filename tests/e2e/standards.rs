@@ -259,9 +259,23 @@ fn an_lrs_refuses_what_the_specification_refuses() {
         "refused batches are kept: {rejections}"
     );
 
-    // Without a key, 401; a statement without an id gets one.
-    let (status, _, _) = server.request("POST", "/xapi/statements", &[VERSION, JSON], Some(b"{}"));
+    // Without a key, 401 (still naming the version); a statement without an id gets one.
+    let (status, headers, _) =
+        server.request("POST", "/xapi/statements", &[VERSION, JSON], Some(b"{}"));
     assert_eq!(status, 401);
+    assert_eq!(headers["x-experience-api-version"], "1.0.3");
+    // An attachment whose data is neither linked nor sent is refused.
+    let mut attached = good.clone();
+    attached["id"] = json!("1e2d3c4b-5a69-4788-9a0b-1c2d3e4f5a6b");
+    attached["attachments"] = json!([{"usageType": "http://id.tincanapi.com/attachment/certificate",
+        "display": {"en": "certificate"}, "contentType": "application/pdf", "length": 1024,
+        "sha2": "4ac6b0f3c1b7e6a7d2f1e0c9b8a7f6e5d4c3b2a1908f7e6d5c4b3a2918f7e6d5"}]);
+    let (status, _, body) = send(&server, "POST", "/xapi/statements", &auth, &attached);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("fileUrl"),
+        "{body}"
+    );
     let mut anonymous = good.clone();
     anonymous.as_object_mut().unwrap().remove("id");
     let (status, _, ids) = send(&server, "POST", "/xapi/statements", &auth, &anonymous);

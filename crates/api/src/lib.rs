@@ -159,6 +159,7 @@ impl Application {
                 .configure(routes::configure)
                 .configure(openapi::configure)
                 .wrap(actix_web::middleware::from_fn(access::check))
+                .wrap(actix_web::middleware::from_fn(xapi::echo_version))
                 .wrap(actix_web::middleware::from_fn(routes::conditional_get))
                 .wrap(actix_web::middleware::from_fn(body::with_deadline))
                 .wrap(actix_web::middleware::from_fn(routes::audit_partners))

@@ -30,7 +30,6 @@ const ADMIN_SOURCE: &str = "xapi";
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/xapi")
-            .wrap(actix_web::middleware::from_fn(echo_version))
             // HEAD answers as GET does, without the body (the specification asks for it).
             .route("/about", web::get().to(about))
             .route("/about", web::head().to(about))
@@ -46,14 +45,19 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Puts `X-Experience-API-Version` on every answer under `/xapi`: the version the request
+/// Puts `X-Experience-API-Version` on every answer under `/xapi` — refusals of the access
+/// check and unknown methods included, so it wraps the whole app: the version the request
 /// named, or the latest nigrani speaks.
-async fn echo_version(
+pub(crate) async fn echo_version(
     req: ServiceRequest,
-    next: Next<impl actix_web::body::MessageBody>,
-) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    next: Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if !req.path().starts_with("/xapi") {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
     let version = requested_version(req.request()).unwrap_or(Version::V2_0_0);
-    let mut response = next.call(req).await?;
+    // Refusals of the access check and handlers' errors arrive here as answers.
+    let mut response = next.call(req).await?.map_into_boxed_body();
     response.headers_mut().insert(
         HeaderName::from_static(VERSION_HEADER),
         HeaderValue::from_static(version.as_str()),

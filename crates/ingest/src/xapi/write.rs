@@ -139,6 +139,8 @@ pub fn prepare(
     for (index, statement) in statements.iter().enumerate() {
         validate::validate_statement(statement, version)
             .map_err(|invalid| WriteError::Invalid { index, invalid })?;
+        attachment_data_is_linked(statement)
+            .map_err(|invalid| WriteError::Invalid { index, invalid })?;
     }
 
     let mut fresh_ids = new_ids(statements.len()).map_err(|e| {
@@ -302,6 +304,28 @@ fn content_hash_of(statement: &Value) -> String {
         }
     }
     content_hash_of_canonical(&canonical_json(&sent))
+}
+
+/// A statement sent as JSON carries no attachment data, so each attachment (the statement's and
+/// a sub-statement's) must say where its data is (`fileUrl`).
+fn attachment_data_is_linked(statement: &Value) -> Result<(), Invalid> {
+    for (pointer, path) in [
+        ("/attachments", "attachments"),
+        ("/object/attachments", "object.attachments"),
+    ] {
+        let Some(Value::Array(attachments)) = statement.pointer(pointer) else {
+            continue;
+        };
+        if let Some(index) = attachments.iter().position(|a| a.get("fileUrl").is_none()) {
+            return Err(Invalid {
+                path: format!("{path}[{index}]"),
+                message: "an attachment without `fileUrl` needs its data in a multipart/mixed \
+                          request, which nigrani does not take: link the data with `fileUrl`"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Writes each list of `contextActivities` (the statement's, and a sub-statement's) as an
