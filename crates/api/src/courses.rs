@@ -59,7 +59,12 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Every mapping, by source and platform id.
-async fn list(
+#[utoipa::path(get, path = "/api/v1/course-mappings", tag = "admin",
+    responses((status = 200, description = "The course mapping: platforms' course ids to the track plans' courses", body = Object,
+               example = json!({"mappings": [{"source": "coursera", "platform_course_id": "https://www.coursera.org/learn/ai-for-everyone", "course_id": "ai-for-everyone"}]})),
+              crate::error::ErrorResponses),
+    security(("api_key" = [])))]
+pub(crate) async fn list(
     _caller: Authenticated,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -67,7 +72,16 @@ async fn list(
 }
 
 /// Sets mappings from a JSON array or a CSV file (`source,platform_course_id,course_id`).
-async fn upsert(
+/// Events stored under a platform id before it was mapped move to its course.
+#[utoipa::path(post, path = "/api/v1/course-mappings", tag = "admin",
+    request_body(description = "Mappings as CSV with a header, or a JSON array of objects (up to 8 MiB)", content(
+        ("text/csv", example = "source,platform_course_id,course_id\ncoursera,https://www.coursera.org/learn/ai-for-everyone,ai-for-everyone\n"),
+        ("application/json", example = json!([{"source": "moodle", "platform_course_id": "https://lms.uet.edu.pk/course/view.php?id=87", "course_id": "ai-fundamentals-for-educators"}])),
+    )),
+    responses((status = 200, description = "Mappings written", body = Object, example = json!({"mappings": 1})),
+              crate::error::ErrorResponses),
+    security(("api_key" = [])))]
+pub(crate) async fn upsert(
     _caller: Authenticated,
     req: HttpRequest,
     payload: web::Payload,
@@ -99,15 +113,21 @@ async fn upsert(
     Ok(HttpResponse::Ok().json(json!({ "mappings": written })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct Which {
+pub(crate) struct Which {
     source: String,
     platform_course_id: String,
 }
 
 /// Removes one mapping.
-async fn delete(
+#[utoipa::path(delete, path = "/api/v1/course-mappings", tag = "admin",
+    params(Which),
+    responses((status = 204, description = "The mapping is removed"),
+              (status = 404, description = "There was no such mapping (`not_found`)", body = crate::error::ErrorBody),
+              crate::error::ErrorResponses),
+    security(("api_key" = [])))]
+pub(crate) async fn delete(
     _caller: Authenticated,
     which: web::Query<Which>,
     state: web::Data<AppState>,

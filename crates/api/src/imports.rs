@@ -22,7 +22,17 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/imports/coursera", web::post().to(import_coursera));
 }
 
-async fn import_coursera(
+/// Imports a Coursera enrollment report exported as CSV: its rows as events, idempotently.
+#[utoipa::path(post, path = "/api/v1/imports/coursera", tag = "ingest",
+    request_body(description = "The enrollment report as CSV with its header (within the ingest body limit)", content(
+        ("text/csv", example = "Name,Email,External Id,Course,Course ID,Course Slug,University,Enrollment Time,Last Course Activity Time,Overall Progress,Completed,Removed From Program,Program Slug,Program Name,Completion Time,Course Grade,Course Certificate URL,Course Type\nAyesha Siddiqui,ayesha@uet.edu.pk,UET-LHR-04417,AI For Everyone,Hw3kN6s2EeuPq1b8Yx4zCd,ai-for-everyone,UET Lahore,2026-02-02 04:00:00 UTC,2026-03-01 04:00:00 UTC,100,Yes,No,ai-soft-skills,AI Soft Skills,2026-03-01 04:00:00 UTC,92%,,COURSE\n"),
+    )),
+    responses((status = 200, description = "Rows read, rows kept as rejections, and the events' outcomes; every outcome is durable", body = Object,
+               example = json!({"rows": 1, "rejected_rows": 0, "events": {"accepted": 3, "unmatched": 0, "duplicate": 0, "conflict": 0, "rejected": 0}})),
+              (status = 400, description = "The header lacks the report's columns (`csv_missing_columns`), or there are no rows (`empty_batch`)", body = crate::error::ErrorBody),
+              crate::error::ErrorResponses),
+    security(("api_key" = [])))]
+pub(crate) async fn import_coursera(
     Authenticated(caller): Authenticated,
     req: HttpRequest,
     payload: web::Payload,
