@@ -52,7 +52,7 @@ pub(crate) async fn echo_version(
     req: ServiceRequest,
     next: Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    if !req.path().starts_with("/xapi") {
+    if req.path() != "/xapi" && !req.path().starts_with("/xapi/") {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let version = requested_version(req.request()).unwrap_or(Version::V2_0_0);

@@ -47,8 +47,16 @@ pub fn read_mappings(body: &[u8], csv: bool) -> Result<Vec<CourseMapping>, Mappi
     if rows.is_empty() {
         return Err(MappingError("the file holds no mappings".into()));
     }
+    let mut seen: HashMap<(&str, &str), &str> = HashMap::new();
     for (at, row) in &rows {
         check(row).map_err(|e| MappingError(format!("{at}: {e}")))?;
+        let key = (row.source.as_str(), row.platform_course_id.as_str());
+        if let Some(first) = seen.insert(key, at) {
+            return Err(MappingError(format!(
+                "{at}: `{}` of `{}` is mapped twice (first at {first}); one mapping per platform id",
+                row.platform_course_id, row.source
+            )));
+        }
     }
     Ok(rows.into_iter().map(|(_, row)| row).collect())
 }
@@ -140,6 +148,12 @@ mod tests {
                 .contains("course_id")
         );
         assert!(read_mappings(b"[]", false).is_err());
+        let twice = "source,platform_course_id,course_id\nmoodle,c7,a\nmoodle,c7,b\n";
+        let error = read_mappings(twice.as_bytes(), true).unwrap_err().0;
+        assert!(
+            error.starts_with("line 3") && error.contains("twice"),
+            "{error}"
+        );
     }
 
     #[test]

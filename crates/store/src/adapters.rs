@@ -165,9 +165,17 @@ pub(crate) fn filter_query(filter: &StatementFilter) -> (String, Vec<Bound>) {
 }
 
 /// The `stored` time of a statement written now (PostgreSQL, under the events lock): the
-/// database's clock, or the latest `stored` if that clock went back.
+/// database's clock, but always after the latest `stored`, so that every write is stored after
+/// any consistent-through moment handed out before it.
 pub(crate) const NEXT_STORED_POSTGRES: &str = "SELECT GREATEST(clock_timestamp(),
-        COALESCE((SELECT max(stored) FROM xapi_statements), '-infinity'::timestamptz))";
+        COALESCE((SELECT max(stored) FROM xapi_statements) + interval '1 microsecond',
+            '-infinity'::timestamptz))";
+
+/// The consistent-through moment (PostgreSQL): the latest `stored` committed (a write in flight
+/// took the lock after the writes before it committed, so it is stored after this), or the
+/// clock while nothing is stored.
+pub(crate) const CONSISTENT_THROUGH_POSTGRES: &str =
+    "SELECT COALESCE((SELECT max(stored) FROM xapi_statements), clock_timestamp())";
 
 /// One statement by id: `$1` the id.
 pub(crate) const STATEMENT_BY_ID: &str =

@@ -408,8 +408,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<adapters::StatementsWrite, StoreError>;
 
     /// A moment every statement stored up to is visible to reads from now on (for
-    /// `X-Experience-API-Consistent-Through`): it waits for a statement write in progress, and
-    /// any later write is stored after it.
+    /// `X-Experience-API-Consistent-Through`): the latest `stored` committed; a write in
+    /// progress, and any later one, is stored after it.
     async fn statements_consistent_through(&self) -> Result<DateTime<Utc>, StoreError>;
 
     /// One statement by id, voided or not.

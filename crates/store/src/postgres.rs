@@ -714,20 +714,12 @@ impl Store for PostgresStore {
     }
 
     async fn statements_consistent_through(&self) -> Result<DateTime<Utc>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(map_error)?;
-        // Waits for a statement write holding the lock to commit; one taking it later reads
-        // a later `stored`.
-        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&EVENTS_LOCK])
-            .await
-            .map_err(map_error)?;
-        let now: DateTime<Utc> = tx
-            .query_one(adapters::NEXT_STORED_POSTGRES, &[])
+        let client = self.client().await?;
+        Ok(client
+            .query_one(adapters::CONSISTENT_THROUGH_POSTGRES, &[])
             .await
             .map_err(map_error)?
-            .get(0);
-        tx.commit().await.map_err(map_error)?;
-        Ok(now)
+            .get(0))
     }
 
     async fn statement(&self, statement_id: &str) -> Result<Option<StoredStatement>, StoreError> {
@@ -777,6 +769,10 @@ impl Store for PostgresStore {
     async fn upsert_course_mappings(&self, rows: &[CourseMapping]) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_error)?;
+        // Events are moved under the events' lock, as they are written and voided under it.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENTS_LOCK])
+            .await
+            .map_err(map_error)?;
         for row in rows {
             tx.execute(
                 adapters::UPSERT_COURSE_MAPPING,

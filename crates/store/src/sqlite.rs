@@ -235,14 +235,15 @@ fn map_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// The `stored` time of a statement written now: the clock, or the latest `stored` if the clock
-/// went back (in microseconds).
+/// The `stored` time of a statement written now (in microseconds): the clock, but always after
+/// the latest `stored`, so that every write is stored after any consistent-through moment
+/// handed out before it.
 fn next_stored(conn: &rusqlite::Connection) -> Result<i64, rusqlite::Error> {
     let latest: Option<i64> =
         conn.query_row("SELECT max(stored) FROM xapi_statements", [], |row| {
             row.get(0)
         })?;
-    Ok(micros(Utc::now()).max(latest.unwrap_or(i64::MIN)))
+    Ok(micros(Utc::now()).max(latest.map_or(i64::MIN, |latest| latest + 1)))
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -736,8 +737,17 @@ impl Store for SqliteStore {
     }
 
     async fn statements_consistent_through(&self) -> Result<DateTime<Utc>, StoreError> {
-        // Through the writer: no statement write is half done while this runs.
-        let at = self.write(|conn| Ok(next_stored(conn)?)).await?;
+        // The latest `stored` committed: a write in flight is stored after it (writes are
+        // serialised, and each is stored after the latest before it).
+        let at = self
+            .read(|conn| {
+                let latest: Option<i64> =
+                    conn.query_row("SELECT max(stored) FROM xapi_statements", [], |row| {
+                        row.get(0)
+                    })?;
+                Ok(latest.unwrap_or_else(|| micros(Utc::now())))
+            })
+            .await?;
         DateTime::from_timestamp_micros(at)
             .ok_or_else(|| StoreError::internal(format!("no such time: {at} µs")))
     }

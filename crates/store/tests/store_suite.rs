@@ -1054,6 +1054,28 @@ async fn statement_filters_and_paging(store: Arc<dyn Store>) {
             .len(),
         5
     );
+
+    // A statement written after a consistent-through moment is stored after it, so polling
+    // with `since` that moment finds it, even in the same microsecond.
+    let through = store.statements_consistent_through().await.unwrap();
+    let later = statement_record(
+        "00000000-0000-4000-8000-0000000001ff",
+        COMPLETED,
+        None,
+        "h-later",
+    );
+    write(store.as_ref(), std::slice::from_ref(&later), &[]).await;
+    let stored = store.statement(&later.statement_id).await.unwrap().unwrap();
+    assert!(stored.stored > through, "{} <= {through}", stored.stored);
+    let since = store
+        .statements(&StatementFilter {
+            since: Some(through),
+            limit: 10,
+            ..StatementFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 1);
 }
 
 async fn the_course_mapping_round_trips(store: Arc<dyn Store>) {
