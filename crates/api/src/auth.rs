@@ -92,6 +92,12 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The source what this caller sends is stored under: an ingest key's own, else (an admin
+    /// key) the route's `default`.
+    pub fn source_or(&self, default: &str) -> String {
+        self.source.clone().unwrap_or_else(|| default.to_owned())
+    }
+
     /// 403 unless the caller has one of these roles.
     pub fn require(&self, roles: &[AccessRole]) -> Result<(), ApiError> {
         if roles.contains(&self.role) {

@@ -39,10 +39,7 @@ async fn post_envelope(
     }
     let limits = state.ingestor.limits();
     let body = crate::body::read_body(&req, payload, limits.max_body_bytes).await?;
-    let source = caller
-        .source
-        .clone()
-        .unwrap_or_else(|| ADMIN_SOURCE.to_owned());
+    let source = caller.source_or(ADMIN_SOURCE);
     let now = state.clock.now();
     let courses = state.courses.get(state.store.as_ref()).await?;
     let mapped = match caliper::read_envelope(&body, &source, &courses) {

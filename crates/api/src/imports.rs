@@ -46,10 +46,7 @@ pub(crate) async fn import_coursera(
     }
     let limits = state.ingestor.limits();
     let body = crate::body::read_body(&req, payload, limits.max_body_bytes).await?;
-    let source = caller
-        .source
-        .clone()
-        .unwrap_or_else(|| ADMIN_SOURCE.to_owned());
+    let source = caller.source_or(ADMIN_SOURCE);
     let courses = state.courses.get(state.store.as_ref()).await?;
     let ingestor = state.ingestor.bound_to(caller.source.as_deref());
     let summary = import_csv(

@@ -170,10 +170,7 @@ async fn write_statements(
     }
     let limits = state.ingestor.limits();
     let body = crate::body::read_body(req, payload, limits.max_body_bytes).await?;
-    let source = caller
-        .source
-        .clone()
-        .unwrap_or_else(|| ADMIN_SOURCE.to_owned());
+    let source = caller.source_or(ADMIN_SOURCE);
     let now = state.clock.now();
     let sender = Sender {
         source: source.clone(),

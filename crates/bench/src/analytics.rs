@@ -125,10 +125,7 @@ pub(crate) async fn run(args: AnalyticsArgs) -> anyhow::Result<()> {
         ),
         (None, Some(url)) => {
             let (db, existed) = BenchDatabase::reuse(url, &name)?;
-            let config = StoreConfig {
-                database_url: Some(db.url.clone()),
-                ..StoreConfig::default()
-            };
+            let config = db.store_config();
             let (store, _) = nigrani_store::open(&config).await?;
             if !existed || store.stats().await?.learners == 0 {
                 load(&store, args.store_learners).await?;

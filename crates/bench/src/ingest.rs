@@ -188,10 +188,7 @@ pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::
     let mut results = Vec::new();
     if let Some(admin_url) = &args.postgres_url {
         let db = BenchDatabase::create(admin_url, "ingest")?;
-        let config = StoreConfig {
-            database_url: Some(db.url.clone()),
-            ..StoreConfig::default()
-        };
+        let config = db.store_config();
         load_roster(&config, &work).await?;
         results.push(serve_and_load(
             nigrani,
@@ -204,10 +201,7 @@ pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::
         drop(db);
 
         let peer = BenchDatabase::create(admin_url, "copy")?;
-        let peer_config = StoreConfig {
-            database_url: Some(peer.url.clone()),
-            ..StoreConfig::default()
-        };
+        let peer_config = peer.store_config();
         nigrani_store::open(&peer_config).await?;
         results.push(copy_peer(&peer.url, &work)?);
     }
@@ -216,10 +210,7 @@ pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::
             ensure!(batch > 0, "xAPI batch sizes must be positive");
             let native = native_bodies(&work.events, batch);
             let db = BenchDatabase::create(admin_url, "native")?;
-            let config = StoreConfig {
-                database_url: Some(db.url.clone()),
-                ..StoreConfig::default()
-            };
+            let config = db.store_config();
             load_roster(&config, &work).await?;
             results.push(serve_and_load(
                 nigrani,
@@ -233,10 +224,7 @@ pub(crate) async fn run(args: IngestArgs, nigrani: &std::path::Path) -> anyhow::
 
             let statements = statement_bodies(&work.events, batch, run as u32 + 1);
             let db = BenchDatabase::create(admin_url, "xapi")?;
-            let config = StoreConfig {
-                database_url: Some(db.url.clone()),
-                ..StoreConfig::default()
-            };
+            let config = db.store_config();
             load_roster(&config, &work).await?;
             map_courses(&config, &work).await?;
             let key = ingest_key(nigrani, &config)?;

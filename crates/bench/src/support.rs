@@ -95,6 +95,14 @@ pub(crate) struct BenchDatabase {
 }
 
 impl BenchDatabase {
+    /// The store settings of a nigrani on this database.
+    pub(crate) fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            database_url: Some(self.url.clone()),
+            ..StoreConfig::default()
+        }
+    }
+
     /// A fresh database for this run, dropped afterwards.
     pub(crate) fn create(admin_url: &str, label: &str) -> anyhow::Result<Self> {
         let name = format!("nigrani_bench_{label}_{}", std::process::id());

@@ -93,7 +93,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::course_map::CourseMap;
-use crate::native::Item;
+use crate::native::{Item, json_type};
 
 /// The one `dataVersion` (and event `@context`) taken: the Caliper 1.1 JSON-LD context IRI.
 pub const DATA_VERSION: &str = "http://purl.imsglobal.org/ctx/caliper/v1p1";
@@ -1036,17 +1036,6 @@ fn shown(text: &str) -> String {
         out.push('…');
     }
     out
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Parses JSON as [`serde_json::from_slice`] does, but refuses an object that names a key

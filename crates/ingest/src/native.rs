@@ -198,7 +198,8 @@ impl<'de> serde::de::Visitor<'de> for Elements {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// What a JSON value is, for messages ("must be a string, not a number").
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -698,14 +698,7 @@ impl Store for PostgresStore {
                 }
             }
         }
-        if !retracted.is_empty() {
-            record_roster_change(
-                &tx,
-                RosterPart::Learners,
-                Some(&roster_change::Touched::restating(retracted)),
-            )
-            .await?;
-        }
+        record_restated(&tx, retracted).await?;
         commit(tx).await?;
         Ok(StatementsWrite::Written {
             statements: stored_now,
@@ -788,7 +781,7 @@ impl Store for PostgresStore {
         let column = |pick: fn(&CourseMapping) -> &str| -> Vec<&str> {
             remapped.iter().map(|r| pick(r)).collect()
         };
-        let mut restated: Vec<String> = tx
+        let restated: Vec<String> = tx
             .query(
                 adapters::REMAP_UNMAPPED_EVENTS_POSTGRES,
                 &[
@@ -802,16 +795,7 @@ impl Store for PostgresStore {
             .iter()
             .filter_map(|row| row.get::<_, Option<String>>(0))
             .collect();
-        if !restated.is_empty() {
-            restated.sort_unstable();
-            restated.dedup();
-            record_roster_change(
-                &tx,
-                RosterPart::Learners,
-                Some(&roster_change::Touched::restating(restated)),
-            )
-            .await?;
-        }
+        record_restated(&tx, restated).await?;
         commit(tx).await?;
         Ok(rows.len() as u64)
     }
@@ -1266,6 +1250,23 @@ async fn commit(tx: deadpool_postgres::Transaction<'_>) -> Result<(), StoreError
 const LOCK_ROSTER: &str = "SELECT version FROM roster_version WHERE id = 1 FOR UPDATE";
 
 /// Records a roster change in its transaction (see [`sql::RECORD_ROSTER_CHANGE`]).
+/// Records that these learners' state must be read again from their events (a statement voided,
+/// events moved to a newly mapped course); nothing when there are none.
+async fn record_restated(
+    tx: &tokio_postgres::Transaction<'_>,
+    learners: Vec<String>,
+) -> Result<(), StoreError> {
+    if learners.is_empty() {
+        return Ok(());
+    }
+    record_roster_change(
+        tx,
+        RosterPart::Learners,
+        Some(&roster_change::Touched::restating(learners)),
+    )
+    .await
+}
+
 async fn record_roster_change(
     tx: &tokio_postgres::Transaction<'_>,
     part: RosterPart,

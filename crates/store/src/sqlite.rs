@@ -720,13 +720,7 @@ impl Store for SqliteStore {
                     .optional()?;
                 retracted.extend(learner.flatten());
             }
-            if !retracted.is_empty() {
-                record_roster_change(
-                    &tx,
-                    RosterPart::Learners,
-                    Some(&roster_change::Touched::restating(retracted)),
-                )?;
-            }
+            record_restated(&tx, retracted)?;
             tx.commit()?;
             Ok(StatementsWrite::Written {
                 statements: stored_now,
@@ -832,15 +826,7 @@ impl Store for SqliteStore {
                     restated.extend(learner?);
                 }
             }
-            if !restated.is_empty() {
-                restated.sort_unstable();
-                restated.dedup();
-                record_roster_change(
-                    &tx,
-                    RosterPart::Learners,
-                    Some(&roster_change::Touched::restating(restated)),
-                )?;
-            }
+            record_restated(&tx, restated)?;
             tx.commit()?;
             Ok(rows.len() as u64)
         })
@@ -1287,6 +1273,19 @@ fn stored_statement(
 }
 
 /// Records a roster change in its transaction (see [`sql::RECORD_ROSTER_CHANGE`]).
+/// Records that these learners' state must be read again from their events (a statement voided,
+/// events moved to a newly mapped course); nothing when there are none.
+fn record_restated(tx: &rusqlite::Transaction<'_>, learners: Vec<String>) -> rusqlite::Result<()> {
+    if learners.is_empty() {
+        return Ok(());
+    }
+    record_roster_change(
+        tx,
+        RosterPart::Learners,
+        Some(&roster_change::Touched::restating(learners)),
+    )
+}
+
 fn record_roster_change(
     tx: &rusqlite::Transaction<'_>,
     part: RosterPart,

@@ -34,6 +34,7 @@ use nigrani_domain::{EventKind, LearnerRef, LearningEvent, RejectReason, Rejecti
 use serde_json::{Map, Value};
 
 use crate::CourseMap;
+use crate::native::json_type;
 
 /// Where a row was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -592,17 +593,6 @@ fn parse_iso(text: &str) -> Result<i64, (RejectReason, &'static str)> {
             RejectReason::InvalidTimestamp,
             "is neither epoch milliseconds nor an ISO 8601 timestamp",
         ))
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -218,13 +218,7 @@ fn boolean(name: &str, value: &str) -> Result<bool, QueryError> {
 }
 
 fn iri(name: &str, value: &str) -> Result<String, QueryError> {
-    let scheme = value.split_once(':').map(|(scheme, _)| scheme);
-    let ok = scheme.is_some_and(|s| {
-        s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    });
-    if ok {
+    if validate::is_iri(value) {
         Ok(value.to_owned())
     } else {
         Err(QueryError(format!(

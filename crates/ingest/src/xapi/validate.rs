@@ -12,6 +12,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::native::json_type;
+
 /// The xAPI versions nigrani speaks, as the `X-Experience-API-Version` header names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -449,7 +451,7 @@ fn object<'v>(
     let Value::Object(map) = value else {
         return Err(invalid(
             path,
-            format!("must be an object, not {}", kind(value)),
+            format!("must be an object, not {}", json_type(value)),
         ));
     };
     for (key, value) in map {
@@ -470,17 +472,6 @@ fn object<'v>(
     Ok(map)
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn required<'v>(map: &'v Map<String, Value>, key: &str, path: &str) -> Result<&'v Value, Invalid> {
     map.get(key)
         .ok_or_else(|| invalid(path, format!("`{key}` is required")))
@@ -489,7 +480,7 @@ fn required<'v>(map: &'v Map<String, Value>, key: &str, path: &str) -> Result<&'
 fn string<'v>(value: &'v Value, path: &str) -> Result<&'v str, Invalid> {
     value
         .as_str()
-        .ok_or_else(|| invalid(path, format!("must be a string, not {}", kind(value))))
+        .ok_or_else(|| invalid(path, format!("must be a string, not {}", json_type(value))))
 }
 
 fn boolean(value: &Value, path: &str) -> Checked {
@@ -497,7 +488,7 @@ fn boolean(value: &Value, path: &str) -> Checked {
         Value::Bool(_) => Ok(()),
         other => Err(invalid(
             path,
-            format!("must be true or false, not {}", kind(other)),
+            format!("must be true or false, not {}", json_type(other)),
         )),
     }
 }
@@ -540,7 +531,10 @@ fn language_map(value: &Value, path: &str) -> Checked {
     let Value::Object(map) = value else {
         return Err(invalid(
             path,
-            format!("must be a language map (an object), not {}", kind(value)),
+            format!(
+                "must be a language map (an object), not {}",
+                json_type(value)
+            ),
         ));
     };
     for (tag, text) in map {
@@ -559,7 +553,7 @@ fn extensions(value: &Value, path: &str) -> Checked {
     let Value::Object(map) = value else {
         return Err(invalid(
             path,
-            format!("must be an object, not {}", kind(value)),
+            format!("must be an object, not {}", json_type(value)),
         ));
     };
     for key in map.keys() {
@@ -576,7 +570,7 @@ fn extensions(value: &Value, path: &str) -> Checked {
 fn number_of(value: &Value, path: &str) -> Result<f64, Invalid> {
     value
         .as_f64()
-        .ok_or_else(|| invalid(path, format!("must be a number, not {}", kind(value))))
+        .ok_or_else(|| invalid(path, format!("must be a number, not {}", json_type(value))))
 }
 
 fn one_or_many(value: &Value) -> Vec<(Option<usize>, &Value)> {
@@ -593,7 +587,7 @@ fn one_or_many(value: &Value) -> Vec<(Option<usize>, &Value)> {
 fn array<'v>(value: &'v Value, path: &str) -> Result<&'v Vec<Value>, Invalid> {
     value
         .as_array()
-        .ok_or_else(|| invalid(path, format!("must be an array, not {}", kind(value))))
+        .ok_or_else(|| invalid(path, format!("must be an array, not {}", json_type(value))))
 }
 
 impl Walker {
@@ -942,14 +936,7 @@ impl Walker {
             self.actor(instructor, &child(path, "instructor"), false)?;
         }
         if let Some(team) = map.get("team") {
-            let at = child(path, "team");
-            if team.get("objectType").and_then(Value::as_str) != Some("Group") {
-                return Err(invalid(
-                    &at,
-                    "a team must be a group (`objectType`: `Group`)",
-                ));
-            }
-            self.group(team, &at)?;
+            self.declared_group(team, &child(path, "team"))?;
         }
         if let Some(activities) = map.get("contextActivities") {
             let at = child(path, "contextActivities");
@@ -967,35 +954,17 @@ impl Walker {
         }
         if let Some(agents) = map.get("contextAgents") {
             let at = child(path, "contextAgents");
-            for (i, entry) in array(agents, &at)?.iter().enumerate() {
-                let here = item(&at, i);
-                let entry = object(entry, &here, CONTEXT_AGENT_KEYS)?;
-                if required(entry, "objectType", &here)? != "contextAgent" {
-                    return Err(invalid(&here, "`objectType` must be `contextAgent`"));
-                }
-                let agent = required(entry, "agent", &here)?;
-                self.agent(agent, &child(&here, "agent"))?;
-                self.relevant_types(entry, &here)?;
-            }
+            self.context_entries(agents, &at, CONTEXT_AGENT_KEYS, "agent", Self::agent)?;
         }
         if let Some(groups) = map.get("contextGroups") {
             let at = child(path, "contextGroups");
-            for (i, entry) in array(groups, &at)?.iter().enumerate() {
-                let here = item(&at, i);
-                let entry = object(entry, &here, CONTEXT_GROUP_KEYS)?;
-                if required(entry, "objectType", &here)? != "contextGroup" {
-                    return Err(invalid(&here, "`objectType` must be `contextGroup`"));
-                }
-                let group = required(entry, "group", &here)?;
-                if group.get("objectType").and_then(Value::as_str) != Some("Group") {
-                    return Err(invalid(
-                        &child(&here, "group"),
-                        "must be a group (`objectType`: `Group`)",
-                    ));
-                }
-                self.group(group, &child(&here, "group"))?;
-                self.relevant_types(entry, &here)?;
-            }
+            self.context_entries(
+                groups,
+                &at,
+                CONTEXT_GROUP_KEYS,
+                "group",
+                Self::declared_group,
+            )?;
         }
         let object_is_activity = target
             .get("objectType")
@@ -1027,6 +996,44 @@ impl Walker {
         }
         if let Some(ext) = map.get("extensions") {
             extensions(ext, &child(path, "extensions"))?;
+        }
+        Ok(())
+    }
+
+    /// A group that says it is one (`objectType` `Group`), as a team or a context group must.
+    fn declared_group(&self, value: &Value, path: &str) -> Checked {
+        if value.get("objectType").and_then(Value::as_str) != Some("Group") {
+            return Err(invalid(path, "must be a group (`objectType`: `Group`)"));
+        }
+        self.group(value, path)
+    }
+
+    /// 2.0's `contextAgents` or `contextGroups`: an array of entries with `objectType`
+    /// `context<Member>` (`contextAgent`, `contextGroup`), the member under `member`, and
+    /// optional `relevantTypes`.
+    fn context_entries(
+        &self,
+        entries: &Value,
+        path: &str,
+        keys: &[&str],
+        member: &str,
+        check_member: fn(&Self, &Value, &str) -> Checked,
+    ) -> Checked {
+        let object_type = match member {
+            "agent" => "contextAgent",
+            _ => "contextGroup",
+        };
+        for (i, entry) in array(entries, path)?.iter().enumerate() {
+            let here = item(path, i);
+            let entry = object(entry, &here, keys)?;
+            if required(entry, "objectType", &here)? != object_type {
+                return Err(invalid(
+                    &here,
+                    format!("`objectType` must be `{object_type}`"),
+                ));
+            }
+            check_member(self, required(entry, member, &here)?, &child(&here, member))?;
+            self.relevant_types(entry, &here)?;
         }
         Ok(())
     }
